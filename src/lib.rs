@@ -1,0 +1,6 @@
+//! A Diameter Gy/Ro charging gateway: REST front ends turned into Credit-Control exchanges
+//! (RFC 6733, RFC 4006 / RFC 8506, 3GPP TS 32.299) with an Online Charging System.
+//!
+//! See `ARCHITECTURE.md` for the map of the code.
+
+pub mod diameter;
