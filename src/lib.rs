@@ -3,4 +3,6 @@
 //!
 //! See `ARCHITECTURE.md` for the map of the code.
 
+pub mod cli;
 pub mod diameter;
+pub mod fuzzing;

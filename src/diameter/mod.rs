@@ -2,3 +2,4 @@
 
 pub mod codec;
 pub mod dict;
+pub mod render;
