@@ -19,7 +19,6 @@
 
 use std::fmt;
 
-use bytes::BufMut;
 use nom::Parser;
 use nom::number::complete::{be_u8, be_u24, be_u32};
 
@@ -203,13 +202,20 @@ impl Header {
         Ok(())
     }
 
-    /// Writes the 20 header bytes with the given total message length.
-    pub(crate) fn write(&self, length: u32, dst: &mut impl BufMut) {
-        dst.put_u32((u32::from(VERSION) << 24) | (length & MAX_MESSAGE_LEN));
-        dst.put_u32((u32::from(self.flags.0) << 24) | (self.code.0 & 0x00FF_FFFF));
-        dst.put_u32(self.application_id.0);
-        dst.put_u32(self.hop_by_hop);
-        dst.put_u32(self.end_to_end);
+    /// The 20 header bytes for a message of `length` octets.
+    pub fn to_bytes(&self, length: u32) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        let words = [
+            (u32::from(VERSION) << 24) | (length & MAX_MESSAGE_LEN),
+            (u32::from(self.flags.0) << 24) | (self.code.0 & 0x00FF_FFFF),
+            self.application_id.0,
+            self.hop_by_hop,
+            self.end_to_end,
+        ];
+        for (chunk, w) in b.chunks_exact_mut(4).zip(words) {
+            chunk.copy_from_slice(&w.to_be_bytes());
+        }
+        b
     }
 }
 
@@ -303,9 +309,7 @@ mod tests {
     use super::*;
 
     fn bytes(h: &Header, len: u32) -> Vec<u8> {
-        let mut v = Vec::new();
-        h.write(len, &mut v);
-        v
+        h.to_bytes(len).to_vec()
     }
 
     #[test]

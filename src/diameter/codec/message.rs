@@ -13,7 +13,9 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::avp::{Avp, AvpBuf, AvpCode, AvpHeader, AvpIter, AvpTypes, VendorId};
+use super::avp::{
+    Avp, AvpBuf, AvpCode, AvpHeader, AvpTypes, GroupLengths, VendorId, Writer, try_for_each_avp,
+};
 use super::error::{DecodeError, EncodeError, ResultCode};
 use super::header::{self, HEADER_LEN, Header, MAX_MESSAGE_LEN};
 use super::value::DataType;
@@ -57,9 +59,9 @@ pub struct Message {
 impl Message {
     /// Checks `frame` (one whole message, as the framer yields it) and indexes its top-level
     /// AVPs. `types` tells which AVPs are Grouped, so that their members are checked too.
-    pub fn decode(
+    pub fn decode<T: AvpTypes + ?Sized>(
         frame: Bytes,
-        types: &dyn AvpTypes,
+        types: &T,
         limits: &Limits,
     ) -> Result<Self, DecodeError> {
         let header = header::parse(&frame, limits.max_message_len.min(MAX_MESSAGE_LEN))?;
@@ -70,14 +72,14 @@ impl Message {
             limits,
             count: 0,
         };
-        for avp in AvpIter::new(body, HEADER_LEN as u32) {
-            let avp = avp?;
+        try_for_each_avp(body, HEADER_LEN as u32, |avp| {
             walk.visit(&avp, 0)?;
             avps.push(Slot {
                 header: *avp.header(),
                 offset: avp.offset(),
             });
-        }
+            Ok(())
+        })?;
         Ok(Self {
             frame,
             header,
@@ -158,14 +160,16 @@ impl Message {
     }
 }
 
-struct Walk<'d> {
-    types: &'d dyn AvpTypes,
+struct Walk<'d, T: ?Sized> {
+    types: &'d T,
     limits: &'d Limits,
     count: u32,
 }
 
-impl Walk<'_> {
-    /// Counts `avp` and, if it is Grouped, checks its members one level deeper.
+impl<T: AvpTypes + ?Sized> Walk<'_, T> {
+    /// Counts `avp` and, if it is Grouped, checks its members one level deeper. Only Grouped
+    /// AVPs cost a call: the members of one group are visited in a loop.
+    #[inline]
     fn visit(&mut self, avp: &Avp<'_>, depth: u8) -> Result<(), DecodeError> {
         self.count += 1;
         if self.count > self.limits.max_avps {
@@ -178,13 +182,20 @@ impl Walk<'_> {
             return Ok(());
         }
         if depth >= self.limits.max_depth {
-            return Err(DecodeError::TooDeep(avp.location(), self.limits.max_depth));
+            return Err(too_deep(avp, self.limits.max_depth));
         }
-        for member in avp.group() {
-            self.visit(&member?, depth + 1)?;
-        }
-        Ok(())
+        self.members(avp.data(), avp.data_offset(), depth + 1)
     }
+
+    #[inline(never)]
+    fn members(&mut self, data: &[u8], base: u32, depth: u8) -> Result<(), DecodeError> {
+        try_for_each_avp(data, base, |member| self.visit(&member, depth))
+    }
+}
+
+#[cold]
+fn too_deep(avp: &Avp<'_>, max: u8) -> DecodeError {
+    DecodeError::TooDeep(avp.location(), max)
 }
 
 /// A message to encode.
@@ -232,14 +243,28 @@ impl MessageBuf {
         Ok(len)
     }
 
-    /// Appends the encoded message to `dst`, reserving its exact size once.
+    /// Appends the encoded message to `dst`. One pass measures every AVP (checking the 24-bit
+    /// length fields and noting each Grouped length); the exact size is then reserved and
+    /// zero-filled once, and a second pass writes every field (padding is already zero).
     pub fn encode(&self, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        let len = self.encoded_len()?;
-        dst.reserve(len);
-        self.header.write(len as u32, dst);
+        let mut lens = GroupLengths::new();
+        let mut len = HEADER_LEN;
         for a in &self.avps {
-            a.write(dst);
+            len = len.saturating_add(a.measure(&mut lens)?);
         }
+        if len > MAX_MESSAGE_LEN as usize {
+            return Err(EncodeError::MessageTooLong(len));
+        }
+        let start = dst.len();
+        dst.resize(start + len, 0);
+        let out = dst.get_mut(start..).unwrap_or_default();
+        let mut w = Writer::new(out);
+        w.put_array(self.header.to_bytes(len as u32));
+        let mut lens = lens.iter();
+        for a in &self.avps {
+            a.write(&mut w, &mut lens);
+        }
+        debug_assert_eq!(w.position(), len);
         Ok(())
     }
 

@@ -43,7 +43,8 @@ pub mod message;
 pub mod value;
 
 pub use avp::{
-    Avp, AvpBuf, AvpCode, AvpFlags, AvpHeader, AvpIter, AvpTypes, AvpValue, NoTypes, VendorId,
+    Avp, AvpBuf, AvpCode, AvpFlags, AvpHeader, AvpIter, AvpTypes, AvpValue, Members, NoTypes,
+    VendorId,
 };
 pub use error::{AvpLocation, DecodeError, EncodeError, ResultCode};
 pub use framer::{DiameterFramer, FrameError};

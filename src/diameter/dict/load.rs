@@ -125,23 +125,41 @@ struct Loader {
 }
 
 /// Reading one file.
-struct FileCtx<'a> {
+struct FileCtx {
     name: Arc<str>,
-    doc: &'a Document<'a>,
+    /// Byte offset of the start of each line, for line numbers in O(log n) (roxmltree's own
+    /// `text_pos_at` scans from the start of the text on every call).
+    line_starts: Vec<usize>,
 }
 
-impl FileCtx<'_> {
+impl FileCtx {
+    fn new(name: &str, text: &str) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Self {
+            name: Arc::from(name),
+            line_starts,
+        }
+    }
+
+    fn line(&self, node: Node<'_, '_>) -> u32 {
+        let at = node.range().start;
+        let line = self.line_starts.partition_point(|start| *start <= at);
+        u32::try_from(line).unwrap_or(u32::MAX)
+    }
+
     fn origin(&self, node: Node<'_, '_>) -> Origin {
         Origin {
             file: self.name.clone(),
-            line: self.doc.text_pos_at(node.range().start).row,
+            line: self.line(node),
         }
     }
 
     fn error(&self, node: Node<'_, '_>, reason: impl Into<String>) -> DictError {
         DictError {
             file: self.name.to_string(),
-            line: self.doc.text_pos_at(node.range().start).row,
+            line: self.line(node),
             reason: reason.into(),
         }
     }
@@ -221,10 +239,7 @@ impl Loader {
             line: e.pos().row,
             reason: format!("not well-formed XML: {e}"),
         })?;
-        let ctx = FileCtx {
-            name: Arc::from(name),
-            doc: &doc,
-        };
+        let ctx = FileCtx::new(name, text);
         let root = doc.root_element();
         if root.tag_name().name() != "diameter" {
             return Err(ctx.error(root, "the root element must be <diameter>"));
@@ -252,7 +267,7 @@ impl Loader {
         Ok(())
     }
 
-    fn vendor(&mut self, ctx: &FileCtx<'_>, node: Node<'_, '_>) -> Result<(), DictError> {
+    fn vendor(&mut self, ctx: &FileCtx, node: Node<'_, '_>) -> Result<(), DictError> {
         let id: u32 = ctx.number(node, "id", ctx.attr(node, "id")?)?;
         let name = ctx.attr(node, "name")?.to_string();
         if let Some((existing, at)) = self.vendors.get(&id) {
@@ -268,7 +283,7 @@ impl Loader {
         Ok(())
     }
 
-    fn application(&mut self, ctx: &FileCtx<'_>, node: Node<'_, '_>) -> Result<(), DictError> {
+    fn application(&mut self, ctx: &FileCtx, node: Node<'_, '_>) -> Result<(), DictError> {
         let id = ApplicationId(ctx.number(node, "id", ctx.attr(node, "id")?)?);
         let name = ctx.attr(node, "name")?.to_string();
         if let Some(t) = node.attribute("type")
@@ -303,7 +318,7 @@ impl Loader {
 
     fn command(
         &mut self,
-        ctx: &FileCtx<'_>,
+        ctx: &FileCtx,
         node: Node<'_, '_>,
         application: ApplicationId,
     ) -> Result<(), DictError> {
@@ -367,7 +382,7 @@ impl Loader {
         Ok(())
     }
 
-    fn avp(&mut self, ctx: &FileCtx<'_>, node: Node<'_, '_>) -> Result<(), DictError> {
+    fn avp(&mut self, ctx: &FileCtx, node: Node<'_, '_>) -> Result<(), DictError> {
         let name = ctx.attr(node, "name")?.to_string();
         if name.is_empty() || name == "AVP" {
             return Err(ctx.error(node, format!("\"{name}\" cannot be an AVP name")));
@@ -530,7 +545,7 @@ impl Loader {
                     line: a.origin.line,
                     reason: "too many AVP definitions".into(),
                 })?;
-            dict.insert_index(a.code.0, a.vendor.0, index);
+            dict.insert_index(a.code.0, a.vendor.0, index, a.data_type);
         }
         for (i, c) in commands.iter().enumerate() {
             dict.command_index.insert((c.application.0, c.code.0), i);
@@ -544,7 +559,7 @@ impl Loader {
 }
 
 /// Reads the `<rule>` children of a grammar element.
-fn grammar(ctx: &FileCtx<'_>, node: Node<'_, '_>) -> Result<PendingGrammar, DictError> {
+fn grammar(ctx: &FileCtx, node: Node<'_, '_>) -> Result<PendingGrammar, DictError> {
     let mut g = PendingGrammar::default();
     let mut fixed_done = false;
     for r in elements(node) {

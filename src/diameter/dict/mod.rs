@@ -138,9 +138,10 @@ pub struct ApplicationDef {
 #[derive(Clone, Debug, Default)]
 pub struct Dictionary {
     avps: Vec<AvpDef>,
-    ietf: Vec<u32>,
-    dense: FxHashMap<u32, Vec<u32>>,
-    sparse: FxHashMap<(u32, u32), u32>,
+    ietf: Vec<Entry>,
+    /// Per-vendor tables; a handful of vendors at most, so a short list beats hashing.
+    dense: Vec<(u32, Vec<Entry>)>,
+    sparse: FxHashMap<(u32, u32), Entry>,
     by_name: HashMap<String, usize>,
     commands: Vec<CommandDef>,
     command_index: FxHashMap<(u32, u32), usize>,
@@ -150,6 +151,18 @@ pub struct Dictionary {
 }
 
 const NONE: u32 = u32::MAX;
+
+/// What the decode path needs of a definition, in 8 bytes: no trip to the `AvpDef`.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    index: u32,
+    ty: Option<DataType>,
+}
+
+const EMPTY: Entry = Entry {
+    index: NONE,
+    ty: None,
+};
 
 /// The dictionaries shipped in `dictionaries/`, compiled in for tests, benchmarks, fuzzing and
 /// `gateway decode` without `--dict`.
@@ -192,18 +205,33 @@ impl Dictionary {
         &self.commands
     }
 
-    fn index_of(&self, code: AvpCode, vendor: VendorId) -> Option<usize> {
-        let found = if code.0 < DENSE_CODES {
-            let table = if vendor == VendorId::IETF {
-                Some(&self.ietf)
-            } else {
-                self.dense.get(&vendor.0)
-            };
-            table.and_then(|t| t.get(code.0 as usize)).copied()
+    #[inline(always)]
+    fn entry(&self, code: AvpCode, vendor: VendorId) -> Option<Entry> {
+        if vendor == VendorId::IETF
+            && let Some(e) = self.ietf.get(code.0 as usize)
+        {
+            return Some(*e);
+        }
+        self.entry_slow(code, vendor)
+    }
+
+    #[inline(never)]
+    fn entry_slow(&self, code: AvpCode, vendor: VendorId) -> Option<Entry> {
+        if code.0 < DENSE_CODES {
+            if vendor == VendorId::IETF {
+                return None;
+            }
+            let (_, table) = self.dense.iter().find(|(v, _)| *v == vendor.0)?;
+            table.get(code.0 as usize).copied()
         } else {
             self.sparse.get(&(vendor.0, code.0)).copied()
-        };
-        found.filter(|i| *i != NONE).map(|i| i as usize)
+        }
+    }
+
+    fn index_of(&self, code: AvpCode, vendor: VendorId) -> Option<usize> {
+        self.entry(code, vendor)
+            .filter(|e| e.index != NONE)
+            .map(|e| e.index as usize)
     }
 
     /// The definition of (code, vendor); vendor 0 for AVPs without a Vendor-ID.
@@ -240,28 +268,43 @@ impl Dictionary {
         self.error_answer.as_ref()
     }
 
-    fn insert_index(&mut self, code: u32, vendor: u32, index: u32) {
+    fn insert_index(&mut self, code: u32, vendor: u32, index: u32, ty: DataType) {
+        let entry = Entry {
+            index,
+            ty: Some(ty),
+        };
         if code < DENSE_CODES {
             let table = if vendor == 0 {
                 &mut self.ietf
             } else {
-                self.dense.entry(vendor).or_default()
+                let at = match self.dense.iter().position(|(v, _)| *v == vendor) {
+                    Some(at) => at,
+                    None => {
+                        self.dense.push((vendor, Vec::new()));
+                        self.dense.len() - 1
+                    }
+                };
+                match self.dense.get_mut(at) {
+                    Some((_, t)) => t,
+                    None => return,
+                }
             };
             if table.len() <= code as usize {
-                table.resize(code as usize + 1, NONE);
+                table.resize(code as usize + 1, EMPTY);
             }
             if let Some(slot) = table.get_mut(code as usize) {
-                *slot = index;
+                *slot = entry;
             }
         } else {
-            self.sparse.insert((vendor, code), index);
+            self.sparse.insert((vendor, code), entry);
         }
     }
 }
 
 impl AvpTypes for Dictionary {
+    #[inline]
     fn data_type(&self, code: AvpCode, vendor: VendorId) -> Option<DataType> {
-        self.avp(code, vendor).map(|d| d.data_type)
+        self.entry(code, vendor).and_then(|e| e.ty)
     }
 }
 
