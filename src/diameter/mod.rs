@@ -1,5 +1,7 @@
-//! The Diameter base protocol: wire codec and run-time dictionaries.
+//! The Diameter base protocol: wire codec, run-time dictionaries, identifiers and peers.
 
 pub mod codec;
 pub mod dict;
+pub mod ids;
+pub mod peer;
 pub mod render;
