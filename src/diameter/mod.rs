@@ -3,5 +3,8 @@
 pub mod codec;
 pub mod dict;
 pub mod ids;
+pub mod node;
 pub mod peer;
 pub mod render;
+pub mod router;
+pub mod transport;

@@ -16,7 +16,6 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use super::error::DecodeError;
 use super::header::{self, HEADER_LEN, MAX_MESSAGE_LEN};
-use super::message::MessageBuf;
 
 /// Why the stream cannot be read further.
 #[derive(Debug, Error)]
@@ -30,7 +29,7 @@ pub enum FrameError {
     Encode(#[from] super::error::EncodeError),
 }
 
-/// A tokio-util codec: `Bytes` frames in, `Bytes` or [`MessageBuf`] out.
+/// A tokio-util codec: whole `Bytes` frames in and out.
 #[derive(Clone, Copy, Debug)]
 pub struct DiameterFramer {
     max_len: u32,
@@ -81,19 +80,10 @@ impl Encoder<Bytes> for DiameterFramer {
     }
 }
 
-impl Encoder<&MessageBuf> for DiameterFramer {
-    type Error = FrameError;
-
-    fn encode(&mut self, item: &MessageBuf, dst: &mut BytesMut) -> Result<(), FrameError> {
-        item.encode(dst)?;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diameter::codec::{ApplicationId, AvpBuf, AvpCode, CommandCode, Header};
+    use crate::diameter::codec::{ApplicationId, AvpBuf, AvpCode, CommandCode, Header, MessageBuf};
     use futures::{SinkExt, StreamExt};
     use tokio_util::codec::{FramedRead, FramedWrite};
 

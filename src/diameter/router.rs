@@ -1,0 +1,713 @@
+//! Request routing (RFC 6733 sections 6.1, 2.7), pending requests and failover (RFC 3539).
+//!
+//! ```text
+//! request(msg) --select peer--> pending[hop-by-hop] --PeerCommand::Send--> peer task
+//!      ^                              |                                         |
+//!      |   answer / E-bit answer      |   peer fails over or closes:            |
+//!      +------------------------------+   same End-to-End, T flag, other peer --+
+//! ```
+//!
+//! - Selection: Destination-Host when that peer is usable, else the peers serving
+//!   Destination-Realm that advertised the application; the lowest priority value wins,
+//!   weights share the load among equals.
+//! - Hop-by-Hop ids come from one node-wide counter, so a request keeps its id when it is sent
+//!   again on another connection (it is still unique there), and answers are matched by id
+//!   and by the peer they must come from.
+//! - A request is sent again at most once, with the T flag and the same End-to-End id,
+//!   when its peer fails over (watchdog SUSPECT) or its connection is lost. If no other peer
+//!   can take it, it waits while its connection still exists, and fails as
+//!   [`RouteError::PeerLost`] (outcome unknown) when the connection goes.
+//! - Requests this node receives and cannot serve are answered (3001, 3007, or the
+//!   dictionary's finding), never dropped.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use thiserror::Error;
+use tokio::sync::{Notify, oneshot};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::codec::{
+    ApplicationId, AvpCode, CommandFlags, DecodeError, EncodeError, Limits, Message, MessageBuf,
+    ResultCode, header,
+};
+use super::dict::Dictionary;
+use super::ids::Ids;
+use super::peer::{Capabilities, DisconnectCause, LocalIdentity, PeerState, messages};
+use super::transport::{PeerCommand, PeerEvents, PeerHandle};
+
+/// Why a request got no application answer.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum RouteError {
+    /// No usable peer serves the destination: nothing was sent.
+    #[error("no usable peer for realm {realm:?} and application {application}")]
+    NoPeer {
+        realm: Option<String>,
+        application: u32,
+    },
+    /// The answer did not come within the request timeout: the outcome is unknown.
+    #[error("no answer within {0:?}: outcome unknown")]
+    Timeout(Duration),
+    /// The connection carrying the request was lost and no other peer could take it: the
+    /// outcome is unknown.
+    #[error(
+        "peer connection lost with the request in flight (sent {attempts} time(s)): outcome unknown"
+    )]
+    PeerLost { attempts: u8 },
+    /// A protocol-error answer (E bit, 3xxx): reported apart from application results.
+    #[error("protocol error answer {result}")]
+    ProtocolError { result: ResultCode, answer: Message },
+    /// The node is shutting down and takes no new requests.
+    #[error("shutting down")]
+    ShuttingDown,
+    #[error("cannot encode the request: {0}")]
+    Encode(#[from] EncodeError),
+}
+
+impl RouteError {
+    /// True when the request may have been processed by the server (no answer was received
+    /// after it was sent): a charging layer must neither report success nor failure.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, Self::Timeout(_) | Self::PeerLost { .. })
+    }
+}
+
+/// Serves requests that peers send to this node.
+pub trait RequestHandler: Send + Sync + 'static {
+    /// Whether this handler serves `application` (others get 3007).
+    fn serves(&self, application: ApplicationId) -> bool;
+    /// Answers a request that passed the dictionary checks.
+    fn handle(&self, request: Message) -> Pin<Box<dyn Future<Output = MessageBuf> + Send>>;
+}
+
+/// A node that serves no application: every request gets 3007 or 3001.
+#[derive(Debug, Default)]
+pub struct NoApplications;
+
+impl RequestHandler for NoApplications {
+    fn serves(&self, _: ApplicationId) -> bool {
+        false
+    }
+    fn handle(&self, _: Message) -> Pin<Box<dyn Future<Output = MessageBuf> + Send>> {
+        Box::pin(async { MessageBuf::new(Default::default()) })
+    }
+}
+
+/// Static description of a peer in the peer table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSpec {
+    pub name: String,
+    /// Expected Origin-Host; also what Destination-Host is matched against.
+    pub host: String,
+    /// The realm this peer serves (realm-based routing).
+    pub realm: String,
+    /// Lower is preferred.
+    pub priority: u32,
+    /// Share of traffic among peers of equal priority.
+    pub weight: u32,
+}
+
+/// A peer table entry: the spec plus what is known at run time.
+#[derive(Debug)]
+pub struct PeerEntry {
+    pub spec: PeerSpec,
+    handle: PeerHandle,
+    usable: AtomicBool,
+    state: AtomicU8,
+    applications: RwLock<Vec<u32>>,
+    pub sent: AtomicU64,
+    pub answered: AtomicU64,
+}
+
+impl PeerEntry {
+    pub fn is_usable(&self) -> bool {
+        self.usable.load(Ordering::Acquire)
+    }
+
+    pub fn state(&self) -> PeerState {
+        state_from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    pub fn handle(&self) -> &PeerHandle {
+        &self.handle
+    }
+
+    fn serves(&self, app: ApplicationId) -> bool {
+        if app == ApplicationId::COMMON {
+            return true;
+        }
+        let apps = self.applications.read().unwrap_or_else(|e| e.into_inner());
+        apps.contains(&app.0) || apps.contains(&ApplicationId::RELAY.0)
+    }
+}
+
+fn state_to_u8(s: PeerState) -> u8 {
+    match s {
+        PeerState::Closed => 0,
+        PeerState::WaitConnAck => 1,
+        PeerState::WaitICea => 2,
+        PeerState::WaitConnAckElect => 3,
+        PeerState::WaitReturns => 4,
+        PeerState::ROpen => 5,
+        PeerState::IOpen => 6,
+        PeerState::Closing => 7,
+    }
+}
+
+fn state_from_u8(v: u8) -> PeerState {
+    match v {
+        1 => PeerState::WaitConnAck,
+        2 => PeerState::WaitICea,
+        3 => PeerState::WaitConnAckElect,
+        4 => PeerState::WaitReturns,
+        5 => PeerState::ROpen,
+        6 => PeerState::IOpen,
+        7 => PeerState::Closing,
+        _ => PeerState::Closed,
+    }
+}
+
+struct Pending {
+    peer: usize,
+    frame: Bytes,
+    attempts: u8,
+    tx: oneshot::Sender<Result<Message, RouteError>>,
+}
+
+/// The router's tunables.
+#[derive(Clone, Debug)]
+pub struct RouterSettings {
+    /// Tx: longest wait for an answer (RFC 8506 section 13 recommends 10 s).
+    pub request_timeout: Duration,
+    /// Longest wait, on shutdown, for in-flight requests to be answered before DPR.
+    pub drain_timeout: Duration,
+}
+
+impl Default for RouterSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The peer table and the pending-request map, shared by every task.
+pub struct Router {
+    local: Arc<LocalIdentity>,
+    ids: Arc<Ids>,
+    dict: Arc<Dictionary>,
+    limits: Limits,
+    settings: RouterSettings,
+    peers: RwLock<Vec<Arc<PeerEntry>>>,
+    pending: DashMap<u32, Pending>,
+    handler: Arc<dyn RequestHandler>,
+    accepting: AtomicBool,
+    drained: Notify,
+    rng: Mutex<fastrand::Rng>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("origin_host", &self.local.origin_host)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+impl Router {
+    pub fn new(
+        local: Arc<LocalIdentity>,
+        ids: Arc<Ids>,
+        dict: Arc<Dictionary>,
+        limits: Limits,
+        settings: RouterSettings,
+        handler: Arc<dyn RequestHandler>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            local,
+            ids,
+            dict,
+            limits,
+            settings,
+            peers: RwLock::new(Vec::new()),
+            pending: DashMap::new(),
+            handler,
+            accepting: AtomicBool::new(true),
+            drained: Notify::new(),
+            rng: Mutex::new(fastrand::Rng::new()),
+        })
+    }
+
+    pub fn local(&self) -> &Arc<LocalIdentity> {
+        &self.local
+    }
+
+    pub fn ids(&self) -> &Arc<Ids> {
+        &self.ids
+    }
+
+    pub fn dictionary(&self) -> &Arc<Dictionary> {
+        &self.dict
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn settings(&self) -> &RouterSettings {
+        &self.settings
+    }
+
+    /// Adds a peer to the table. `spawn` gets the peer's index (what [`PeerEvents`] calls
+    /// carry) and returns the handle of the task it started. When `unique_host` is set and a
+    /// peer with that host exists, nothing is added and its index is returned.
+    pub fn add_peer_with(
+        &self,
+        spec: PeerSpec,
+        unique_host: bool,
+        spawn: impl FnOnce(usize) -> PeerHandle,
+    ) -> usize {
+        let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
+        if unique_host
+            && let Some(i) = peers
+                .iter()
+                .position(|p| p.spec.host.eq_ignore_ascii_case(&spec.host))
+        {
+            return i;
+        }
+        let index = peers.len();
+        let handle = spawn(index);
+        peers.push(Arc::new(PeerEntry {
+            spec,
+            handle,
+            usable: AtomicBool::new(false),
+            state: AtomicU8::new(0),
+            applications: RwLock::new(Vec::new()),
+            sent: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+        }));
+        index
+    }
+
+    pub fn peers(&self) -> Vec<Arc<PeerEntry>> {
+        self.peers.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn peer(&self, index: usize) -> Option<Arc<PeerEntry>> {
+        self.peers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(index)
+            .cloned()
+    }
+
+    /// The index of the configured peer whose Origin-Host is `host` (case-insensitive).
+    pub fn peer_by_host(&self, host: &str) -> Option<usize> {
+        self.peers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .position(|p| p.spec.host.eq_ignore_ascii_case(host))
+    }
+
+    /// Whether at least one peer is usable (readiness).
+    pub fn any_usable(&self) -> bool {
+        self.peers().iter().any(|p| p.is_usable())
+    }
+
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Records the applications a peer advertised in its CER or CEA.
+    pub fn set_capabilities(&self, index: usize, caps: &Capabilities) {
+        if let Some(p) = self.peer(index) {
+            let mut apps = p.applications.write().unwrap_or_else(|e| e.into_inner());
+            *apps = caps.application_ids.clone();
+        }
+    }
+
+    /// Chooses a usable peer: Destination-Host first, else realm, priority, weight.
+    fn select(
+        &self,
+        host: Option<&str>,
+        realm: Option<&str>,
+        app: ApplicationId,
+        exclude: Option<usize>,
+    ) -> Option<usize> {
+        let peers = self.peers.read().unwrap_or_else(|e| e.into_inner());
+        let ok = |i: usize, p: &PeerEntry| Some(i) != exclude && p.is_usable() && p.serves(app);
+        if let Some(h) = host
+            && let Some(i) = peers
+                .iter()
+                .enumerate()
+                .position(|(i, p)| ok(i, p) && p.spec.host.eq_ignore_ascii_case(h))
+        {
+            return Some(i);
+        }
+        let candidates: Vec<(usize, &Arc<PeerEntry>)> = peers
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| ok(*i, p))
+            .filter(|(_, p)| realm.is_none_or(|r| p.spec.realm.eq_ignore_ascii_case(r)))
+            .collect();
+        let best = candidates.iter().map(|(_, p)| p.spec.priority).min()?;
+        let tier: Vec<_> = candidates
+            .into_iter()
+            .filter(|(_, p)| p.spec.priority == best)
+            .collect();
+        let total: u64 = tier
+            .iter()
+            .map(|(_, p)| u64::from(p.spec.weight.max(1)))
+            .sum();
+        let mut pick = self
+            .rng
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .u64(0..total.max(1));
+        for (i, p) in &tier {
+            let w = u64::from(p.spec.weight.max(1));
+            if pick < w {
+                return Some(*i);
+            }
+            pick -= w;
+        }
+        tier.first().map(|(i, _)| *i)
+    }
+
+    /// Sends `msg` (a request; its Hop-by-Hop and End-to-End ids are set here) and waits for
+    /// the answer. E-bit answers come back as [`RouteError::ProtocolError`].
+    pub async fn request(&self, mut msg: MessageBuf) -> Result<Message, RouteError> {
+        if !self.accepting.load(Ordering::Acquire) {
+            return Err(RouteError::ShuttingDown);
+        }
+        let hop = self.ids.next_hop_by_hop();
+        let e2e = self.ids.next_end_to_end();
+        msg.header.hop_by_hop = hop;
+        msg.header.end_to_end = e2e;
+        msg.header.flags = msg.header.flags.with(CommandFlags::RETRANSMIT, false);
+        let host = avp_text(&msg, AvpCode::DESTINATION_HOST);
+        let realm = avp_text(&msg, AvpCode::DESTINATION_REALM);
+        let app = msg.header.application_id;
+        let session_id = avp_text(&msg, AvpCode::SESSION_ID).unwrap_or_default();
+        let frame = msg.to_bytes()?;
+        let span =
+            info_span!("request", hop_by_hop = hop, end_to_end = e2e, session_id = %session_id);
+        async move {
+            let Some(peer) = self.select(host.as_deref(), realm.as_deref(), app, None) else {
+                return Err(RouteError::NoPeer {
+                    realm,
+                    application: app.0,
+                });
+            };
+            let (tx, rx) = oneshot::channel();
+            self.pending.insert(
+                hop,
+                Pending {
+                    peer,
+                    frame: frame.clone(),
+                    attempts: 1,
+                    tx,
+                },
+            );
+            self.dispatch(hop, peer, frame);
+            let timeout = self.settings.request_timeout;
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(RouteError::PeerLost { attempts: 1 }),
+                Err(_) => {
+                    if self.pending.remove(&hop).is_some() {
+                        self.notify_if_drained();
+                    }
+                    warn!(timeout_ms = timeout.as_millis() as u64, "request timed out");
+                    Err(RouteError::Timeout(timeout))
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Hands the frame to the peer task; if the task is gone, treats it like a refusal.
+    fn dispatch(&self, hop: u32, peer: usize, frame: Bytes) {
+        let Some(entry) = self.peer(peer) else {
+            return;
+        };
+        entry.sent.fetch_add(1, Ordering::Relaxed);
+        debug!(peer = %entry.spec.name, hop_by_hop = hop, "sending");
+        if let Err(PeerCommand::Send(frame)) = entry.handle.try_send(PeerCommand::Send(frame)) {
+            self.reroute_unsent(peer, frame);
+        }
+    }
+
+    /// A request that never left: another peer may take it as a first transmission.
+    fn reroute_unsent(&self, from: usize, frame: Bytes) {
+        let Some(raw) = header::Header::peek(&frame) else {
+            return;
+        };
+        let hop = raw.header.hop_by_hop;
+        let Some((_, pending)) = self.pending.remove(&hop) else {
+            return;
+        };
+        let msg_host = None;
+        let target = self.select(msg_host, None, raw.header.application_id, Some(from));
+        match target {
+            Some(peer) => {
+                self.pending.insert(hop, Pending { peer, ..pending });
+                self.dispatch(hop, peer, frame);
+            }
+            None => {
+                let _ = pending.tx.send(Err(RouteError::NoPeer {
+                    realm: None,
+                    application: raw.header.application_id.0,
+                }));
+                self.notify_if_drained();
+            }
+        }
+    }
+
+    /// Moves the requests pending on `peer` to other peers, once each, with the T flag.
+    /// With `connection_gone`, those that cannot move fail; otherwise they stay.
+    fn fail_over(&self, peer: usize, connection_gone: bool) {
+        let hops: Vec<u32> = self
+            .pending
+            .iter()
+            .filter(|e| e.value().peer == peer)
+            .map(|e| *e.key())
+            .collect();
+        if hops.is_empty() {
+            return;
+        }
+        info!(
+            peer,
+            requests = hops.len(),
+            connection_gone,
+            "failover of pending requests"
+        );
+        for hop in hops {
+            let Some((_, p)) = self.pending.remove(&hop) else {
+                continue;
+            };
+            let app = header::Header::peek(&p.frame)
+                .map(|h| h.header.application_id)
+                .unwrap_or_default();
+            let target = if p.attempts < 2 {
+                self.select(None, None, app, Some(peer))
+            } else {
+                None
+            };
+            match target {
+                Some(to) => {
+                    let mut frame = p.frame.to_vec();
+                    header::set_retransmit(&mut frame, true);
+                    let frame = Bytes::from(frame);
+                    debug!(hop_by_hop = hop, from = peer, to, "re-sent with the T flag");
+                    self.pending.insert(
+                        hop,
+                        Pending {
+                            peer: to,
+                            frame: frame.clone(),
+                            attempts: p.attempts + 1,
+                            tx: p.tx,
+                        },
+                    );
+                    self.dispatch(hop, to, frame);
+                }
+                None if connection_gone => {
+                    let _ = p.tx.send(Err(RouteError::PeerLost {
+                        attempts: p.attempts,
+                    }));
+                }
+                None => {
+                    // Still connected (SUSPECT): the answer may yet come.
+                    self.pending.insert(hop, p);
+                }
+            }
+        }
+        self.notify_if_drained();
+    }
+
+    fn on_answer(&self, peer: usize, msg: Message) {
+        let hop = msg.header().hop_by_hop;
+        let Some((_, p)) = self.pending.remove_if(&hop, |_, p| p.peer == peer) else {
+            debug!(
+                peer,
+                hop_by_hop = hop,
+                "answer with an unknown Hop-by-Hop id discarded"
+            );
+            return;
+        };
+        if let Some(e) = self.peer(peer) {
+            e.answered.fetch_add(1, Ordering::Relaxed);
+        }
+        let result = if msg.header().flags.is_error() {
+            let result = msg.result_code().unwrap_or(ResultCode::UNABLE_TO_COMPLY);
+            Err(RouteError::ProtocolError {
+                result,
+                answer: msg,
+            })
+        } else {
+            Ok(msg)
+        };
+        let _ = p.tx.send(result);
+        self.notify_if_drained();
+    }
+
+    fn on_request(self: &Arc<Self>, peer: usize, msg: Message) {
+        let router = Arc::clone(self);
+        let span = info_span!(
+            "incoming",
+            peer,
+            hop_by_hop = msg.header().hop_by_hop,
+            end_to_end = msg.header().end_to_end,
+            session_id = %msg.session_id().unwrap_or_default()
+        );
+        tokio::spawn(
+            async move {
+                let answer = router.answer(msg).await;
+                match answer.to_bytes() {
+                    Ok(frame) => {
+                        if let Some(entry) = router.peer(peer) {
+                            let _ = entry.handle.try_send(PeerCommand::Answer(frame));
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "cannot encode answer"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    /// The answer to an incoming request: the handler's, or an error answer.
+    async fn answer(&self, msg: Message) -> MessageBuf {
+        let h = *msg.header();
+        let error = |rc: ResultCode, text: &str, failed| {
+            messages::error_answer(&self.local, &h, msg.session_id(), rc, Some(text), failed)
+        };
+        if !self.handler.serves(h.application_id) {
+            return error(
+                ResultCode::APPLICATION_UNSUPPORTED,
+                "application not supported by this node",
+                None,
+            );
+        }
+        if let Err(e) = self.dict.check(&msg, &self.limits) {
+            let failed = e.failed_avp(msg.frame(), 4);
+            return match e {
+                DecodeError::CommandUnsupported { .. } => error(
+                    ResultCode::COMMAND_UNSUPPORTED,
+                    "command not supported",
+                    None,
+                ),
+                e => error(e.result_code(), &e.to_string(), failed),
+            };
+        }
+        self.handler.handle(msg).await
+    }
+
+    fn notify_if_drained(&self) {
+        if self.pending.is_empty() {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Graceful shutdown: no new requests; in-flight ones get until the drain timeout; then
+    /// every peer is sent a DPR with REBOOTING and closed.
+    pub async fn shutdown(&self) {
+        self.accepting.store(false, Ordering::Release);
+        let drain = async {
+            while !self.pending.is_empty() {
+                let notified = self.drained.notified();
+                if self.pending.is_empty() {
+                    break;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(self.settings.drain_timeout, drain)
+            .await
+            .is_err()
+        {
+            warn!(
+                pending = self.pending.len(),
+                "drain timeout: disconnecting with requests in flight"
+            );
+        }
+        let mut waits = Vec::new();
+        for p in self.peers() {
+            let (tx, rx) = oneshot::channel();
+            if p.handle
+                .send(PeerCommand::Stop(DisconnectCause::Rebooting, tx))
+                .await
+                .is_ok()
+            {
+                waits.push(rx);
+            }
+        }
+        for w in waits {
+            let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
+        }
+    }
+}
+
+fn avp_text(msg: &MessageBuf, code: AvpCode) -> Option<String> {
+    msg.avp(code, super::codec::VendorId::IETF)
+        .and_then(|a| match &a.value {
+            super::codec::AvpValue::Bytes(b) => std::str::from_utf8(b).ok().map(str::to_string),
+            _ => None,
+        })
+}
+
+impl Router {
+    fn on_usable(&self, peer: usize, usable: bool) {
+        if let Some(p) = self.peer(peer) {
+            p.usable.store(usable, Ordering::Release);
+            info!(peer = %p.spec.name, usable, "peer routing state");
+        }
+        if !usable {
+            self.fail_over(peer, false);
+        }
+    }
+
+    fn on_state(&self, peer: usize, state: PeerState) {
+        if let Some(p) = self.peer(peer) {
+            p.state.store(state_to_u8(state), Ordering::Release);
+        }
+        if state == PeerState::Closed {
+            self.fail_over(peer, true);
+        }
+    }
+}
+
+/// The [`PeerEvents`] the node gives peer tasks.
+pub struct RouterEvents(pub Arc<Router>);
+
+impl PeerEvents for RouterEvents {
+    fn deliver(&self, peer: usize, message: Message) {
+        if message.is_request() {
+            self.0.on_request(peer, message);
+        } else {
+            self.0.on_answer(peer, message);
+        }
+    }
+    fn opened(&self, peer: usize, caps: &Capabilities) {
+        self.0.set_capabilities(peer, caps);
+    }
+    fn usable(&self, peer: usize, usable: bool) {
+        self.0.on_usable(peer, usable);
+    }
+    fn refused(&self, peer: usize, frame: Bytes) {
+        self.0.reroute_unsent(peer, frame);
+    }
+    fn state(&self, peer: usize, state: PeerState) {
+        self.0.on_state(peer, state);
+    }
+}
