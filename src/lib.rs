@@ -4,5 +4,6 @@
 //! See `ARCHITECTURE.md` for the map of the code.
 
 pub mod cli;
+pub mod config;
 pub mod diameter;
 pub mod fuzzing;

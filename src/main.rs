@@ -17,12 +17,15 @@ struct Cli {
 enum Command {
     /// Print a Diameter message (hex argument, hex on stdin, or --file raw binary) readably.
     Decode(cli::decode::DecodeArgs),
+    /// Validate the configuration and print it with environment overrides applied.
+    CheckConfig(cli::check_config::CheckConfigArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Decode(args) => cli::decode::run(args),
+        Command::CheckConfig(args) => cli::check_config::run(args),
     };
     match result {
         Ok(out) => {

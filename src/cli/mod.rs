@@ -1,3 +1,4 @@
 //! The `gateway` command line: one module per subcommand, called by `main.rs`.
 
+pub mod check_config;
 pub mod decode;

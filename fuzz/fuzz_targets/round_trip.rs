@@ -1,0 +1,8 @@
+#![no_main]
+//! Fuzz target: `charging_gateway::fuzzing::round_trip` (see src/fuzzing.rs for the invariants).
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    charging_gateway::fuzzing::round_trip(data);
+});
