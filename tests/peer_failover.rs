@@ -129,20 +129,22 @@ async fn ocs(host: &'static str) -> (Node, Seen) {
     (Node::start(cfg, dict(), handler).await.unwrap(), seen)
 }
 
+/// CCRs from the gateway seen by the proxy: (arrival, End-to-End id, forwarded to the OCS?).
+type CcrLog = Arc<Mutex<Vec<(Instant, u32, bool)>>>;
+
 /// A TCP proxy that can go silent: it then keeps both connections open but forwards nothing,
 /// and records the End-to-End ids of the CCRs the gateway still sends it.
 struct Proxy {
     addr: SocketAddr,
     dead: Arc<AtomicBool>,
-    /// CCRs from the gateway: (arrival, End-to-End id, forwarded to the OCS?).
-    ccrs: Arc<Mutex<Vec<(Instant, u32, bool)>>>,
+    ccrs: CcrLog,
 }
 
 async fn proxy(to: SocketAddr) -> Proxy {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let dead = Arc::new(AtomicBool::new(false));
-    let ccrs: Arc<Mutex<Vec<(Instant, u32, bool)>>> = Arc::default();
+    let ccrs: CcrLog = Arc::default();
     let (d, c) = (dead.clone(), ccrs.clone());
     tokio::spawn(async move {
         loop {
@@ -165,7 +167,7 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     dead: Arc<AtomicBool>,
-    log: Option<Arc<Mutex<Vec<(Instant, u32, bool)>>>>,
+    log: Option<CcrLog>,
 ) {
     use tokio_util::codec::Decoder;
     let mut framer = DiameterFramer::default();
