@@ -5,5 +5,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod credit_control;
 pub mod diameter;
 pub mod fuzzing;

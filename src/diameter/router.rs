@@ -619,6 +619,13 @@ impl Router {
         }
     }
 
+    /// Drops every peer connection without DPR (fault injection for tests and simulators).
+    pub fn abort_connections(&self) {
+        for p in self.peers() {
+            let _ = p.handle.try_send(PeerCommand::Abort);
+        }
+    }
+
     /// Graceful shutdown: no new requests; in-flight ones get until the drain timeout; then
     /// every peer is sent a DPR with REBOOTING and closed.
     pub async fn shutdown(&self) {

@@ -95,6 +95,9 @@ pub enum PeerCommand {
     Start,
     /// DPR with this cause, then close; the sender learns when the peer is closed.
     Stop(DisconnectCause, oneshot::Sender<()>),
+    /// Drop every connection at once, without DPR (fault injection: a crashed peer). An
+    /// initiator dials again after its back-off.
+    Abort,
 }
 
 /// The handle the router keeps.
@@ -312,6 +315,14 @@ impl PeerTask {
                 // Whatever was not accepted is closed with the actions applied next.
             }
             PeerCommand::Start => self.fsm.start(now),
+            PeerCommand::Abort => {
+                for conn in [Conn::Initiator, Conn::Responder] {
+                    if self.slot(conn).is_some() {
+                        self.drop_conn(conn);
+                        self.fsm.disconnected(now, conn);
+                    }
+                }
+            }
             PeerCommand::Stop(cause, done) => {
                 self.stop_waiters.push(done);
                 self.fsm.stop(now, cause);
