@@ -11,16 +11,24 @@
 //!
 //! This layer imports `diameter`; it knows nothing of HTTP.
 
+pub mod client;
+pub mod fsm;
 pub mod message;
 pub mod money;
+pub mod outcome;
 pub mod session_id;
 pub mod subscription;
 
+pub use client::{
+    CcConfig, Charged, CreditControlClient, EventRequest, ReservationRecord, Resolution,
+    SessionError,
+};
 pub use message::{
     CcFailureHandling, CheckBalanceResult, CreditControlAnswer, CreditControlRequest,
     DdFailureHandling, FailedAvp, FinalUnitAction, MsccAnswer, ReadError, RequestType,
     RequestedAction, ServiceParameter, ServiceParameterType, Units, UnitsStyle,
 };
 pub use money::{Money, MoneyError};
+pub use outcome::Outcome;
 pub use session_id::SessionIds;
 pub use subscription::{SubscriptionId, SubscriptionType};

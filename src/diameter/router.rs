@@ -61,8 +61,13 @@ pub enum RouteError {
     )]
     PeerLost { attempts: u8 },
     /// A protocol-error answer (E bit, 3xxx): reported apart from application results.
+    /// `peer` is the index of the peer that sent it (to retry elsewhere).
     #[error("protocol error answer {result}")]
-    ProtocolError { result: ResultCode, answer: Message },
+    ProtocolError {
+        result: ResultCode,
+        answer: Message,
+        peer: usize,
+    },
     /// The node is shutting down and takes no new requests.
     #[error("shutting down")]
     ShuttingDown,
@@ -178,6 +183,17 @@ struct Pending {
     frame: Bytes,
     attempts: u8,
     tx: oneshot::Sender<Result<Message, RouteError>>,
+}
+
+/// How to send one request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestOptions {
+    /// Use this End-to-End id (a retransmission keeps its original one); else a new one.
+    pub end_to_end: Option<u32>,
+    /// Set the T flag: the request may have been received before (RFC 6733 section 3).
+    pub retransmit: bool,
+    /// Do not send it to this peer (retry elsewhere after a protocol error).
+    pub exclude: Option<usize>,
 }
 
 /// The router's tunables.
@@ -385,15 +401,29 @@ impl Router {
 
     /// Sends `msg` (a request; its Hop-by-Hop and End-to-End ids are set here) and waits for
     /// the answer. E-bit answers come back as [`RouteError::ProtocolError`].
-    pub async fn request(&self, mut msg: MessageBuf) -> Result<Message, RouteError> {
+    pub async fn request(&self, msg: MessageBuf) -> Result<Message, RouteError> {
+        self.request_with(msg, RequestOptions::default()).await
+    }
+
+    /// [`Router::request`] with options: a given End-to-End id, the T flag, a peer to avoid.
+    pub async fn request_with(
+        &self,
+        mut msg: MessageBuf,
+        opts: RequestOptions,
+    ) -> Result<Message, RouteError> {
         if !self.accepting.load(Ordering::Acquire) {
             return Err(RouteError::ShuttingDown);
         }
         let hop = self.ids.next_hop_by_hop();
-        let e2e = self.ids.next_end_to_end();
+        let e2e = opts
+            .end_to_end
+            .unwrap_or_else(|| self.ids.next_end_to_end());
         msg.header.hop_by_hop = hop;
         msg.header.end_to_end = e2e;
-        msg.header.flags = msg.header.flags.with(CommandFlags::RETRANSMIT, false);
+        msg.header.flags = msg
+            .header
+            .flags
+            .with(CommandFlags::RETRANSMIT, opts.retransmit);
         let host = avp_text(&msg, AvpCode::DESTINATION_HOST);
         let realm = avp_text(&msg, AvpCode::DESTINATION_REALM);
         let app = msg.header.application_id;
@@ -402,7 +432,8 @@ impl Router {
         let span =
             info_span!("request", hop_by_hop = hop, end_to_end = e2e, session_id = %session_id);
         async move {
-            let Some(peer) = self.select(host.as_deref(), realm.as_deref(), app, None) else {
+            let Some(peer) = self.select(host.as_deref(), realm.as_deref(), app, opts.exclude)
+            else {
                 return Err(RouteError::NoPeer {
                     realm,
                     application: app.0,
@@ -553,6 +584,7 @@ impl Router {
             Err(RouteError::ProtocolError {
                 result,
                 answer: msg,
+                peer,
             })
         } else {
             Ok(msg)

@@ -1,0 +1,1000 @@
+//! The credit-control client: one-time events and reservation sessions over the router, driven
+//! by the RFC 8506 section 7 machines of [`super::fsm`], with a bounded session map and a
+//! resolver for requests whose outcome is unknown.
+//!
+//! ```text
+//! event(debit | refund | check | price) --CCR-E--> answer --> Outcome
+//! reserve --CCR-I--> Open --update (CCR-U: USU used, RSU new)--> Open --terminate (CCR-T)--> gone
+//!           \--Tx expired / connection lost--> Outcome::Unknown --resolver: same request,
+//!              T flag, same End-to-End id, every `resolve_interval`--> final outcome published
+//! ```
+//!
+//! Gateway policy beyond the RFC tables (documented in the README):
+//! - a 3xxx protocol error is retried once on another peer (without the T flag: RFC 6733 says
+//!   T is not set after an error answer); a second one is [`Outcome::ProtocolError`];
+//! - a request never sent (no usable peer) is [`Outcome::Unavailable`] and is not buffered: a
+//!   payment API reports it and the client retries, rather than charging later unseen;
+//! - a request sent but not answered is [`Outcome::Unknown`]; debits under
+//!   TERMINATE_OR_BUFFER, refunds, updates and terminations are then re-sent with the T flag
+//!   until the OCS answers (its duplicate detection makes this safe); a reservation whose
+//!   INITIAL is unknown is released with CCR-T once it resolves;
+//! - a partial grant (less money than requested) releases the reservation and is
+//!   [`Outcome::PartialGrant`]; so is a grant with Final-Unit-Action TERMINATE and no money.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use dashmap::DashMap;
+use iso_currency::Currency;
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::fsm::{AnswerClass, CcAction, CcEvent, ClientSession, ClientState, SessionKind};
+use super::message::{
+    CcFailureHandling, CreditControlAnswer, CreditControlRequest, DdFailureHandling,
+    FinalUnitAction, RequestType, RequestedAction, ServiceParameter, Units, UnitsStyle,
+};
+use super::money::Money;
+use super::outcome::Outcome;
+use super::session_id::SessionIds;
+use super::subscription::SubscriptionId;
+use crate::diameter::codec::{AvpBuf, Time};
+use crate::diameter::router::{RequestOptions, RouteError, Router};
+
+/// Per-OCS settings of the client.
+#[derive(Clone, Debug)]
+pub struct CcConfig {
+    pub service_context_id: String,
+    pub destination_realm: String,
+    pub destination_host: Option<String>,
+    pub style: UnitsStyle,
+    /// Currency assumed for CC-Money without Currency-Code.
+    pub default_currency: Currency,
+    pub ccfh: CcFailureHandling,
+    pub ddfh: DdFailureHandling,
+    /// Tx: how long a caller waits for an answer (RFC 8506 section 13).
+    pub tx: Duration,
+    pub service_identifier: Option<u32>,
+    pub rating_group: Option<u32>,
+    /// Operator-specific AVPs added to every CCR.
+    pub extra_avps: Vec<AvpBuf>,
+    /// Most open reservation sessions at once.
+    pub max_sessions: usize,
+    /// A reservation is terminated after this even if the OCS grants longer.
+    pub reservation_ttl: Duration,
+    /// Pause between re-sends of a request whose outcome is unknown.
+    pub resolve_interval: Duration,
+    /// Re-sends before giving up (the request is then logged as unresolved).
+    pub resolve_attempts: u32,
+}
+
+/// A one-time event.
+#[derive(Clone, Debug)]
+pub struct EventRequest {
+    pub subscription: SubscriptionId,
+    pub action: RequestedAction,
+    /// Requested-Service-Unit money (absent for a price enquiry by service).
+    pub amount: Option<Money>,
+    pub service_identifier: Option<u32>,
+    pub parameters: Vec<ServiceParameter>,
+    /// The REST resource id, carried in the Session-Id's optional part.
+    pub tag: Option<String>,
+}
+
+/// The result of an operation: the Session-Id used and what the OCS decided.
+#[derive(Clone, Debug)]
+pub struct Charged {
+    pub session_id: String,
+    pub outcome: Outcome,
+}
+
+/// A late outcome for a request that was reported as [`Outcome::Unknown`].
+#[derive(Clone, Debug)]
+pub struct Resolution {
+    pub session_id: String,
+    pub request_type: RequestType,
+    pub request_number: u32,
+    pub outcome: Outcome,
+}
+
+/// Why a session operation could not start.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    #[error("no such reservation")]
+    NotFound,
+    #[error("another operation on this reservation is in progress")]
+    Busy,
+    #[error("the reservation is not open (state {0:?})")]
+    NotOpen(ClientState),
+    #[error("too many open reservations (limit {0})")]
+    TooMany(usize),
+    #[error("currency {given} differs from the reservation's {expected}")]
+    Currency { given: String, expected: String },
+}
+
+/// What the session map keeps per reservation (bounded: about 300 bytes plus the strings).
+#[derive(Clone, Debug)]
+pub struct Reservation {
+    pub session_id: String,
+    pub subscription: SubscriptionId,
+    pub currency: Currency,
+    fsm: ClientSession,
+    /// Money currently reserved at the OCS (the last grant).
+    pub granted: Money,
+    /// Money reported as used so far.
+    pub used: Money,
+    pub created: SystemTime,
+    /// When the reaper terminates it: min(Validity-Time, reservation TTL).
+    pub expires_at: Instant,
+    pub parameters: Vec<ServiceParameter>,
+    busy: bool,
+}
+
+impl Reservation {
+    pub fn state(&self) -> ClientState {
+        self.fsm.state()
+    }
+}
+
+/// A view of an open reservation, to persist and restore across restarts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReservationRecord {
+    pub session_id: String,
+    pub subscription: SubscriptionId,
+    pub granted: Money,
+    pub used: Money,
+    /// CC-Request-Number of the last request sent.
+    pub last_request_number: u32,
+    pub expires_in: Duration,
+}
+
+/// Credit-control client over a router.
+pub struct CreditControlClient {
+    router: Arc<Router>,
+    cfg: CcConfig,
+    ids: SessionIds,
+    sessions: DashMap<String, Reservation>,
+    resolutions: Option<mpsc::UnboundedSender<Resolution>>,
+}
+
+impl std::fmt::Debug for CreditControlClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreditControlClient")
+            .field("sessions", &self.sessions.len())
+            .finish()
+    }
+}
+
+/// How one transmission ended.
+enum Exchange {
+    Answer(Box<CreditControlAnswer>),
+    /// 3xxx after the retry elsewhere.
+    Protocol(crate::diameter::codec::ResultCode),
+    /// Not sent at all.
+    NotSent(String),
+    /// Sent, then the connection was lost or the router gave up waiting.
+    Lost(String),
+    /// The answer could not be read.
+    Unreadable(String),
+}
+
+impl CreditControlClient {
+    /// `resolutions` receives the final outcome of every request first reported as unknown.
+    pub fn new(
+        router: Arc<Router>,
+        cfg: CcConfig,
+        resolutions: Option<mpsc::UnboundedSender<Resolution>>,
+    ) -> Arc<Self> {
+        let ids = SessionIds::from_clock(&router.local().origin_host);
+        Arc::new(Self {
+            router,
+            cfg,
+            ids,
+            sessions: DashMap::new(),
+            resolutions,
+        })
+    }
+
+    pub fn config(&self) -> &CcConfig {
+        &self.cfg
+    }
+
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    pub fn open_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    fn base_request(
+        &self,
+        session_id: &str,
+        request_type: RequestType,
+        number: u32,
+    ) -> CreditControlRequest {
+        let mut r = CreditControlRequest::new(
+            session_id.to_string(),
+            self.cfg.destination_realm.clone(),
+            self.cfg.service_context_id.clone(),
+            request_type,
+            number,
+        );
+        r.destination_host = self.cfg.destination_host.clone();
+        r.event_timestamp = Time::from_unix(time::OffsetDateTime::now_utc().unix_timestamp());
+        r.style = self.cfg.style;
+        r.service_identifier = self.cfg.service_identifier;
+        r.rating_group = self.cfg.rating_group;
+        r.extra = self.cfg.extra_avps.clone();
+        r
+    }
+
+    /// Sends once (and once more elsewhere after a protocol error).
+    async fn transmit(&self, req: &CreditControlRequest, opts: RequestOptions) -> Exchange {
+        let msg = match req.to_message(self.router.local()) {
+            Ok(m) => m,
+            Err(e) => return Exchange::Unreadable(format!("cannot build the CCR: {e}")),
+        };
+        let mut opts = opts;
+        for attempt in 0..2 {
+            match self.router.request_with(msg.clone(), opts).await {
+                Ok(answer) => {
+                    return match CreditControlAnswer::read(&answer, self.cfg.default_currency) {
+                        Ok(a) => Exchange::Answer(Box::new(a)),
+                        Err(e) => Exchange::Unreadable(format!("unreadable CCA: {e}")),
+                    };
+                }
+                Err(RouteError::ProtocolError { result, peer, .. }) => {
+                    warn!(result = %result, attempt, "protocol error from the OCS path");
+                    if attempt == 0 {
+                        // Retry elsewhere, as a new request: no T flag after an error answer.
+                        opts = RequestOptions {
+                            end_to_end: None,
+                            retransmit: false,
+                            exclude: Some(peer),
+                        };
+                        continue;
+                    }
+                    return Exchange::Protocol(result);
+                }
+                Err(
+                    e @ (RouteError::NoPeer { .. }
+                    | RouteError::ShuttingDown
+                    | RouteError::Encode(_)),
+                ) => {
+                    return Exchange::NotSent(e.to_string());
+                }
+                Err(e) => return Exchange::Lost(e.to_string()),
+            }
+        }
+        Exchange::NotSent("no attempt made".into())
+    }
+
+    /// Transmits with the Tx timer: returns `None` when Tx expires first, the transmission
+    /// then going on in the background and ending in `late`.
+    async fn transmit_within_tx(
+        self: &Arc<Self>,
+        req: CreditControlRequest,
+        opts: RequestOptions,
+        late: impl FnOnce(Arc<Self>, Exchange) + Send + 'static,
+    ) -> Option<Exchange> {
+        let me = Arc::clone(self);
+        let (tx, rx) = tokio::sync::oneshot::channel::<Exchange>();
+        let task = tokio::spawn(
+            async move {
+                let sent = me.transmit(&req, opts).await;
+                if let Err(sent) = tx.send(sent) {
+                    // The caller stopped waiting (Tx): the late result goes to `late`.
+                    late(me, sent);
+                }
+            }
+            .in_current_span(),
+        );
+        match tokio::time::timeout(self.cfg.tx, rx).await {
+            Ok(Ok(sent)) => Some(sent),
+            Ok(Err(_)) => {
+                let _ = task.await;
+                Some(Exchange::Lost("transmission task ended".into()))
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn publish(&self, r: Resolution) {
+        info!(session_id = %r.session_id, number = r.request_number, outcome = %r.outcome, "resolved");
+        if let Some(tx) = &self.resolutions {
+            let _ = tx.send(r);
+        }
+    }
+
+    /// A one-time event (RFC 8506 Table 5): debit, refund, balance check or price enquiry.
+    pub async fn event(self: &Arc<Self>, ev: EventRequest) -> Charged {
+        let session_id = self.ids.next(ev.tag.as_deref());
+        let span = info_span!("cc_event", session_id = %session_id, action = ev.action.name());
+        let me = Arc::clone(self);
+        async move { me.event_inner(session_id, ev).await }
+            .instrument(span)
+            .await
+    }
+
+    async fn event_inner(self: Arc<Self>, session_id: String, ev: EventRequest) -> Charged {
+        let now = Instant::now();
+        let mut fsm = ClientSession::new(
+            SessionKind::Event(ev.action),
+            self.cfg.ccfh,
+            self.cfg.ddfh,
+            self.cfg.tx,
+        );
+        let number = fsm.begin(now, RequestType::Event).unwrap_or(0);
+        let mut req = self.base_request(&session_id, RequestType::Event, number);
+        req.subscription = Some(ev.subscription.clone());
+        req.requested_action = Some(ev.action);
+        req.requested = ev.amount.map(Units::money);
+        if ev.service_identifier.is_some() {
+            req.service_identifier = ev.service_identifier;
+        }
+        req.service_parameters = ev.parameters.clone();
+        let e2e = self.router.ids().next_end_to_end();
+        let opts = RequestOptions {
+            end_to_end: Some(e2e),
+            ..RequestOptions::default()
+        };
+        let late_req = req.clone();
+        let late_fsm = fsm.clone();
+        let sent = self
+            .transmit_within_tx(req.clone(), opts, move |me, sent| {
+                me.event_late(late_fsm, late_req, e2e, sent);
+            })
+            .await;
+        let outcome = match sent {
+            Some(sent) => self.event_decide(&mut fsm, &req, e2e, sent),
+            None => {
+                let actions = fsm.on_event(Instant::now(), CcEvent::TxExpired);
+                debug!(?actions, "Tx expired");
+                let kept = self.keeps_unknown(ev.action, &fsm, &actions);
+                Outcome::Unknown {
+                    reason: format!("no answer within Tx ({:?})", self.cfg.tx),
+                    kept,
+                }
+            }
+        };
+        Charged {
+            session_id,
+            outcome,
+        }
+    }
+
+    /// Whether an unknown outcome is pursued until resolved.
+    fn keeps_unknown(
+        &self,
+        action: RequestedAction,
+        fsm: &ClientSession,
+        actions: &[CcAction],
+    ) -> bool {
+        actions
+            .iter()
+            .any(|a| matches!(a, CcAction::StoreRequest { .. }))
+            || match action {
+                RequestedAction::DirectDebiting => {
+                    fsm.ddfh() == DdFailureHandling::TerminateOrBuffer
+                }
+                RequestedAction::RefundAccount => true,
+                _ => false,
+            }
+    }
+
+    fn event_decide(
+        self: &Arc<Self>,
+        fsm: &mut ClientSession,
+        req: &CreditControlRequest,
+        e2e: u32,
+        sent: Exchange,
+    ) -> Outcome {
+        let now = Instant::now();
+        let action = req
+            .requested_action
+            .unwrap_or(RequestedAction::DirectDebiting);
+        match sent {
+            Exchange::Answer(a) => {
+                fsm.apply_overrides(&a);
+                let actions = fsm.on_event(now, CcEvent::Answer(AnswerClass::of(&a)));
+                debug!(?actions, result = %a.effective_result(), "answer");
+                Outcome::from_answer(*a)
+            }
+            Exchange::Protocol(rc) => {
+                let actions = fsm.on_event(now, CcEvent::TemporaryError);
+                if actions
+                    .iter()
+                    .any(|a| matches!(a, CcAction::StoreRequest { .. }))
+                {
+                    self.spawn_resolver(req.clone(), e2e, false);
+                    return Outcome::Unknown {
+                        reason: format!("protocol error {rc} after Tx"),
+                        kept: true,
+                    };
+                }
+                Outcome::ProtocolError(rc)
+            }
+            Exchange::NotSent(why) => {
+                // Never sent: not buffered (see the module documentation).
+                let _ = fsm.on_event(now, CcEvent::FailureToSend);
+                Outcome::Unavailable(why)
+            }
+            Exchange::Lost(why) | Exchange::Unreadable(why) => {
+                let actions = fsm.on_event(now, CcEvent::FailureToSend);
+                let kept = self.keeps_unknown(action, fsm, &actions);
+                if kept {
+                    self.spawn_resolver(req.clone(), e2e, true);
+                }
+                Outcome::Unknown { reason: why, kept }
+            }
+        }
+    }
+
+    /// The answer (or failure) of an event that outlived Tx.
+    fn event_late(
+        self: &Arc<Self>,
+        mut fsm: ClientSession,
+        req: CreditControlRequest,
+        e2e: u32,
+        sent: Exchange,
+    ) {
+        // The caller already heard "unknown"; the FSM saw TxExpired.
+        let _ = fsm.on_event(Instant::now(), CcEvent::TxExpired);
+        let outcome = self.event_decide(&mut fsm, &req, e2e, sent);
+        if !outcome.is_unknown() {
+            self.publish(Resolution {
+                session_id: req.session_id.clone(),
+                request_type: RequestType::Event,
+                request_number: req.request_number,
+                outcome,
+            });
+        }
+    }
+
+    /// Re-sends `req` with the T flag and its End-to-End id until a final answer (or the
+    /// attempts run out), then publishes the resolution.
+    fn spawn_resolver(self: &Arc<Self>, req: CreditControlRequest, e2e: u32, t_flag: bool) {
+        let me = Arc::clone(self);
+        let span =
+            info_span!("resolver", session_id = %req.session_id, number = req.request_number);
+        tokio::spawn(
+            async move {
+                for attempt in 1..=me.cfg.resolve_attempts {
+                    tokio::time::sleep(me.cfg.resolve_interval).await;
+                    let opts = RequestOptions {
+                        end_to_end: Some(e2e),
+                        retransmit: t_flag || attempt > 1,
+                        exclude: None,
+                    };
+                    match me.transmit(&req, opts).await {
+                        Exchange::Answer(a) => {
+                            let outcome = Outcome::from_answer(*a);
+                            me.after_session_resolution(&req, &outcome);
+                            me.publish(Resolution {
+                                session_id: req.session_id.clone(),
+                                request_type: req.request_type,
+                                request_number: req.request_number,
+                                outcome,
+                            });
+                            return;
+                        }
+                        Exchange::Protocol(rc) => {
+                            debug!(attempt, result = %rc, "resolver: protocol error")
+                        }
+                        Exchange::NotSent(why)
+                        | Exchange::Lost(why)
+                        | Exchange::Unreadable(why) => {
+                            debug!(attempt, why, "resolver: no answer yet");
+                        }
+                    }
+                }
+                warn!(
+                    "unresolved after {} attempts: manual reconciliation needed",
+                    me.cfg.resolve_attempts
+                );
+                me.publish(Resolution {
+                    session_id: req.session_id.clone(),
+                    request_type: req.request_type,
+                    request_number: req.request_number,
+                    outcome: Outcome::Unknown {
+                        reason: "unresolved after all attempts".into(),
+                        kept: false,
+                    },
+                });
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Session bookkeeping once an unknown session request is resolved.
+    fn after_session_resolution(self: &Arc<Self>, req: &CreditControlRequest, outcome: &Outcome) {
+        match req.request_type {
+            RequestType::Initial => {
+                // The caller was told the reservation is unknown: release whatever exists.
+                if outcome.is_success() {
+                    let me = Arc::clone(self);
+                    let mut t = self.base_request(&req.session_id, RequestType::Termination, 1);
+                    t.subscription = req.subscription.clone();
+                    t.used = req
+                        .requested
+                        .as_ref()
+                        .and_then(|u| u.money)
+                        .map(|m| Units::money(Money::zero(m.currency)));
+                    tokio::spawn(async move {
+                        let _ = me.transmit(&t, RequestOptions::default()).await;
+                    });
+                }
+            }
+            RequestType::Update => {
+                let ok = outcome.is_success();
+                if let Some(mut r) = self.sessions.get_mut(&req.session_id) {
+                    r.busy = false;
+                    if ok {
+                        if let Some(a) = outcome.answer() {
+                            r.fsm
+                                .on_event(Instant::now(), CcEvent::Answer(AnswerClass::of(a)));
+                            if let Some(m) = a.granted_money() {
+                                r.granted = m;
+                            }
+                        }
+                        if let Some(u) = req.used.as_ref().and_then(|u| u.money) {
+                            r.used = Money::new(r.used.amount + u.amount, r.used.currency);
+                        }
+                    }
+                }
+                if !ok {
+                    self.sessions.remove(&req.session_id);
+                }
+            }
+            RequestType::Termination => {
+                self.sessions.remove(&req.session_id);
+            }
+            RequestType::Event => {}
+        }
+    }
+
+    /// Reserves `amount` (INITIAL, RSU money). On success the reservation stays open in the
+    /// session map until [`CreditControlClient::terminate`], or its expiry.
+    pub async fn reserve(
+        self: &Arc<Self>,
+        subscription: SubscriptionId,
+        amount: Money,
+        parameters: Vec<ServiceParameter>,
+        tag: Option<&str>,
+    ) -> Result<Charged, SessionError> {
+        if self.sessions.len() >= self.cfg.max_sessions {
+            return Err(SessionError::TooMany(self.cfg.max_sessions));
+        }
+        let session_id = self.ids.next(tag);
+        let span = info_span!("cc_reserve", session_id = %session_id);
+        let me = Arc::clone(self);
+        Ok(async move {
+            me.reserve_inner(session_id, subscription, amount, parameters)
+                .await
+        }
+        .instrument(span)
+        .await)
+    }
+
+    async fn reserve_inner(
+        self: Arc<Self>,
+        session_id: String,
+        subscription: SubscriptionId,
+        amount: Money,
+        parameters: Vec<ServiceParameter>,
+    ) -> Charged {
+        let now = Instant::now();
+        let mut fsm = ClientSession::new(
+            SessionKind::Session,
+            self.cfg.ccfh,
+            self.cfg.ddfh,
+            self.cfg.tx,
+        );
+        let number = fsm.begin(now, RequestType::Initial).unwrap_or(0);
+        let mut req = self.base_request(&session_id, RequestType::Initial, number);
+        req.subscription = Some(subscription.clone());
+        req.requested = Some(Units::money(amount));
+        req.service_parameters = parameters.clone();
+        let e2e = self.router.ids().next_end_to_end();
+        let opts = RequestOptions {
+            end_to_end: Some(e2e),
+            ..RequestOptions::default()
+        };
+        let late_req = req.clone();
+        let sent = self
+            .transmit_within_tx(req.clone(), opts, move |me, sent| {
+                // Tx expired: whatever the late answer, release anything reserved.
+                let outcome = match sent {
+                    Exchange::Answer(a) => Outcome::from_answer(*a),
+                    _ => Outcome::Unknown {
+                        reason: "INITIAL unanswered".into(),
+                        kept: false,
+                    },
+                };
+                me.after_session_resolution(&late_req, &outcome);
+                if outcome.is_unknown() {
+                    // Never answered: release blindly (a 5002 answer is harmless).
+                    let mut t = me.base_request(&late_req.session_id, RequestType::Termination, 1);
+                    t.subscription = late_req.subscription.clone();
+                    tokio::spawn(async move {
+                        let _ = me.transmit(&t, RequestOptions::default()).await;
+                    });
+                }
+            })
+            .await;
+        let outcome = match sent {
+            None => {
+                let _ = fsm.on_event(Instant::now(), CcEvent::TxExpired);
+                Outcome::Unknown {
+                    reason: format!(
+                        "no answer within Tx ({:?}); any reservation will be released",
+                        self.cfg.tx
+                    ),
+                    kept: true,
+                }
+            }
+            Some(Exchange::Answer(a)) => {
+                fsm.apply_overrides(&a);
+                let actions = fsm.on_event(Instant::now(), CcEvent::Answer(AnswerClass::of(&a)));
+                debug!(?actions, result = %a.effective_result(), "CCA-I");
+                let granted = a.granted_money();
+                let validity = a.validity();
+                let fui_terminate = a.final_unit_action == Some(FinalUnitAction::Terminate)
+                    || a.mscc
+                        .iter()
+                        .any(|m| m.final_unit_action == Some(FinalUnitAction::Terminate));
+                let outcome = Outcome::from_answer(*a);
+                if fsm.state() == ClientState::Open && outcome.is_success() {
+                    let full = granted.is_some_and(|g| {
+                        g.currency == amount.currency && g.amount >= amount.amount
+                    });
+                    let nothing = granted.is_none_or(|g| g.amount.is_zero());
+                    if !full || (fui_terminate && nothing) {
+                        // Partial grant: release and report it.
+                        self.release_now(&session_id, &subscription, amount.currency)
+                            .await;
+                        return Charged {
+                            session_id,
+                            outcome: Outcome::PartialGrant {
+                                granted: granted.unwrap_or(Money::zero(amount.currency)),
+                            },
+                        };
+                    }
+                    let ttl = validity
+                        .map(|v| Duration::from_secs(u64::from(v)))
+                        .unwrap_or(self.cfg.reservation_ttl)
+                        .min(self.cfg.reservation_ttl);
+                    self.sessions.insert(
+                        session_id.clone(),
+                        Reservation {
+                            session_id: session_id.clone(),
+                            subscription,
+                            currency: amount.currency,
+                            fsm,
+                            granted: granted.unwrap_or(amount),
+                            used: Money::zero(amount.currency),
+                            created: SystemTime::now(),
+                            expires_at: Instant::now() + ttl,
+                            parameters,
+                            busy: false,
+                        },
+                    );
+                }
+                outcome
+            }
+            Some(Exchange::Protocol(rc)) => {
+                let _ = fsm.on_event(Instant::now(), CcEvent::TemporaryError);
+                Outcome::ProtocolError(rc)
+            }
+            Some(Exchange::NotSent(why)) => {
+                let _ = fsm.on_event(Instant::now(), CcEvent::FailureToSend);
+                Outcome::Unavailable(why)
+            }
+            Some(Exchange::Lost(why) | Exchange::Unreadable(why)) => {
+                let _ = fsm.on_event(Instant::now(), CcEvent::FailureToSend);
+                // The OCS may hold a reservation: release it (5002 if it does not).
+                let me = Arc::clone(&self);
+                let (sid, sub, cur) = (session_id.clone(), subscription.clone(), amount.currency);
+                tokio::spawn(async move { me.release_now(&sid, &sub, cur).await });
+                Outcome::Unknown {
+                    reason: format!("{why}; any reservation will be released"),
+                    kept: true,
+                }
+            }
+        };
+        Charged {
+            session_id,
+            outcome,
+        }
+    }
+
+    async fn release_now(
+        &self,
+        session_id: &str,
+        subscription: &SubscriptionId,
+        currency: Currency,
+    ) {
+        let mut t = self.base_request(session_id, RequestType::Termination, 1);
+        t.subscription = Some(subscription.clone());
+        t.used = Some(Units::money(Money::zero(currency)));
+        let _ = self.transmit(&t, RequestOptions::default()).await;
+        self.sessions.remove(session_id);
+    }
+
+    /// Takes the reservation for one operation (marks it busy), checking its state.
+    fn take(&self, session_id: &str) -> Result<Reservation, SessionError> {
+        let mut r = self
+            .sessions
+            .get_mut(session_id)
+            .ok_or(SessionError::NotFound)?;
+        if r.busy {
+            return Err(SessionError::Busy);
+        }
+        if r.fsm.state() != ClientState::Open {
+            return Err(SessionError::NotOpen(r.fsm.state()));
+        }
+        r.busy = true;
+        Ok(r.clone())
+    }
+
+    /// UPDATE: reports `used` (committed by the OCS) and asks for `requested` as the new
+    /// reservation (none: nothing more reserved). The reservation stays open on success.
+    pub async fn update(
+        self: &Arc<Self>,
+        session_id: &str,
+        used: Option<Money>,
+        requested: Option<Money>,
+        parameters: Vec<ServiceParameter>,
+    ) -> Result<Outcome, SessionError> {
+        let r = self.take(session_id)?;
+        for m in used.iter().chain(requested.iter()) {
+            if m.currency != r.currency {
+                self.release_busy(session_id);
+                return Err(SessionError::Currency {
+                    given: m.currency.code().into(),
+                    expected: r.currency.code().into(),
+                });
+            }
+        }
+        let span = info_span!("cc_update", session_id = %session_id);
+        let me = Arc::clone(self);
+        let sid = session_id.to_string();
+        Ok(async move {
+            me.session_request(sid, r, RequestType::Update, used, requested, parameters)
+                .await
+        }
+        .instrument(span)
+        .await)
+    }
+
+    /// TERMINATION: reports `used` and releases the rest; the reservation is gone afterwards.
+    pub async fn terminate(
+        self: &Arc<Self>,
+        session_id: &str,
+        used: Option<Money>,
+        parameters: Vec<ServiceParameter>,
+    ) -> Result<Outcome, SessionError> {
+        let r = self.take(session_id)?;
+        if let Some(m) = &used
+            && m.currency != r.currency
+        {
+            self.release_busy(session_id);
+            return Err(SessionError::Currency {
+                given: m.currency.code().into(),
+                expected: r.currency.code().into(),
+            });
+        }
+        let span = info_span!("cc_terminate", session_id = %session_id);
+        let me = Arc::clone(self);
+        let sid = session_id.to_string();
+        Ok(async move {
+            me.session_request(sid, r, RequestType::Termination, used, None, parameters)
+                .await
+        }
+        .instrument(span)
+        .await)
+    }
+
+    fn release_busy(&self, session_id: &str) {
+        if let Some(mut r) = self.sessions.get_mut(session_id) {
+            r.busy = false;
+        }
+    }
+
+    async fn session_request(
+        self: Arc<Self>,
+        session_id: String,
+        mut r: Reservation,
+        kind: RequestType,
+        used: Option<Money>,
+        requested: Option<Money>,
+        parameters: Vec<ServiceParameter>,
+    ) -> Outcome {
+        let now = Instant::now();
+        let before = r.fsm.clone();
+        let number = match r.fsm.begin(now, kind) {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(%e, "not allowed");
+                self.release_busy(&session_id);
+                return Outcome::Failed(crate::diameter::codec::ResultCode::UNABLE_TO_COMPLY);
+            }
+        };
+        let mut req = self.base_request(&session_id, kind, number);
+        req.subscription = Some(r.subscription.clone());
+        req.used = Some(Units::money(used.unwrap_or(Money::zero(r.currency))));
+        req.requested = requested.map(Units::money);
+        req.service_parameters = if parameters.is_empty() {
+            r.parameters.clone()
+        } else {
+            parameters
+        };
+        let e2e = self.router.ids().next_end_to_end();
+        let opts = RequestOptions {
+            end_to_end: Some(e2e),
+            ..RequestOptions::default()
+        };
+        // Commit the FSM's progress (request number) before waiting.
+        if let Some(mut live) = self.sessions.get_mut(&session_id) {
+            live.fsm = r.fsm.clone();
+        }
+        let late_req = req.clone();
+        let sent = self
+            .transmit_within_tx(req.clone(), opts, move |me, sent| {
+                let outcome = match sent {
+                    Exchange::Answer(a) => Outcome::from_answer(*a),
+                    _ => {
+                        // Still nothing: keep re-sending with the T flag until it resolves.
+                        me.spawn_resolver(late_req.clone(), e2e, true);
+                        return;
+                    }
+                };
+                me.after_session_resolution(&late_req, &outcome);
+                me.publish(Resolution {
+                    session_id: late_req.session_id.clone(),
+                    request_type: late_req.request_type,
+                    request_number: late_req.request_number,
+                    outcome,
+                });
+            })
+            .await;
+        let now = Instant::now();
+        let outcome = match sent {
+            None => {
+                let actions = r.fsm.on_event(now, CcEvent::TxExpired);
+                debug!(?actions, "Tx expired");
+                // The session stays busy until the outcome resolves.
+                return Outcome::Unknown {
+                    reason: format!("no answer within Tx ({:?})", self.cfg.tx),
+                    kept: true,
+                };
+            }
+            Some(Exchange::Answer(a)) => {
+                r.fsm.apply_overrides(&a);
+                let actions = r.fsm.on_event(now, CcEvent::Answer(AnswerClass::of(&a)));
+                debug!(?actions, result = %a.effective_result(), "CCA");
+                if let Some(m) = a.granted_money() {
+                    r.granted = m;
+                } else if kind == RequestType::Update {
+                    r.granted = Money::zero(r.currency);
+                }
+                if let Some(v) = a.validity() {
+                    r.expires_at =
+                        now + Duration::from_secs(u64::from(v)).min(self.cfg.reservation_ttl);
+                }
+                let outcome = Outcome::from_answer(*a);
+                if outcome.is_success()
+                    && let Some(u) = used
+                {
+                    r.used = Money::new(r.used.amount + u.amount, r.used.currency);
+                }
+                outcome
+            }
+            Some(Exchange::Protocol(rc)) => {
+                let _ = r.fsm.on_event(now, CcEvent::TemporaryError);
+                Outcome::ProtocolError(rc)
+            }
+            Some(Exchange::NotSent(why)) => {
+                let _ = r.fsm.on_event(now, CcEvent::FailureToSend);
+                Outcome::Unavailable(why)
+            }
+            Some(Exchange::Lost(why) | Exchange::Unreadable(why)) => {
+                self.spawn_resolver(req, e2e, true);
+                return Outcome::Unknown {
+                    reason: why,
+                    kept: true,
+                };
+            }
+        };
+        // Back into the map (or out of it, when the session ended).
+        r.busy = false;
+        let ended = r.fsm.state() == ClientState::Idle;
+        let unsent = matches!(outcome, Outcome::Unavailable(_) | Outcome::ProtocolError(_));
+        if ended && !unsent {
+            self.sessions.remove(&session_id);
+        } else {
+            if unsent {
+                // Nothing reached the OCS: the reservation stays as it was (gateway policy: a
+                // reservation is never dropped while the OCS may still hold it).
+                r.fsm = before;
+            }
+            self.sessions.insert(session_id, r);
+        }
+        outcome
+    }
+
+    /// The reservation, if open.
+    pub fn reservation(&self, session_id: &str) -> Option<ReservationRecord> {
+        self.sessions.get(session_id).map(|r| ReservationRecord {
+            session_id: r.session_id.clone(),
+            subscription: r.subscription.clone(),
+            granted: r.granted,
+            used: r.used,
+            last_request_number: r.fsm.last_number(),
+            expires_in: r.expires_at.saturating_duration_since(Instant::now()),
+        })
+    }
+
+    /// Puts back a reservation read from durable storage after a restart.
+    pub fn restore(&self, rec: ReservationRecord) -> Result<(), SessionError> {
+        if self.sessions.len() >= self.cfg.max_sessions {
+            return Err(SessionError::TooMany(self.cfg.max_sessions));
+        }
+        let fsm = ClientSession::restored_open(
+            self.cfg.ccfh,
+            self.cfg.ddfh,
+            self.cfg.tx,
+            rec.last_request_number,
+        );
+        self.sessions.insert(
+            rec.session_id.clone(),
+            Reservation {
+                session_id: rec.session_id,
+                currency: rec.granted.currency,
+                subscription: rec.subscription,
+                fsm,
+                granted: rec.granted,
+                used: rec.used,
+                created: SystemTime::now(),
+                expires_at: Instant::now() + rec.expires_in,
+                parameters: Vec::new(),
+                busy: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Terminates (CCR-T, nothing more used) every open reservation past its expiry; returns
+    /// how many. The reaper task calls this periodically.
+    pub async fn reap(self: &Arc<Self>) -> usize {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|r| !r.busy && r.fsm.state() == ClientState::Open && r.expires_at <= now)
+            .map(|r| r.session_id.clone())
+            .collect();
+        let mut n = 0;
+        for sid in due {
+            info!(session_id = %sid, "reservation expired: releasing (CCR-T)");
+            if self.terminate(&sid, None, Vec::new()).await.is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Starts the reaper: every `every`, expired reservations are terminated.
+    pub fn spawn_reaper(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                me.reap().await;
+            }
+        })
+    }
+}
