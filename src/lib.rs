@@ -8,3 +8,4 @@ pub mod config;
 pub mod credit_control;
 pub mod diameter;
 pub mod fuzzing;
+pub mod ocs;

@@ -19,13 +19,17 @@ enum Command {
     Decode(cli::decode::DecodeArgs),
     /// Validate the configuration and print it with environment overrides applied.
     CheckConfig(cli::check_config::CheckConfigArgs),
+    /// Run the OCS simulator, or print its balances or journal.
+    OcsSim(cli::ocs_sim::OcsSimArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let result = match &cli.command {
         Command::Decode(args) => cli::decode::run(args),
         Command::CheckConfig(args) => cli::check_config::run(args),
+        Command::OcsSim(args) => runtime().and_then(|rt| rt.block_on(cli::ocs_sim::run(args))),
     };
     match result {
         Ok(out) => {
@@ -36,5 +40,26 @@ fn main() -> ExitCode {
             eprintln!("gateway: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`), `LOG_FORMAT=json` for JSON lines.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
     }
 }

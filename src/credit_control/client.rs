@@ -237,6 +237,7 @@ impl CreditControlClient {
             Err(e) => return Exchange::Unreadable(format!("cannot build the CCR: {e}")),
         };
         let mut opts = opts;
+        let mut first_error = None;
         for attempt in 0..2 {
             match self.router.request_with(msg.clone(), opts).await {
                 Ok(answer) => {
@@ -249,6 +250,7 @@ impl CreditControlClient {
                     warn!(result = %result, attempt, "protocol error from the OCS path");
                     if attempt == 0 {
                         // Retry elsewhere, as a new request: no T flag after an error answer.
+                        first_error = Some(result);
                         opts = RequestOptions {
                             end_to_end: None,
                             retransmit: false,
@@ -263,7 +265,11 @@ impl CreditControlClient {
                     | RouteError::ShuttingDown
                     | RouteError::Encode(_)),
                 ) => {
-                    return Exchange::NotSent(e.to_string());
+                    // No other peer for the retry: the first protocol error stands.
+                    return match first_error {
+                        Some(rc) => Exchange::Protocol(rc),
+                        None => Exchange::NotSent(e.to_string()),
+                    };
                 }
                 Err(e) => return Exchange::Lost(e.to_string()),
             }

@@ -699,7 +699,14 @@ impl PeerFsm {
                 if self.state.is_open() || self.state == PeerState::Closing {
                     let (out, thrown) = self.watchdog.on_message(now, false);
                     self.apply_watchdog(now, out);
-                    if thrown {
+                    // RFC 3539 3.4.1 throws away non-DWA messages in REOPEN: the node that
+                    // reopened a connection does not trust it yet. On a connection the peer
+                    // dialled, the peer made that judgement and sent a request anyway;
+                    // throwing it away would only leave it waiting for its Tx. Requests on an
+                    // accepted connection are therefore served; our own traffic still waits
+                    // for the three DWAs.
+                    let served = h.flags.is_request() && conn == Conn::Responder;
+                    if thrown && !served {
                         debug!(peer = %self.settings.name, code = h.code.0, "REOPEN: message thrown away");
                     } else {
                         self.actions.push_back(Action::Deliver(msg));

@@ -546,3 +546,54 @@ fn responder_connection_loss_and_no_dial() {
     assert!(has(&drain(&mut f), &Action::Usable(false)));
     assert_eq!(f.poll_timeout(), None);
 }
+
+/// A request/answer pair as the OCS side sees it: a CCR from the gateway, and a CCA.
+fn ccr(hop_by_hop: u32) -> MessageBuf {
+    let mut h = Header::request(
+        CommandCode::CREDIT_CONTROL,
+        ApplicationId::CREDIT_CONTROL,
+        true,
+    );
+    h.hop_by_hop = hop_by_hop;
+    MessageBuf::new(h).with(AvpBuf::utf8(AvpCode::SESSION_ID, "s"))
+}
+
+#[test]
+fn responder_in_reopen_serves_requests_but_throws_away_answers() {
+    let t0 = Instant::now();
+    let mut f = fsm("ocs.example.net", false);
+    let gw = identity("gw.example.net");
+    f.incoming_cer(t0, bytes(&messages::cer(&gw, 1, 1)));
+    drain(&mut f);
+    f.disconnected(t0, Conn::Responder);
+    drain(&mut f);
+    // The gateway dials again: the responder's watchdog is in REOPEN (RFC 3539 3.4.1).
+    let t1 = t0 + Duration::from_secs(1);
+    f.incoming_cer(t1, bytes(&messages::cer(&gw, 2, 2)));
+    drain(&mut f);
+    assert_eq!(f.state(), PeerState::ROpen);
+    assert_eq!(f.watchdog_state(), WatchdogState::Reopen);
+    assert!(!f.is_usable(), "our own traffic waits for three DWAs");
+    // A request the gateway chose to send is served, not left to time out.
+    f.received(t1, Conn::Responder, bytes(&ccr(9)));
+    let a = drain(&mut f);
+    assert!(
+        matches!(&a[..], [Action::Deliver(m)] if m.header().hop_by_hop == 9),
+        "{a:?}"
+    );
+    // An answer (to nothing we sent on this connection) is still thrown away.
+    let mut h = Header::request(
+        CommandCode::CREDIT_CONTROL,
+        ApplicationId::CREDIT_CONTROL,
+        true,
+    )
+    .answer();
+    h.hop_by_hop = 10;
+    let cca = MessageBuf::new(h).with(AvpBuf::utf8(AvpCode::SESSION_ID, "s"));
+    f.received(t1, Conn::Responder, bytes(&cca));
+    assert!(
+        !drain(&mut f)
+            .iter()
+            .any(|a| matches!(a, Action::Deliver(_)))
+    );
+}
