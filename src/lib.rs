@@ -3,9 +3,11 @@
 //!
 //! See `ARCHITECTURE.md` for the map of the code.
 
+pub mod charging;
 pub mod cli;
 pub mod config;
 pub mod credit_control;
 pub mod diameter;
 pub mod fuzzing;
 pub mod ocs;
+pub mod store;

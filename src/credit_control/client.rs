@@ -208,7 +208,9 @@ impl CreditControlClient {
         self.sessions.len()
     }
 
-    fn base_request(
+    /// A CCR with this client's common AVPs (Service-Context-Id, realm, style, Event-Timestamp,
+    /// Service-Identifier, Rating-Group, the configured extra AVPs).
+    pub fn base_request(
         &self,
         session_id: &str,
         request_type: RequestType,
@@ -230,8 +232,26 @@ impl CreditControlClient {
         r
     }
 
-    /// Sends once (and once more elsewhere after a protocol error).
+    /// Sends once (and once more elsewhere after a protocol error), counting the exchange in
+    /// the metrics (`gateway_ccr_total` by type and result, `gateway_ccr_duration_seconds`).
     async fn transmit(&self, req: &CreditControlRequest, opts: RequestOptions) -> Exchange {
+        let started = Instant::now();
+        let sent = self.transmit_inner(req, opts).await;
+        let result: std::borrow::Cow<'static, str> = match &sent {
+            Exchange::Answer(a) => a.effective_result().0.to_string().into(),
+            Exchange::Protocol(rc) => rc.0.to_string().into(),
+            Exchange::NotSent(_) => "not_sent".into(),
+            Exchange::Lost(_) => "lost".into(),
+            Exchange::Unreadable(_) => "unreadable".into(),
+        };
+        let kind = req.request_type.name();
+        metrics::counter!("gateway_ccr_total", "type" => kind, "result" => result).increment(1);
+        metrics::histogram!("gateway_ccr_duration_seconds", "type" => kind)
+            .record(started.elapsed().as_secs_f64());
+        sent
+    }
+
+    async fn transmit_inner(&self, req: &CreditControlRequest, opts: RequestOptions) -> Exchange {
         let msg = match req.to_message(self.router.local()) {
             Ok(m) => m,
             Err(e) => return Exchange::Unreadable(format!("cannot build the CCR: {e}")),
@@ -277,6 +297,31 @@ impl CreditControlClient {
         Exchange::NotSent("no attempt made".into())
     }
 
+    /// Sends `req` once more as it was (same Session-Id and CC-Request-Number) with the T flag
+    /// when `retransmit`, and waits at most Tx. Outside any session state: for requests
+    /// recorded before a restart, or re-sent to learn an unknown outcome (the OCS's duplicate
+    /// detection answers a request it has seen with its first answer).
+    pub async fn send_once(&self, req: &CreditControlRequest, retransmit: bool) -> Outcome {
+        let opts = RequestOptions {
+            end_to_end: None,
+            retransmit,
+            exclude: None,
+        };
+        match tokio::time::timeout(self.cfg.tx, self.transmit(req, opts)).await {
+            Err(_) => Outcome::Unknown {
+                reason: format!("no answer within Tx ({:?})", self.cfg.tx),
+                kept: false,
+            },
+            Ok(Exchange::Answer(a)) => Outcome::from_answer(*a),
+            Ok(Exchange::Protocol(rc)) => Outcome::ProtocolError(rc),
+            Ok(Exchange::NotSent(why)) => Outcome::Unavailable(why),
+            Ok(Exchange::Lost(why) | Exchange::Unreadable(why)) => Outcome::Unknown {
+                reason: why,
+                kept: false,
+            },
+        }
+    }
+
     /// Transmits with the Tx timer: returns `None` when Tx expires first, the transmission
     /// then going on in the background and ending in `late`.
     async fn transmit_within_tx(
@@ -314,9 +359,20 @@ impl CreditControlClient {
         }
     }
 
+    /// A new Session-Id with `tag` (the REST resource id) in its optional part.
+    pub fn new_session_id(&self, tag: Option<&str>) -> String {
+        self.ids.next(tag)
+    }
+
     /// A one-time event (RFC 8506 Table 5): debit, refund, balance check or price enquiry.
     pub async fn event(self: &Arc<Self>, ev: EventRequest) -> Charged {
         let session_id = self.ids.next(ev.tag.as_deref());
+        self.event_in(session_id, ev).await
+    }
+
+    /// As [`CreditControlClient::event`], in a Session-Id the caller chose (and recorded)
+    /// with [`CreditControlClient::new_session_id`].
+    pub async fn event_in(self: &Arc<Self>, session_id: String, ev: EventRequest) -> Charged {
         let span = info_span!("cc_event", session_id = %session_id, action = ev.action.name());
         let me = Arc::clone(self);
         async move { me.event_inner(session_id, ev).await }
@@ -570,10 +626,22 @@ impl CreditControlClient {
         parameters: Vec<ServiceParameter>,
         tag: Option<&str>,
     ) -> Result<Charged, SessionError> {
+        let session_id = self.ids.next(tag);
+        self.reserve_in(session_id, subscription, amount, parameters)
+            .await
+    }
+
+    /// As [`CreditControlClient::reserve`], in a Session-Id the caller chose.
+    pub async fn reserve_in(
+        self: &Arc<Self>,
+        session_id: String,
+        subscription: SubscriptionId,
+        amount: Money,
+        parameters: Vec<ServiceParameter>,
+    ) -> Result<Charged, SessionError> {
         if self.sessions.len() >= self.cfg.max_sessions {
             return Err(SessionError::TooMany(self.cfg.max_sessions));
         }
-        let session_id = self.ids.next(tag);
         let span = info_span!("cc_reserve", session_id = %session_id);
         let me = Arc::clone(self);
         Ok(async move {

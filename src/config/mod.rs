@@ -6,12 +6,18 @@
 //! `GATEWAY__DIAMETER__TIMERS__WATCHDOG_INTERVAL=10s`. Lists of plain values are comma-separated
 //! (`GATEWAY__DIAMETER__HOST_IP_ADDRESSES=10.0.0.1,10.0.0.2`); peers are configured in the file.
 
+pub mod service;
+
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+pub use service::{
+    AppConfig, AvpTemplate, CreditControlConfig, EmbeddedSimConfig, HttpConfig, StoreConfig,
+};
 
 use crate::diameter::codec::Limits;
 use crate::diameter::node::{NodeConfig, PeerConfig};
@@ -23,6 +29,17 @@ use crate::diameter::router::{PeerSpec, RouterSettings};
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     pub diameter: DiameterConfig,
+    #[serde(default)]
+    pub credit_control: CreditControlConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub ocs_sim: EmbeddedSimConfig,
+    /// Applications allowed to call the REST API.
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
 }
 
 /// `[diameter]`: identity, peers, timers and limits of the Diameter node.
@@ -212,7 +229,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn bad(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn bad(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.into(),
         reason: reason.into(),
@@ -396,7 +413,7 @@ impl GatewayConfig {
                 return Err(bad(key("weight"), "must be above zero"));
             }
         }
-        Ok(())
+        service::validate_service(self)
     }
 
     /// The Diameter node this configuration describes.
@@ -471,7 +488,7 @@ fn origin_state_id() -> u32 {
         .unwrap_or(1)
 }
 
-fn fqdn(key: &str, v: &str) -> Result<(), ConfigError> {
+pub(crate) fn fqdn(key: &str, v: &str) -> Result<(), ConfigError> {
     crate::diameter::codec::value::identity(v.as_bytes())
         .map(|_| ())
         .map_err(|_| {

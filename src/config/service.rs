@@ -1,0 +1,535 @@
+//! The service sections of `conf/gateway.toml`: the credit-control client, the REST server,
+//! the store, the embedded OCS simulator and the API applications.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, bad};
+use crate::credit_control::{CcConfig, CcFailureHandling, DdFailureHandling, UnitsStyle};
+use crate::diameter::codec::{AvpBuf, AvpFlags, AvpValue, DataType, Time, VendorId};
+use crate::diameter::dict::Dictionary;
+
+/// `[credit_control]`: how CCRs are built and what to do when the OCS does not answer.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CreditControlConfig {
+    /// Service-Context-Id (RFC 8506 8.42), agreed with the OCS.
+    pub service_context_id: String,
+    /// Destination-Realm of every CCR.
+    pub destination_realm: String,
+    /// Destination-Host ("" = any host of the realm).
+    pub destination_host: String,
+    /// `mscc` (units inside Multiple-Services-Credit-Control, 3GPP Gy/Ro) or `command_level`
+    /// (RFC 4006 style).
+    pub style: UnitsStyle,
+    /// Currency assumed for CC-Money without Currency-Code.
+    pub default_currency: String,
+    /// Credit-Control-Failure-Handling until a CCA says otherwise.
+    pub ccfh: CcFailureHandling,
+    /// Direct-Debiting-Failure-Handling until a CCA says otherwise.
+    pub ddfh: DdFailureHandling,
+    /// Service-Identifier sent with every request (0 = none).
+    pub service_identifier: u32,
+    /// Rating-Group sent in the MSCC (0 = none).
+    pub rating_group: u32,
+    /// Most reservations open at once.
+    pub max_sessions: usize,
+    /// A reservation is released after this even if the OCS grants longer.
+    #[serde(with = "humantime_serde")]
+    pub reservation_ttl: Duration,
+    /// How often expired reservations are released.
+    #[serde(with = "humantime_serde")]
+    pub reaper_interval: Duration,
+    /// Pause between re-sends (T flag) of a request whose outcome is unknown.
+    #[serde(with = "humantime_serde")]
+    pub resolve_interval: Duration,
+    /// Re-sends before a request is left for manual reconciliation.
+    pub resolve_attempts: u32,
+    /// Operator-specific AVPs added to every CCR, by dictionary name.
+    pub extra_avps: Vec<AvpTemplate>,
+}
+
+impl Default for CreditControlConfig {
+    fn default() -> Self {
+        Self {
+            service_context_id: "payment.v1@charging.local".into(),
+            destination_realm: "charging.local".into(),
+            destination_host: String::new(),
+            style: UnitsStyle::Mscc,
+            default_currency: "EUR".into(),
+            ccfh: CcFailureHandling::Terminate,
+            ddfh: DdFailureHandling::TerminateOrBuffer,
+            service_identifier: 0,
+            rating_group: 0,
+            max_sessions: 100_000,
+            reservation_ttl: Duration::from_secs(900),
+            reaper_interval: Duration::from_secs(5),
+            resolve_interval: Duration::from_secs(5),
+            resolve_attempts: 120,
+            extra_avps: Vec::new(),
+        }
+    }
+}
+
+/// One AVP of a template: a name from the dictionaries and either a value (text, parsed by the
+/// AVP's type) or members (Grouped).
+///
+/// ```toml
+/// [[credit_control.extra_avps]]
+/// avp = "Service-Information"
+/// members = [ { avp = "PS-Information", members = [ { avp = "3GPP-Charging-Id", value = "0x0000004d" } ] } ]
+/// ```
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AvpTemplate {
+    pub avp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<AvpTemplate>,
+}
+
+impl AvpTemplate {
+    /// The AVP this template describes; `key` names it in errors.
+    pub fn build(&self, dict: &Dictionary, key: &str) -> Result<AvpBuf, ConfigError> {
+        let def = dict.avp_by_name(&self.avp).ok_or_else(|| {
+            bad(
+                format!("{key}.avp"),
+                format!("\"{}\" is not in the dictionaries", self.avp),
+            )
+        })?;
+        let value = match (def.data_type, &self.value) {
+            (DataType::Grouped, None) => {
+                let mut members = Vec::with_capacity(self.members.len());
+                for (i, m) in self.members.iter().enumerate() {
+                    members.push(m.build(dict, &format!("{key}.members[{i}]"))?);
+                }
+                AvpValue::Grouped(members)
+            }
+            (DataType::Grouped, Some(_)) => {
+                return Err(bad(
+                    format!("{key}.value"),
+                    format!("{} is Grouped: give members, not a value", self.avp),
+                ));
+            }
+            (_, None) => {
+                return Err(bad(
+                    format!("{key}.value"),
+                    format!("{} needs a value", self.avp),
+                ));
+            }
+            (ty, Some(text)) => {
+                if !self.members.is_empty() {
+                    return Err(bad(
+                        format!("{key}.members"),
+                        format!("{} is not Grouped", self.avp),
+                    ));
+                }
+                parse_value(ty, def, text).map_err(|why| bad(format!("{key}.value"), why))?
+            }
+        };
+        let mut flags = def.must.0 & (AvpFlags::MANDATORY | AvpFlags::PROTECTED);
+        if def.vendor != VendorId::IETF {
+            flags |= AvpFlags::VENDOR;
+        }
+        Ok(AvpBuf {
+            code: def.code,
+            flags: AvpFlags(flags),
+            vendor_id: (def.vendor != VendorId::IETF).then_some(def.vendor),
+            value,
+        })
+    }
+}
+
+fn parse_value(
+    ty: DataType,
+    def: &crate::diameter::dict::AvpDef,
+    text: &str,
+) -> Result<AvpValue, String> {
+    let num = |t: &str| t.trim().to_string();
+    let bad_num = |t: &str| format!("\"{t}\" is not a valid {}", ty.name());
+    Ok(match ty {
+        DataType::Integer32 => AvpValue::Integer32(num(text).parse().map_err(|_| bad_num(text))?),
+        DataType::Integer64 => AvpValue::Integer64(num(text).parse().map_err(|_| bad_num(text))?),
+        DataType::Unsigned32 => AvpValue::Unsigned32(num(text).parse().map_err(|_| bad_num(text))?),
+        DataType::Unsigned64 => AvpValue::Unsigned64(num(text).parse().map_err(|_| bad_num(text))?),
+        DataType::Float32 => AvpValue::Float32(num(text).parse().map_err(|_| bad_num(text))?),
+        DataType::Float64 => AvpValue::Float64(num(text).parse().map_err(|_| bad_num(text))?),
+        DataType::Enumerated => {
+            let v = match def.item_value(text) {
+                Some(v) => v,
+                None => num(text).parse().map_err(|_| {
+                    format!("\"{text}\" is neither a value of {} nor a number", def.name)
+                })?,
+            };
+            AvpValue::Integer32(v)
+        }
+        DataType::OctetString => match text.strip_prefix("0x") {
+            Some(h) => AvpValue::Bytes(
+                hex::decode(h)
+                    .map_err(|e| format!("\"{text}\": bad hex ({e})"))?
+                    .into(),
+            ),
+            None => AvpValue::Bytes(bytes::Bytes::copy_from_slice(text.as_bytes())),
+        },
+        DataType::Utf8String | DataType::DiameterIdentity | DataType::DiameterUri => {
+            AvpValue::Bytes(bytes::Bytes::copy_from_slice(text.as_bytes()))
+        }
+        DataType::IpFilterRule => AvpValue::Bytes(bytes::Bytes::copy_from_slice(text.as_bytes())),
+        DataType::Address => {
+            let ip: std::net::IpAddr = text
+                .trim()
+                .parse()
+                .map_err(|_| format!("\"{text}\" is not an IP address"))?;
+            AvpBuf::address(def.code, ip).value
+        }
+        DataType::Time => {
+            let t = time::OffsetDateTime::parse(
+                text.trim(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .map_err(|_| format!("\"{text}\" is not an RFC 3339 time"))?;
+            let t = Time::from_unix(t.unix_timestamp())
+                .ok_or_else(|| format!("\"{text}\" is outside the NTP eras Diameter can carry"))?;
+            AvpBuf::time(def.code, t).value
+        }
+        DataType::Grouped => return Err("Grouped AVPs take members".into()),
+    })
+}
+
+impl CreditControlConfig {
+    /// The client settings; the extra AVPs are resolved against `dict`.
+    pub fn client_config(&self, dict: &Dictionary, tx: Duration) -> Result<CcConfig, ConfigError> {
+        let default_currency = iso_currency::Currency::from_code(&self.default_currency)
+            .ok_or_else(|| {
+                bad(
+                    "credit_control.default_currency",
+                    format!("\"{}\" is not an ISO 4217 code", self.default_currency),
+                )
+            })?;
+        let mut extra = Vec::with_capacity(self.extra_avps.len());
+        for (i, t) in self.extra_avps.iter().enumerate() {
+            let avp = t.build(dict, &format!("credit_control.extra_avps[{i}]"))?;
+            avp.checked_len().map_err(|e| {
+                bad(
+                    format!("credit_control.extra_avps[{i}]"),
+                    format!("cannot be encoded: {e}"),
+                )
+            })?;
+            extra.push(avp);
+        }
+        Ok(CcConfig {
+            service_context_id: self.service_context_id.clone(),
+            destination_realm: self.destination_realm.clone(),
+            destination_host: (!self.destination_host.is_empty())
+                .then(|| self.destination_host.clone()),
+            style: self.style,
+            default_currency,
+            ccfh: self.ccfh,
+            ddfh: self.ddfh,
+            tx,
+            service_identifier: (self.service_identifier != 0).then_some(self.service_identifier),
+            rating_group: (self.rating_group != 0).then_some(self.rating_group),
+            extra_avps: extra,
+            max_sessions: self.max_sessions,
+            reservation_ttl: self.reservation_ttl,
+            resolve_interval: self.resolve_interval,
+            resolve_attempts: self.resolve_attempts,
+        })
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let k = |f: &str| format!("credit_control.{f}");
+        let sc = &self.service_context_id;
+        if !sc.contains('@') || sc.starts_with('@') || sc.ends_with('@') {
+            return Err(bad(
+                k("service_context_id"),
+                format!("\"{sc}\" must read service-context@domain (RFC 8506 8.42)"),
+            ));
+        }
+        super::fqdn(&k("destination_realm"), &self.destination_realm)?;
+        if !self.destination_host.is_empty() {
+            super::fqdn(&k("destination_host"), &self.destination_host)?;
+        }
+        if iso_currency::Currency::from_code(&self.default_currency).is_none() {
+            return Err(bad(
+                k("default_currency"),
+                format!("\"{}\" is not an ISO 4217 code", self.default_currency),
+            ));
+        }
+        if self.max_sessions == 0 {
+            return Err(bad(k("max_sessions"), "must be above zero"));
+        }
+        for (key, v) in [
+            ("reservation_ttl", self.reservation_ttl),
+            ("reaper_interval", self.reaper_interval),
+            ("resolve_interval", self.resolve_interval),
+        ] {
+            if v.is_zero() {
+                return Err(bad(k(key), "must be above zero"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[http]`: the REST server.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: String,
+    /// Largest request body accepted (bytes); larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Longest a request may take end to end (must exceed the Diameter Tx).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Longest wait for in-flight REST requests on shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// `text` or `json` log lines.
+    pub log_format: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+            log_format: "text".into(),
+        }
+    }
+}
+
+/// `[store]`: where records are kept.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite` (embedded, the default) or `memory` (nothing durable: tests only).
+    pub backend: String,
+    /// Directory of the SQLite file (`gateway.sqlite3`).
+    pub data_dir: PathBuf,
+    /// Most writes committed in one transaction (group commit).
+    pub max_batch: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: "sqlite".into(),
+            data_dir: PathBuf::from("data"),
+            max_batch: 1024,
+        }
+    }
+}
+
+/// `[ocs_sim]`: the bundled OCS simulator, started in-process by `gateway serve`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedSimConfig {
+    /// Start it (the default, so that the gateway works out of the box). Set to false when the
+    /// peers are a real OCS.
+    pub enabled: bool,
+    /// Its configuration file (accounts, prices, faults).
+    pub config: PathBuf,
+}
+
+impl Default for EmbeddedSimConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            config: PathBuf::from("conf/ocs-sim.toml"),
+        }
+    }
+}
+
+/// `[[apps]]`: an application allowed to call the REST API, and its policy.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// The application's id (records and logs carry it).
+    pub id: String,
+    /// HTTP Basic user name (as OCSG applications authenticate).
+    #[serde(default)]
+    pub username: String,
+    /// HTTP Basic password, in clear.
+    #[serde(default)]
+    pub password: String,
+    /// Or: its SHA-256, hex (preferred in production files).
+    #[serde(default)]
+    pub password_sha256: String,
+    /// API key, sent as `X-API-Key` (or `Authorization: Bearer`).
+    #[serde(default)]
+    pub api_key: String,
+    /// Currencies it may charge in (empty: any).
+    #[serde(default)]
+    pub allowed_currencies: Vec<String>,
+    /// Largest amount of one operation (absent: no limit).
+    #[serde(default)]
+    pub max_amount: Option<Decimal>,
+    /// Operations it may call, e.g. `charge-amount` (empty: all).
+    #[serde(default)]
+    pub allowed_operations: Vec<String>,
+    /// May read `/metrics` and the admin endpoints.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// Every REST operation an application can be allowed.
+pub const OPERATIONS: &[&str] = &[
+    "charge-amount",
+    "refund-amount",
+    "charge-split-amount",
+    "reserve-amount",
+    "reserve-additional-amount",
+    "charge-reservation",
+    "release-reservation",
+];
+
+pub(super) fn validate_service(c: &super::GatewayConfig) -> Result<(), ConfigError> {
+    c.credit_control.validate()?;
+    if c.http.listen.parse::<SocketAddr>().is_err() {
+        return Err(bad(
+            "http.listen",
+            format!("\"{}\" is not an address:port", c.http.listen),
+        ));
+    }
+    if c.http.max_body_bytes < 256 {
+        return Err(bad("http.max_body_bytes", "must be at least 256"));
+    }
+    if c.http.request_timeout <= c.diameter.timers.request_timeout {
+        return Err(bad(
+            "http.request_timeout",
+            "must be longer than diameter.timers.request_timeout (Tx)",
+        ));
+    }
+    if !matches!(c.http.log_format.as_str(), "text" | "json") {
+        return Err(bad("http.log_format", "must be text or json"));
+    }
+    if !matches!(c.store.backend.as_str(), "sqlite" | "memory") {
+        return Err(bad(
+            "store.backend",
+            format!("\"{}\": sqlite or memory", c.store.backend),
+        ));
+    }
+    if c.store.max_batch == 0 {
+        return Err(bad("store.max_batch", "must be above zero"));
+    }
+    for (i, a) in c.apps.iter().enumerate() {
+        let key = |f: &str| format!("apps[{i}].{f}");
+        if a.id.trim().is_empty() {
+            return Err(bad(key("id"), "must not be empty"));
+        }
+        if c.apps[..i].iter().any(|b| b.id == a.id) {
+            return Err(bad(key("id"), format!("\"{}\" is configured twice", a.id)));
+        }
+        let basic = !a.username.is_empty();
+        if basic && a.password.is_empty() && a.password_sha256.is_empty() {
+            return Err(bad(key("password"), "a username needs a password"));
+        }
+        if !a.password_sha256.is_empty()
+            && (a.password_sha256.len() != 64 || hex::decode(&a.password_sha256).is_err())
+        {
+            return Err(bad(key("password_sha256"), "64 hex digits expected"));
+        }
+        if !basic && a.api_key.is_empty() {
+            return Err(bad(
+                key("username"),
+                "give a username and password, or an api_key",
+            ));
+        }
+        if basic && c.apps[..i].iter().any(|b| b.username == a.username) {
+            return Err(bad(key("username"), "used by another application"));
+        }
+        if !a.api_key.is_empty() && c.apps[..i].iter().any(|b| b.api_key == a.api_key) {
+            return Err(bad(key("api_key"), "used by another application"));
+        }
+        for (j, cur) in a.allowed_currencies.iter().enumerate() {
+            if iso_currency::Currency::from_code(cur).is_none() {
+                return Err(bad(
+                    key(&format!("allowed_currencies[{j}]")),
+                    format!("\"{cur}\" is not an ISO 4217 code"),
+                ));
+            }
+        }
+        if a.max_amount.is_some_and(|m| m <= Decimal::ZERO) {
+            return Err(bad(key("max_amount"), "must be above zero"));
+        }
+        for (j, op) in a.allowed_operations.iter().enumerate() {
+            if !OPERATIONS.contains(&op.as_str()) {
+                return Err(bad(
+                    key(&format!("allowed_operations[{j}]")),
+                    format!("\"{op}\" is not an operation ({})", OPERATIONS.join(", ")),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dict() -> Dictionary {
+        Dictionary::builtin().unwrap()
+    }
+
+    #[test]
+    fn templates_resolve_by_dictionary_name() {
+        let t: AvpTemplate = toml::from_str(
+            r#"
+avp = "Service-Information"
+members = [ { avp = "PS-Information", members = [ { avp = "3GPP-Charging-Id", value = "0x0000004d" } ] } ]
+"#,
+        )
+        .unwrap();
+        let avp = t.build(&dict(), "x").unwrap();
+        assert_eq!(avp.code.0, 873);
+        assert_eq!(avp.vendor_id, Some(VendorId(10415)));
+        let AvpValue::Grouped(ps) = &avp.value else {
+            panic!("grouped")
+        };
+        let AvpValue::Grouped(id) = &ps[0].value else {
+            panic!("grouped")
+        };
+        assert_eq!(id[0].value, AvpValue::Bytes(vec![0, 0, 0, 0x4d].into()));
+        // Enumerated by name, numbers by type.
+        let e = AvpTemplate {
+            avp: "Subscription-Id-Type".into(),
+            value: Some("END_USER_SIP_URI".into()),
+            members: vec![],
+        };
+        assert_eq!(e.build(&dict(), "x").unwrap().value, AvpValue::Integer32(2));
+    }
+
+    #[test]
+    fn bad_templates_name_the_key() {
+        let unknown = AvpTemplate {
+            avp: "No-Such-AVP".into(),
+            value: Some("1".into()),
+            members: vec![],
+        };
+        assert_eq!(unknown.build(&dict(), "t").unwrap_err().key, "t.avp");
+        let bad_num = AvpTemplate {
+            avp: "Service-Identifier".into(),
+            value: Some("many".into()),
+            members: vec![],
+        };
+        assert_eq!(bad_num.build(&dict(), "t").unwrap_err().key, "t.value");
+        let nested = AvpTemplate {
+            avp: "Service-Information".into(),
+            value: None,
+            members: vec![bad_num],
+        };
+        assert_eq!(
+            nested.build(&dict(), "t").unwrap_err().key,
+            "t.members[0].value"
+        );
+    }
+}

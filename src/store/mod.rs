@@ -1,0 +1,506 @@
+//! Durable records: every money-moving operation (charge, refund, split leg, reservation step)
+//! and every reservation, for disputes, idempotent replays and restarts.
+//!
+//! ```text
+//! charging --begin/finish/reservation--> Store (handle, Clone) --mpsc--> writer thread
+//!                                                                         | drains the queue:
+//!                                                                         | one transaction per batch,
+//!                                                                         | one commit (fsync) per batch
+//!   <------------------- oneshot per call, after the commit -------------+  (group commit)
+//! ```
+//!
+//! A call that writes returns only once its batch is committed: a 2xx built on it is durable.
+//! Reads go through the same thread, so they see every write acknowledged before them.
+//! Backends implement [`Backend`] (synchronous, owned by the writer thread): SQLite is the
+//! embedded default (`sqlite`); [`MemoryBackend`] serves tests and the benchmark of the
+//! write path without a disk.
+
+pub mod memory;
+
+use std::sync::Arc;
+use std::thread;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, warn};
+
+pub use memory::MemoryBackend;
+
+/// What happened to an operation, as far as the gateway knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OpState {
+    /// Recorded before the request goes to the OCS; not answered yet.
+    Pending,
+    /// The OCS agreed (charged, refunded, reserved, released).
+    Succeeded,
+    /// Definitively refused (by the OCS or by the gateway); nothing charged.
+    Refused,
+    /// Sent, not answered: the OCS may or may not have applied it. Never reported as success;
+    /// resolved by re-sending with the T flag.
+    Unknown,
+    /// Nothing reached a credit-control server (no peer, protocol error): a retry with the
+    /// same key performs the operation anew.
+    Retryable,
+}
+
+impl OpState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::Refused => "refused",
+            Self::Unknown => "unknown",
+            Self::Retryable => "retryable",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "succeeded" => Self::Succeeded,
+            "refused" => Self::Refused,
+            "unknown" => Self::Unknown,
+            "retryable" => Self::Retryable,
+            _ => return None,
+        })
+    }
+
+    /// Whether the outcome is final (replayed as is to a retry).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Refused)
+    }
+}
+
+/// One operation: what was asked, of whom, and what came of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationRow {
+    /// Gateway operation id (unique).
+    pub id: String,
+    /// The application (API client) that asked.
+    pub app: String,
+    /// Idempotency key within the application (`referenceCode`, `clientCorrelator`,
+    /// `Idempotency-Key`); at most one row per `(app, key)`.
+    pub key: Option<String>,
+    /// `charge`, `refund`, `split`, `split-leg`, `reserve`, `reserve-additional`,
+    /// `charge-reservation`, `release`, ...
+    pub kind: String,
+    /// Hash of the canonical request: the same key with another hash is refused.
+    pub request_hash: String,
+    /// The split a leg belongs to, or the operation a compensation undoes.
+    pub parent: Option<String>,
+    pub reservation_id: Option<String>,
+    /// Diameter Session-Id of the CCR (empty for operations that send none).
+    pub session_id: String,
+    /// CC-Request-Number of the CCR.
+    pub request_number: u32,
+    pub subscriber: Option<String>,
+    pub amount: Option<Decimal>,
+    pub currency: Option<String>,
+    pub reference_code: Option<String>,
+    pub state: OpState,
+    /// The (effective) Result-Code of the answer, when one came.
+    pub result_code: Option<u32>,
+    /// The request as the charging layer needs it to re-send (JSON).
+    pub request: String,
+    /// The outcome as the charging layer reports it (JSON), once known.
+    pub outcome: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// Where a reservation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ReservationState {
+    Open,
+    Released,
+    Expired,
+    /// The OCS no longer knows it (5002) or it was lost.
+    Gone,
+}
+
+impl ReservationState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Released => "released",
+            Self::Expired => "expired",
+            Self::Gone => "gone",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "open" => Self::Open,
+            "released" => Self::Released,
+            "expired" => Self::Expired,
+            "gone" => Self::Gone,
+            _ => return None,
+        })
+    }
+}
+
+/// One reservation (a credit-control session).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationRow {
+    /// The identifier given to the API client.
+    pub id: String,
+    pub app: String,
+    pub session_id: String,
+    pub subscriber: String,
+    pub currency: String,
+    /// Money reserved at the OCS now.
+    pub reserved: Decimal,
+    /// Money charged against it so far.
+    pub charged: Decimal,
+    /// CC-Request-Number of the last request sent in the session.
+    pub last_request_number: u32,
+    pub state: ReservationState,
+    /// When the gateway releases it if nothing else happens (ms since the epoch).
+    pub expires_ms: i64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// What [`Store::begin`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Begun {
+    /// The row was written (or replaced a [`OpState::Retryable`] row with the same key).
+    Inserted,
+    /// A row with the same `(app, key)` exists and was kept.
+    Existing(Box<OperationRow>),
+}
+
+/// A write, as the writer thread applies it.
+#[derive(Clone, Debug)]
+pub enum Write {
+    /// Insert; on a `(app, key)` conflict keep the existing row, unless it is retryable.
+    Begin(OperationRow),
+    /// Replace the row with the same id.
+    Update(OperationRow),
+    /// Insert or replace by id.
+    Reservation(ReservationRow),
+}
+
+/// The answer to one [`Write`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Written {
+    Begun(Begun),
+    Done,
+}
+
+/// Which operations to list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OperationFilter {
+    pub app: Option<String>,
+    pub reference_code: Option<String>,
+    pub reservation_id: Option<String>,
+    pub state: Option<OpState>,
+    pub limit: usize,
+}
+
+/// A storage failure. The gateway answers 500 and reports nothing as durable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("store: {0}")]
+pub struct StoreError(pub String);
+
+/// A storage engine, driven by the writer thread (synchronous: it owns its connection).
+pub trait Backend: Send + 'static {
+    /// Applies every write in one transaction and commits it durably; the answers are in
+    /// order. An error fails the whole batch (nothing of it is durable).
+    fn apply(&mut self, batch: &[Write]) -> Result<Vec<Written>, StoreError>;
+    fn operation(&mut self, id: &str) -> Result<Option<OperationRow>, StoreError>;
+    fn operation_by_key(
+        &mut self,
+        app: &str,
+        key: &str,
+    ) -> Result<Option<OperationRow>, StoreError>;
+    fn operations(&mut self, filter: &OperationFilter) -> Result<Vec<OperationRow>, StoreError>;
+    /// Operations not yet resolved (pending or unknown), oldest first.
+    fn unresolved(&mut self) -> Result<Vec<OperationRow>, StoreError>;
+    fn reservation(&mut self, id: &str) -> Result<Option<ReservationRow>, StoreError>;
+    fn open_reservations(&mut self) -> Result<Vec<ReservationRow>, StoreError>;
+}
+
+/// Store settings.
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    /// Most writes committed together.
+    pub max_batch: usize,
+    /// Queued calls before callers wait (back-pressure).
+    pub queue: usize,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            max_batch: 1024,
+            queue: 65_536,
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+// Writes are the common command and are moved into the batch as they are: boxing them would
+// cost an allocation per write on the hot path.
+#[allow(clippy::large_enum_variant)]
+enum Command {
+    Write(Write, Reply<Written>),
+    Operation(String, Reply<Option<OperationRow>>),
+    OperationByKey(String, String, Reply<Option<OperationRow>>),
+    Operations(OperationFilter, Reply<Vec<OperationRow>>),
+    Unresolved(Reply<Vec<OperationRow>>),
+    Reservation(String, Reply<Option<ReservationRow>>),
+    OpenReservations(Reply<Vec<ReservationRow>>),
+    /// Answered once every write queued before it is committed.
+    Flush(Reply<()>),
+}
+
+/// Handle to the store (cheap to clone). Dropping every handle stops the writer thread after
+/// it has committed what was queued.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Command>,
+    backend: Arc<str>,
+    metrics: Arc<StoreMetrics>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+/// Counters of the write path (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct StoreMetrics {
+    pub batches: std::sync::atomic::AtomicU64,
+    pub writes: std::sync::atomic::AtomicU64,
+    pub failures: std::sync::atomic::AtomicU64,
+    /// Sum of commit times, microseconds.
+    pub commit_micros: std::sync::atomic::AtomicU64,
+}
+
+impl Store {
+    /// Starts the writer thread over `backend`.
+    pub fn start(
+        backend: impl Backend,
+        name: &str,
+        settings: StoreSettings,
+    ) -> Result<Self, StoreError> {
+        let (tx, rx) = mpsc::channel(settings.queue.max(1));
+        let metrics = Arc::new(StoreMetrics::default());
+        let m = Arc::clone(&metrics);
+        let max_batch = settings.max_batch.max(1);
+        thread::Builder::new()
+            .name(format!("store-{name}"))
+            .spawn(move || writer(backend, rx, max_batch, &m))
+            .map_err(|e| StoreError(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self {
+            tx,
+            backend: Arc::from(name),
+            metrics,
+        })
+    }
+
+    /// An in-memory store (tests, benchmarks).
+    pub fn memory() -> Self {
+        // The writer thread is the only failure point, and spawning it only fails when the
+        // process is out of threads, which no caller here can handle better than by stopping.
+        #[allow(clippy::expect_used)]
+        Self::start(MemoryBackend::default(), "memory", StoreSettings::default())
+            .expect("the in-memory store starts")
+    }
+
+    pub fn backend_name(&self) -> &str {
+        &self.backend
+    }
+
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| StoreError("the store is stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError("the store stopped before answering".into()))?
+    }
+
+    async fn write(&self, w: Write) -> Result<Written, StoreError> {
+        self.call(|r| Command::Write(w, r)).await
+    }
+
+    /// Records an operation before its request is sent (durable on return).
+    pub async fn begin(&self, op: OperationRow) -> Result<Begun, StoreError> {
+        match self.write(Write::Begin(op)).await? {
+            Written::Begun(b) => Ok(b),
+            Written::Done => Err(StoreError("unexpected answer to begin".into())),
+        }
+    }
+
+    /// Records an operation's new state (durable on return).
+    pub async fn update(&self, op: OperationRow) -> Result<(), StoreError> {
+        self.write(Write::Update(op)).await.map(|_| ())
+    }
+
+    /// Records a reservation's new state (durable on return).
+    pub async fn put_reservation(&self, r: ReservationRow) -> Result<(), StoreError> {
+        self.write(Write::Reservation(r)).await.map(|_| ())
+    }
+
+    pub async fn operation(&self, id: &str) -> Result<Option<OperationRow>, StoreError> {
+        let id = id.to_string();
+        self.call(|r| Command::Operation(id, r)).await
+    }
+
+    pub async fn operation_by_key(
+        &self,
+        app: &str,
+        key: &str,
+    ) -> Result<Option<OperationRow>, StoreError> {
+        let (app, key) = (app.to_string(), key.to_string());
+        self.call(|r| Command::OperationByKey(app, key, r)).await
+    }
+
+    pub async fn operations(
+        &self,
+        filter: OperationFilter,
+    ) -> Result<Vec<OperationRow>, StoreError> {
+        self.call(|r| Command::Operations(filter, r)).await
+    }
+
+    pub async fn unresolved(&self) -> Result<Vec<OperationRow>, StoreError> {
+        self.call(Command::Unresolved).await
+    }
+
+    pub async fn reservation(&self, id: &str) -> Result<Option<ReservationRow>, StoreError> {
+        let id = id.to_string();
+        self.call(|r| Command::Reservation(id, r)).await
+    }
+
+    pub async fn open_reservations(&self) -> Result<Vec<ReservationRow>, StoreError> {
+        self.call(Command::OpenReservations).await
+    }
+
+    /// Waits until everything written before is committed (shutdown).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.call(Command::Flush).await
+    }
+}
+
+fn writer(
+    mut backend: impl Backend,
+    mut rx: mpsc::Receiver<Command>,
+    max_batch: usize,
+    metrics: &StoreMetrics,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut writes: Vec<Write> = Vec::with_capacity(max_batch);
+    let mut replies: Vec<Reply<Written>> = Vec::with_capacity(max_batch);
+    let mut after: Vec<Command> = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        // Gather what is queued now: writes into one batch; reads and flushes wait for the
+        // batch so that they see it.
+        let mut next = Some(first);
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Command::Write(w, reply) => {
+                    writes.push(w);
+                    replies.push(reply);
+                }
+                other => after.push(other),
+            }
+            if writes.len() >= max_batch {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if !writes.is_empty() {
+            let started = std::time::Instant::now();
+            let result = backend.apply(&writes);
+            metrics.batches.fetch_add(1, Relaxed);
+            metrics.writes.fetch_add(writes.len() as u64, Relaxed);
+            metrics
+                .commit_micros
+                .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+            match result {
+                Ok(answers) if answers.len() == replies.len() => {
+                    for (reply, answer) in replies.drain(..).zip(answers) {
+                        let _ = reply.send(Ok(answer));
+                    }
+                }
+                Ok(answers) => {
+                    metrics.failures.fetch_add(1, Relaxed);
+                    error!(
+                        expected = replies.len(),
+                        got = answers.len(),
+                        "store backend answered a batch partly"
+                    );
+                    for reply in replies.drain(..) {
+                        let _ = reply.send(Err(StoreError("incomplete batch answer".into())));
+                    }
+                }
+                Err(e) => {
+                    metrics.failures.fetch_add(1, Relaxed);
+                    warn!(error = %e, writes = writes.len(), "store batch failed");
+                    for reply in replies.drain(..) {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+            writes.clear();
+        }
+        for cmd in after.drain(..) {
+            serve_read(&mut backend, cmd);
+        }
+    }
+}
+
+fn serve_read(backend: &mut impl Backend, cmd: Command) {
+    match cmd {
+        Command::Write(_, reply) => {
+            let _ = reply.send(Err(StoreError("write routed as a read".into())));
+        }
+        Command::Operation(id, reply) => {
+            let _ = reply.send(backend.operation(&id));
+        }
+        Command::OperationByKey(app, key, reply) => {
+            let _ = reply.send(backend.operation_by_key(&app, &key));
+        }
+        Command::Operations(filter, reply) => {
+            let _ = reply.send(backend.operations(&filter));
+        }
+        Command::Unresolved(reply) => {
+            let _ = reply.send(backend.unresolved());
+        }
+        Command::Reservation(id, reply) => {
+            let _ = reply.send(backend.reservation(&id));
+        }
+        Command::OpenReservations(reply) => {
+            let _ = reply.send(backend.open_reservations());
+        }
+        Command::Flush(reply) => {
+            let _ = reply.send(Ok(()));
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
