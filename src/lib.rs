@@ -9,5 +9,6 @@ pub mod config;
 pub mod credit_control;
 pub mod diameter;
 pub mod fuzzing;
+pub mod gateway;
 pub mod ocs;
 pub mod store;

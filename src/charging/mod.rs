@@ -893,6 +893,20 @@ impl Charging {
         result
     }
 
+    /// The stored outcome of a finished operation with this key, or the refusal of a key
+    /// reused for another request.
+    async fn prior(&self, key: &Key, hash: &str) -> Option<OpResult> {
+        let k = key.key.as_deref()?;
+        let old = self.store.operation_by_key(&key.app, k).await.ok()??;
+        if old.request_hash != hash {
+            return Some(Err(Failure::KeyReused { key: k.to_string() }));
+        }
+        if old.state.is_final() {
+            return replay(&old);
+        }
+        None
+    }
+
     /// The slot of a reservation the caller owns.
     async fn slot(&self, app: &str, id: &str) -> Result<Arc<Slot>, Failure> {
         if let Some(s) = self.reservations.get(id).map(|s| Arc::clone(&s))
@@ -982,6 +996,15 @@ impl Charging {
         amount: Money,
         info: &ChargeInfo,
     ) -> OpResult {
+        let hash = hash_of(
+            kind,
+            &(reservation_id, amount.amount, amount.currency.code(), info),
+        );
+        // A retry of a finished operation is answered as it was, whatever the reservation
+        // has become since.
+        if let Some(prior) = self.prior(key, &hash).await {
+            return prior;
+        }
         let slot = self.slot(&key.app, reservation_id).await?;
         let Ok(mut state) = slot.row.try_lock() else {
             return Err(Failure::ReservationBusy {
@@ -1028,10 +1051,6 @@ impl Charging {
             }
             _ => (RequestType::Termination, Decimal::ZERO, None),
         };
-        let hash = hash_of(
-            kind,
-            &(reservation_id, amount.amount, amount.currency.code(), info),
-        );
         let number = r.last_request_number + 1;
         let params = info.parameters(&key.app, kind);
         let recorded = Recorded {

@@ -1,0 +1,184 @@
+//! The assembled gateway: dictionaries, the (optional) embedded OCS simulator, the Diameter
+//! node, the credit-control client, the store and the charging service, started from one
+//! [`GatewayConfig`] and stopped along one path. `gateway serve`, the load benchmark and the
+//! end-to-end tests all start it through [`Gateway::start`].
+//!
+//! ```text
+//! start:    dictionaries -> [OCS simulator] -> store -> node (peers dialled) -> client
+//!           -> charging (open reservations restored, unresolved requests re-sent)
+//! shutdown: (REST stopped by the caller) -> node: drain in-flight answers, DPR to peers
+//!           -> store flushed -> [simulator stopped]
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::charging::{Charging, ChargingSettings};
+use crate::config::GatewayConfig;
+use crate::credit_control::CreditControlClient;
+use crate::diameter::dict::Dictionary;
+use crate::diameter::node::Node;
+use crate::diameter::router::NoApplications;
+use crate::ocs::{OcsSim, OcsSimConfig};
+use crate::store::Store;
+
+/// A running gateway (without its REST server, which the caller runs on top).
+pub struct Gateway {
+    pub config: GatewayConfig,
+    pub dict: Arc<Dictionary>,
+    /// The embedded OCS simulator, when enabled.
+    pub sim: Option<OcsSim>,
+    pub node: Node,
+    pub client: Arc<CreditControlClient>,
+    pub store: Store,
+    pub charging: Arc<Charging>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("sim", &self.sim.is_some())
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+/// The dictionaries of `cfg`: its directory when present, else the bundled copy.
+pub fn dictionaries(cfg: &GatewayConfig) -> Result<Dictionary, String> {
+    let dir = &cfg.diameter.dictionaries;
+    if dir.is_dir() {
+        Dictionary::load_dir(dir).map_err(|e| format!("diameter.dictionaries: {e}"))
+    } else {
+        warn!(dir = %dir.display(), "dictionary directory not found: using the bundled dictionaries");
+        Dictionary::builtin().map_err(|e| format!("bundled dictionaries: {e}"))
+    }
+}
+
+/// What a caller may supply instead of the configuration's own (tests, benchmarks).
+#[derive(Debug, Default)]
+pub struct StartOptions {
+    /// The simulator's configuration, instead of reading `ocs_sim.config`.
+    pub sim: Option<OcsSimConfig>,
+    /// An open store, instead of opening `store`.
+    pub store: Option<Store>,
+}
+
+impl Gateway {
+    /// Starts everything `cfg` describes. `sim` overrides the simulator's configuration file
+    /// (tests); when the simulator runs, the peer with its Origin-Host is pointed at the
+    /// address it actually listens on (so that `listen = "127.0.0.1:0"` works).
+    pub async fn start(cfg: GatewayConfig, sim: Option<OcsSimConfig>) -> Result<Self, String> {
+        Self::start_with(cfg, StartOptions { sim, store: None }).await
+    }
+
+    /// As [`Gateway::start`], with parts supplied by the caller.
+    pub async fn start_with(cfg: GatewayConfig, opts: StartOptions) -> Result<Self, String> {
+        let mut cfg = cfg;
+        let sim = opts.sim;
+        let dict = Arc::new(dictionaries(&cfg)?);
+        let sim = if cfg.ocs_sim.enabled {
+            let sim_cfg = match sim {
+                Some(c) => c,
+                None => OcsSimConfig::load(&cfg.ocs_sim.config)
+                    .map_err(|e| format!("ocs_sim.config: {e}"))?,
+            };
+            let host = sim_cfg.origin_host.clone();
+            let sim = OcsSim::start(sim_cfg, Arc::clone(&dict))
+                .await
+                .map_err(|e| format!("embedded OCS simulator: {e}"))?;
+            if let Some(addr) = sim.local_addr() {
+                for p in &mut cfg.diameter.peers {
+                    if p.host.eq_ignore_ascii_case(&host) {
+                        p.address = Some(addr.to_string());
+                    }
+                }
+            }
+            Some(sim)
+        } else {
+            None
+        };
+        let store = match opts.store {
+            Some(s) => s,
+            None => open_store(&cfg)?,
+        };
+        let node = Node::start(
+            cfg.node_config(),
+            Arc::clone(&dict),
+            Arc::new(NoApplications),
+        )
+        .await
+        .map_err(|e| format!("diameter node: {e}"))?;
+        let cc = cfg
+            .credit_control
+            .client_config(&dict, cfg.diameter.timers.request_timeout)
+            .map_err(|e| e.to_string())?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = CreditControlClient::new(node.router().clone(), cc, Some(tx));
+        let charging = Charging::start(
+            Arc::clone(&client),
+            store.clone(),
+            Some(rx),
+            ChargingSettings {
+                inflight_wait: cfg.diameter.timers.request_timeout + Duration::from_secs(5),
+                reaper_interval: cfg.credit_control.reaper_interval,
+                resolve_interval: cfg.credit_control.resolve_interval,
+            },
+        )
+        .await
+        .map_err(|e| format!("charging: {e}"))?;
+        info!(
+            peers = cfg.diameter.peers.len(),
+            store = store.backend_name(),
+            simulator = sim.is_some(),
+            "gateway started"
+        );
+        Ok(Self {
+            config: cfg,
+            dict,
+            sim,
+            node,
+            client,
+            store,
+            charging,
+        })
+    }
+
+    /// Whether at least one OCS peer is open for traffic.
+    pub fn ready(&self) -> bool {
+        self.node.router().any_usable()
+    }
+
+    /// Waits (up to `within`) until a peer is open; false if none opened.
+    pub async fn wait_ready(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            if self.ready() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.ready()
+    }
+
+    /// The one shutdown path: in-flight answers drained and DPR sent (the node), the store
+    /// flushed, the simulator stopped.
+    pub async fn shutdown(self) {
+        self.node.shutdown().await;
+        if let Err(e) = self.store.flush().await {
+            warn!(error = %e, "store flush on shutdown failed");
+        }
+        if let Some(sim) = self.sim {
+            sim.shutdown().await;
+        }
+        info!("gateway stopped");
+    }
+}
+
+fn open_store(cfg: &GatewayConfig) -> Result<Store, String> {
+    match cfg.store.backend.as_str() {
+        "memory" => Ok(Store::memory()),
+        other => Err(format!("store.backend: \"{other}\" is not available")),
+    }
+}

@@ -1,0 +1,650 @@
+//! The charging layer against the OCS simulator over TCP, through the assembled gateway
+//! (`Gateway::start`): idempotency, split exactness and compensation, reservations, unknown
+//! outcomes resolved by retries, and recovery from the store after a restart.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+
+use charging_gateway::charging::{ChargeInfo, Failure, Key, Recorded};
+use charging_gateway::config::GatewayConfig;
+use charging_gateway::credit_control::{
+    Money, RequestType, RequestedAction, SubscriptionId, money::currency,
+};
+use charging_gateway::gateway::{Gateway, StartOptions};
+use charging_gateway::ocs::{OcsSimConfig, SimAccount};
+use charging_gateway::store::{OpState, OperationFilter, OperationRow, ReservationState, Store};
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+fn eur(s: &str) -> Money {
+    Money::new(d(s), currency("EUR").unwrap())
+}
+
+fn sub(s: &str) -> SubscriptionId {
+    SubscriptionId::parse(s).unwrap()
+}
+
+fn info(reference: &str) -> ChargeInfo {
+    ChargeInfo {
+        description: Some("game credits".into()),
+        code: None,
+        reference_code: Some(reference.into()),
+        merchant: None,
+    }
+}
+
+const ALICE: &str = "tel:+34671999000";
+const BOB: &str = "tel:+34600000001";
+const CAROL: &str = "sip:carol@example.com";
+
+fn config(style: &str, tx: &str) -> GatewayConfig {
+    let mut c = GatewayConfig::from_toml(&format!(
+        r#"
+[diameter]
+origin_host = "gw.charging.local"
+origin_realm = "charging.local"
+
+[diameter.timers]
+request_timeout = "{tx}"
+reconnect_min = "100ms"
+reconnect_max = "200ms"
+
+[[diameter.peers]]
+host = "ocs.charging.local"
+realm = "charging.local"
+address = "127.0.0.1:1"
+
+[credit_control]
+style = "{style}"
+resolve_interval = "200ms"
+reaper_interval = "100ms"
+
+[http]
+request_timeout = "60s"
+
+[store]
+backend = "memory"
+"#
+    ))
+    .unwrap();
+    c.ocs_sim.enabled = true;
+    c
+}
+
+fn sim_config(balances: &[(&str, &str)]) -> OcsSimConfig {
+    OcsSimConfig {
+        listen: "127.0.0.1:0".into(),
+        accounts: balances
+            .iter()
+            .map(|(s, b)| SimAccount {
+                subscriber: (*s).into(),
+                balance: d(b),
+                currency: "EUR".into(),
+            })
+            .collect(),
+        ..OcsSimConfig::default()
+    }
+}
+
+fn accounts() -> Vec<(&'static str, &'static str)> {
+    vec![(ALICE, "100.00"), (BOB, "5.00"), (CAROL, "20.00")]
+}
+
+async fn gateway(style: &str) -> Gateway {
+    let gw = Gateway::start(config(style, "2s"), Some(sim_config(&accounts())))
+        .await
+        .unwrap();
+    assert!(
+        gw.wait_ready(Duration::from_secs(5)).await,
+        "no OCS peer opened"
+    );
+    gw
+}
+
+fn balance(gw: &Gateway, s: &str) -> Money {
+    gw.sim.as_ref().unwrap().balance(s).unwrap()
+}
+
+fn ccr_count(gw: &Gateway, session_prefix: &str) -> usize {
+    gw.sim
+        .as_ref()
+        .unwrap()
+        .journal()
+        .iter()
+        .filter(|e| e.session_id.contains(session_prefix))
+        .count()
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_reference_never_charges_twice() {
+    for style in ["mscc", "command_level"] {
+        let gw = gateway(style).await;
+        let key = Key::new("app-1", Some("ref-1"));
+        let first = gw
+            .charging
+            .charge(&key, &sub(ALICE), ALICE, eur("4.99"), &info("ref-1"))
+            .await
+            .unwrap();
+        assert!(!first.replayed);
+        assert_eq!(first.result_code, 2001);
+        assert_eq!(balance(&gw, ALICE), eur("95.01"), "{style}");
+        // The same request again: the first outcome, no second CCR.
+        let again = gw
+            .charging
+            .charge(&key, &sub(ALICE), ALICE, eur("4.99"), &info("ref-1"))
+            .await
+            .unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.operation_id, first.operation_id);
+        assert_eq!(balance(&gw, ALICE), eur("95.01"));
+        assert_eq!(ccr_count(&gw, &first.operation_id), 1);
+        // The same reference with another body is refused; another app may use it.
+        let other = gw
+            .charging
+            .charge(&key, &sub(ALICE), ALICE, eur("5.00"), &info("ref-1"))
+            .await;
+        assert!(matches!(other, Err(Failure::KeyReused { .. })), "{other:?}");
+        let app2 = Key::new("app-2", Some("ref-1"));
+        gw.charging
+            .charge(&app2, &sub(ALICE), ALICE, eur("1.00"), &info("ref-1"))
+            .await
+            .unwrap();
+        assert_eq!(balance(&gw, ALICE), eur("94.01"));
+        // A denial is final too: replayed, and nothing charged.
+        let deny = Key::new("app-1", Some("ref-2"));
+        for _ in 0..2 {
+            let r = gw
+                .charging
+                .charge(&deny, &sub(BOB), BOB, eur("6.00"), &info("ref-2"))
+                .await;
+            assert!(
+                matches!(
+                    r,
+                    Err(Failure::Denied {
+                        result_code: 4012,
+                        ..
+                    })
+                ),
+                "{style}: {r:?}"
+            );
+        }
+        assert_eq!(balance(&gw, BOB), eur("5.00"));
+        // A refund.
+        let r = gw
+            .charging
+            .refund(
+                &Key::new("app-1", Some("ref-3")),
+                &sub(BOB),
+                BOB,
+                eur("1.25"),
+                &info("ref-3"),
+                Some(&first.session_id),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.result_code, 2001);
+        assert_eq!(balance(&gw, BOB), eur("6.25"));
+        // Every operation is on record with its Session-Id and Result-Code.
+        let rows = gw
+            .store
+            .operations(OperationFilter {
+                app: Some("app-1".into()),
+                ..OperationFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 3);
+        assert!(
+            rows.iter()
+                .all(|r| r.state.is_final() && !r.session_id.is_empty())
+        );
+        gw.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_duplicates_wait_for_the_first() {
+    let gw = gateway("mscc").await;
+    let key = Key::new("app", Some("same"));
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let c = gw.charging.clone();
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            c.charge(&key, &sub(ALICE), ALICE, eur("2.00"), &info("same"))
+                .await
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap().unwrap().operation_id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one operation for one key");
+    assert_eq!(balance(&gw, ALICE), eur("98.00"));
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn hundreds_of_parallel_charges_leave_an_exact_balance() {
+    let gw = gateway("mscc").await;
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let c = gw.charging.clone();
+        tasks.push(tokio::spawn(async move {
+            let k = Key::new("app", Some(&format!("p-{i}")));
+            c.charge(
+                &k,
+                &sub(ALICE),
+                ALICE,
+                eur("0.33"),
+                &info(&format!("p-{i}")),
+            )
+            .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(Failure::Denied { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // 300 x 0.33 = 99.00 <= 100.00: every one fits.
+    assert_eq!(ok, 300);
+    assert_eq!(balance(&gw, ALICE), eur("1.00"));
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn split_is_exact_and_all_or_nothing() {
+    let gw = gateway("mscc").await;
+    let legs = vec![
+        (sub(ALICE), ALICE.to_string(), 33),
+        (sub(CAROL), CAROL.to_string(), 33),
+        (sub(BOB), BOB.to_string(), 34),
+    ];
+    let key = Key::new("app", Some("split-1"));
+    let done = gw
+        .charging
+        .charge_split(&key, eur("10.00"), &legs, &info("split-1"))
+        .await
+        .unwrap();
+    assert_eq!(done.result_code, 2001);
+    assert_eq!(balance(&gw, ALICE), eur("96.70"));
+    assert_eq!(balance(&gw, CAROL), eur("16.70"));
+    assert_eq!(balance(&gw, BOB), eur("1.60"));
+    // Replayed, nothing moves.
+    let again = gw
+        .charging
+        .charge_split(&key, eur("10.00"), &legs, &info("split-1"))
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(balance(&gw, BOB), eur("1.60"));
+    // Bob cannot pay his 34% of 10.00: Alice's and Carol's legs are refunded.
+    let key = Key::new("app", Some("split-2"));
+    let r = gw
+        .charging
+        .charge_split(&key, eur("10.00"), &legs, &info("split-2"))
+        .await;
+    match r {
+        Err(Failure::SplitFailed {
+            leg,
+            refunded,
+            unresolved,
+            cause,
+            ..
+        }) => {
+            assert_eq!(leg, 2);
+            assert_eq!(refunded.len(), 2, "{refunded:?}");
+            assert!(unresolved.is_empty());
+            assert!(matches!(
+                *cause,
+                Failure::Denied {
+                    result_code: 4012,
+                    ..
+                }
+            ));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(balance(&gw, ALICE), eur("96.70"));
+    assert_eq!(balance(&gw, CAROL), eur("16.70"));
+    assert_eq!(balance(&gw, BOB), eur("1.60"));
+    // Bad splits never reach the OCS.
+    let bad = vec![
+        (sub(ALICE), ALICE.to_string(), 50),
+        (sub(BOB), BOB.to_string(), 49),
+    ];
+    let r = gw
+        .charging
+        .charge_split(&Key::new("app", Some("s3")), eur("1.00"), &bad, &info("s3"))
+        .await;
+    assert!(matches!(r, Err(Failure::Invalid { .. })), "{r:?}");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn reservation_lifecycle_in_both_styles() {
+    for style in ["mscc", "command_level"] {
+        let gw = gateway(style).await;
+        let app = Key::new("app", None);
+        let r = gw
+            .charging
+            .reserve(&app, &sub(CAROL), CAROL, eur("10.00"), &info("r"))
+            .await
+            .unwrap();
+        let id = r.reservation_id.clone().unwrap();
+        let acct = gw.sim.as_ref().unwrap().account(CAROL).unwrap();
+        assert_eq!((acct.balance, acct.reserved), (d("20.00"), d("10.00")));
+        // Another application cannot see or touch it.
+        let other = Key::new("intruder", None);
+        assert!(matches!(
+            gw.charging.release(&other, &id).await,
+            Err(Failure::ReservationUnknown { .. })
+        ));
+        // Reserve 5.00 more, charge 12.00 of the 15.00, then release the rest.
+        gw.charging
+            .reserve_additional(&app, &id, eur("5.00"), &info("r"))
+            .await
+            .unwrap();
+        assert_eq!(
+            gw.sim.as_ref().unwrap().account(CAROL).unwrap().reserved,
+            d("15.00")
+        );
+        let too_much = gw
+            .charging
+            .charge_reservation(&Key::new("app", Some("c0")), &id, eur("15.01"), &info("c0"))
+            .await;
+        assert!(matches!(too_much, Err(Failure::ExceedsReservation { .. })));
+        let c = Key::new("app", Some("c1"));
+        gw.charging
+            .charge_reservation(&c, &id, eur("12.00"), &info("c1"))
+            .await
+            .unwrap();
+        // Charging again with the same reference does not charge twice.
+        let again = gw
+            .charging
+            .charge_reservation(&c, &id, eur("12.00"), &info("c1"))
+            .await
+            .unwrap();
+        assert!(again.replayed);
+        let acct = gw.sim.as_ref().unwrap().account(CAROL).unwrap();
+        assert_eq!(
+            (acct.balance, acct.reserved),
+            (d("8.00"), d("3.00")),
+            "{style}"
+        );
+        let view = gw.charging.reservation("app", &id).await.unwrap();
+        assert_eq!((view.reserved, view.charged), (d("3.00"), d("12.00")));
+        gw.charging.release(&app, &id).await.unwrap();
+        let acct = gw.sim.as_ref().unwrap().account(CAROL).unwrap();
+        assert_eq!((acct.balance, acct.reserved), (d("8.00"), d("0")));
+        // Released: again is fine, other operations are refused.
+        gw.charging.release(&app, &id).await.unwrap();
+        let r = gw
+            .charging
+            .charge_reservation(&Key::new("app", Some("c2")), &id, eur("1.00"), &info("c2"))
+            .await;
+        assert!(matches!(r, Err(Failure::ReservationClosed { .. })), "{r:?}");
+        let row = gw.store.reservation(&id).await.unwrap().unwrap();
+        assert_eq!(row.state, ReservationState::Released);
+        assert_eq!(row.charged, d("12.00"));
+        // More than the balance: denied, nothing held.
+        let r = gw
+            .charging
+            .reserve(&app, &sub(CAROL), CAROL, eur("8.01"), &info("r2"))
+            .await;
+        assert!(matches!(r, Err(Failure::Denied { .. })), "{r:?}");
+        assert_eq!(gw.charging.open_reservations(), 0);
+        gw.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn expired_reservations_are_released() {
+    let mut cfg = config("mscc", "2s");
+    cfg.credit_control.reservation_ttl = Duration::from_millis(300);
+    let gw = Gateway::start(cfg, Some(sim_config(&accounts())))
+        .await
+        .unwrap();
+    assert!(gw.wait_ready(Duration::from_secs(5)).await);
+    let r = gw
+        .charging
+        .reserve(
+            &Key::new("app", None),
+            &sub(ALICE),
+            ALICE,
+            eur("7.00"),
+            &info("x"),
+        )
+        .await
+        .unwrap();
+    let id = r.reservation_id.unwrap();
+    let mut expired = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if gw.store.reservation(&id).await.unwrap().unwrap().state == ReservationState::Expired {
+            expired = true;
+            break;
+        }
+    }
+    assert!(expired, "the reaper released it");
+    assert_eq!(
+        gw.sim.as_ref().unwrap().account(ALICE).unwrap().reserved,
+        d("0")
+    );
+    assert_eq!(balance(&gw, ALICE), eur("100.00"));
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_is_never_success_and_a_retry_resolves_it() {
+    let gw = Gateway::start(config("mscc", "300ms"), Some(sim_config(&accounts())))
+        .await
+        .unwrap();
+    assert!(gw.wait_ready(Duration::from_secs(5)).await);
+    let sim = gw.sim.as_ref().unwrap();
+    sim.set_faults(|f| f.latency = Duration::from_millis(800));
+    let key = Key::new("app", Some("slow-1"));
+    let r = gw
+        .charging
+        .charge(&key, &sub(ALICE), ALICE, eur("3.00"), &info("slow-1"))
+        .await;
+    let Err(f) = &r else {
+        panic!("reported as charged: {r:?}")
+    };
+    assert!(f.is_unknown(), "{f}");
+    let row = gw
+        .store
+        .operation_by_key("app", "slow-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.state, OpState::Unknown);
+    sim.clear_faults();
+    // The OCS applied it once (late); a retry learns that without charging again.
+    let mut done = None;
+    for _ in 0..50 {
+        match gw
+            .charging
+            .charge(&key, &sub(ALICE), ALICE, eur("3.00"), &info("slow-1"))
+            .await
+        {
+            Ok(d) => {
+                done = Some(d);
+                break;
+            }
+            Err(f) if f.is_unknown() => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(f) => panic!("{f}"),
+        }
+    }
+    let done = done.expect("resolved");
+    assert_eq!(done.operation_id, row.id);
+    assert_eq!(balance(&gw, ALICE), eur("97.00"));
+    let debits = sim
+        .journal()
+        .iter()
+        .filter(|e| e.session_id == row.session_id && e.op == "debit")
+        .count();
+    assert_eq!(debits, 1);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn nothing_reachable_is_retryable_and_charges_nothing() {
+    let mut cfg = config("mscc", "1s");
+    cfg.ocs_sim.enabled = false;
+    let gw = Gateway::start(cfg, None).await.unwrap();
+    let key = Key::new("app", Some("down-1"));
+    let r = gw
+        .charging
+        .charge(&key, &sub(ALICE), ALICE, eur("1.00"), &info("down-1"))
+        .await;
+    assert!(matches!(r, Err(Failure::Unavailable { .. })), "{r:?}");
+    let row = gw
+        .store
+        .operation_by_key("app", "down-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.state, OpState::Retryable);
+    gw.shutdown().await;
+}
+
+/// A restart over the same store: open reservations come back and can be charged and
+/// released; an operation left pending by a crash is re-sent with the T flag and applied once.
+#[tokio::test]
+async fn reservations_and_pending_operations_survive_a_restart() {
+    let dir = std::env::temp_dir().join(format!("gw-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut sim_cfg = sim_config(&accounts());
+    // The simulator keeps its books (and its duplicate detection) in a journal.
+    sim_cfg.journal_path = Some(dir.join("journal.jsonl"));
+    let store = Store::memory();
+    // First life.
+    let (id, crashed) = {
+        let gw = start_with(store.clone(), sim_cfg.clone()).await;
+        let r = gw
+            .charging
+            .reserve(
+                &Key::new("app", None),
+                &sub(CAROL),
+                CAROL,
+                eur("10.00"),
+                &info("r"),
+            )
+            .await
+            .unwrap();
+        let id = r.reservation_id.unwrap();
+        gw.charging
+            .charge_reservation(&Key::new("app", Some("c1")), &id, eur("4.00"), &info("c1"))
+            .await
+            .unwrap();
+        // A debit recorded as pending, applied by the OCS, whose answer the crash lost.
+        let session_id = gw.client.new_session_id(Some("op-crashed"));
+        let recorded = Recorded {
+            request_type: RequestType::Event,
+            number: 0,
+            subscriber: ALICE.into(),
+            action: Some(RequestedAction::DirectDebiting),
+            requested: Some(d("2.50")),
+            used: None,
+            currency: "EUR".into(),
+            parameters: vec![(1, "crash-1".into())],
+        };
+        let row = OperationRow {
+            id: "op-crashed".into(),
+            app: "app".into(),
+            key: Some("crash-1".into()),
+            kind: "charge".into(),
+            request_hash: "h".into(),
+            parent: None,
+            reservation_id: None,
+            session_id: session_id.clone(),
+            request_number: 0,
+            subscriber: Some(ALICE.into()),
+            amount: Some(d("2.50")),
+            currency: Some("EUR".into()),
+            reference_code: Some("crash-1".into()),
+            state: OpState::Pending,
+            result_code: None,
+            request: recorded.to_json(),
+            outcome: None,
+            created_ms: 1,
+            updated_ms: 1,
+        };
+        store.begin(row).await.unwrap();
+        let req = recorded.to_request(&gw.client, &session_id).unwrap();
+        assert!(gw.client.send_once(&req, false).await.is_success());
+        assert_eq!(balance(&gw, ALICE), eur("97.50"));
+        // Crash: no outcome recorded; the connections go away.
+        let Gateway { sim, node, .. } = gw;
+        node.shutdown().await;
+        sim.unwrap().shutdown().await;
+        (id, session_id)
+    };
+    // Second life: a new gateway over the same store; the simulator replays its journal.
+    let gw = start_with(store.clone(), sim_cfg.clone()).await;
+    let view = gw.charging.reservation("app", &id).await.unwrap();
+    assert_eq!(
+        (view.reserved, view.charged, view.state),
+        (d("6.00"), d("4.00"), "open")
+    );
+    // The pending debit is resolved (T flag, duplicate detected): charged once, on record.
+    let mut resolved = None;
+    for _ in 0..100 {
+        let row = store.operation("op-crashed").await.unwrap().unwrap();
+        if row.state.is_final() {
+            resolved = Some(row);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let row = resolved.expect("resolved after the restart");
+    assert_eq!(row.state, OpState::Succeeded);
+    assert_eq!(balance(&gw, ALICE), eur("97.50"));
+    let debits = gw
+        .sim
+        .as_ref()
+        .unwrap()
+        .journal()
+        .iter()
+        .filter(|e| e.session_id == crashed && e.op == "debit")
+        .count();
+    assert_eq!(debits, 1, "applied once");
+    // The restored reservation is usable: charge 1.00 more and release.
+    gw.charging
+        .charge_reservation(&Key::new("app", Some("c2")), &id, eur("1.00"), &info("c2"))
+        .await
+        .unwrap();
+    gw.charging
+        .release(&Key::new("app", None), &id)
+        .await
+        .unwrap();
+    let acct = gw.sim.as_ref().unwrap().account(CAROL).unwrap();
+    assert_eq!((acct.balance, acct.reserved), (d("15.00"), d("0")));
+    gw.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn start_with(store: Store, sim: OcsSimConfig) -> Gateway {
+    let gw = Gateway::start_with(
+        config("mscc", "2s"),
+        StartOptions {
+            sim: Some(sim),
+            store: Some(store),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(gw.wait_ready(Duration::from_secs(5)).await);
+    gw
+}
