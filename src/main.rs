@@ -21,6 +21,8 @@ enum Command {
     CheckConfig(cli::check_config::CheckConfigArgs),
     /// Run the OCS simulator, or print its balances or journal.
     OcsSim(cli::ocs_sim::OcsSimArgs),
+    /// Load a running gateway's Payment API and print throughput and latency.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => cli::decode::run(args),
         Command::CheckConfig(args) => cli::check_config::run(args),
         Command::OcsSim(args) => runtime().and_then(|rt| rt.block_on(cli::ocs_sim::run(args))),
+        Command::Bench(args) => runtime().and_then(|rt| rt.block_on(cli::bench::run(args))),
     };
     match result {
         Ok(out) => {

@@ -20,6 +20,14 @@ pub fn run(args: &CheckConfigArgs) -> Result<String, String> {
         GatewayConfig::load(&args.config).map_err(|e| format!("configuration refused: {e}"))?;
     let dict = Dictionary::load_dir(&cfg.diameter.dictionaries)
         .map_err(|e| format!("configuration refused: diameter.dictionaries: {e}"))?;
+    // The AVP templates resolve against the dictionaries.
+    cfg.credit_control
+        .client_config(&dict, cfg.diameter.timers.request_timeout)
+        .map_err(|e| format!("configuration refused: {e}"))?;
+    if cfg.ocs_sim.enabled {
+        crate::ocs::OcsSimConfig::load(&cfg.ocs_sim.config)
+            .map_err(|e| format!("configuration refused: ocs_sim.config: {e}"))?;
+    }
     Ok(format!(
         "# {}: valid ({} peer(s), {} AVPs and {} commands in {})\n{}",
         args.config.display(),
@@ -27,6 +35,6 @@ pub fn run(args: &CheckConfigArgs) -> Result<String, String> {
         dict.avps().len(),
         dict.commands().len(),
         cfg.diameter.dictionaries.display(),
-        cfg.to_toml()
+        cfg.redacted().to_toml()
     ))
 }

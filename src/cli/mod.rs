@@ -1,5 +1,6 @@
 //! The `gateway` command line: one module per subcommand, called by `main.rs`.
 
+pub mod bench;
 pub mod check_config;
 pub mod decode;
 pub mod ocs_sim;

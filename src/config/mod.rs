@@ -288,9 +288,22 @@ impl GatewayConfig {
         Ok(cfg)
     }
 
-    /// The effective configuration as TOML (what `gateway check-config` prints).
+    /// The effective configuration as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+    }
+
+    /// The same with secrets (passwords, API keys) masked, for printing and logs.
+    pub fn redacted(&self) -> Self {
+        let mut c = self.clone();
+        for a in &mut c.apps {
+            for secret in [&mut a.password, &mut a.password_sha256, &mut a.api_key] {
+                if !secret.is_empty() {
+                    *secret = "***".into();
+                }
+            }
+        }
+        c
     }
 
     /// Every rule a value must follow beyond its type.

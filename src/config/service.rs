@@ -508,6 +508,79 @@ members = [ { avp = "PS-Information", members = [ { avp = "3GPP-Charging-Id", va
         assert_eq!(e.build(&dict(), "x").unwrap().value, AvpValue::Integer32(2));
     }
 
+    const BASE: &str = r#"
+[diameter]
+origin_host = "gw.example.net"
+origin_realm = "example.net"
+[[diameter.peers]]
+host = "ocs.example.net"
+realm = "example.net"
+address = "127.0.0.1:3868"
+"#;
+
+    fn with(extra: &str) -> Result<super::super::GatewayConfig, ConfigError> {
+        super::super::GatewayConfig::from_toml(&format!("{BASE}\n{extra}"))
+    }
+
+    #[test]
+    fn service_sections_default_and_refuse_by_key() {
+        let c = with("").unwrap();
+        assert_eq!(c.http.listen, "127.0.0.1:8080");
+        assert_eq!(c.store.backend, "sqlite");
+        assert!(c.ocs_sim.enabled);
+        assert_eq!(c.credit_control.ddfh, DdFailureHandling::TerminateOrBuffer);
+        let app = r#"
+[[apps]]
+id = "a"
+username = "u"
+password = "p"
+allowed_currencies = ["EUR"]
+"#;
+        assert_eq!(with(app).unwrap().apps.len(), 1);
+        for (text, key) in [
+            ("[http]\nlisten = \"here\"", "http.listen"),
+            ("[http]\nrequest_timeout = \"5s\"", "http.request_timeout"),
+            ("[store]\nbackend = \"oracle\"", "store.backend"),
+            (
+                "[credit_control]\nservice_context_id = \"payment\"",
+                "credit_control.service_context_id",
+            ),
+            (
+                "[credit_control]\ndefault_currency = \"EURO\"",
+                "credit_control.default_currency",
+            ),
+            (
+                &app.replace("[\"EUR\"]", "[\"XYZ\"]"),
+                "apps[0].allowed_currencies[0]",
+            ),
+            (
+                &app.replace("password = \"p\"", ""),
+                "apps[0].password",
+            ),
+            (
+                &format!("{app}allowed_operations = [\"steal\"]"),
+                "apps[0].allowed_operations[0]",
+            ),
+            (&format!("{app}{app}"), "apps[1].id"),
+            (&format!("{app}max_amount = \"-1\""), "apps[0].max_amount"),
+        ] {
+            let e = with(text).expect_err(text);
+            assert_eq!(e.key, key, "{text}: {e}");
+        }
+        // The enumerations read as their RFC names.
+        let e = with("[credit_control]\nccfh = \"SOMETIMES\"").unwrap_err();
+        assert!(e.to_string().contains("ccfh") || e.key.contains("ccfh"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_masked_when_printed() {
+        let c = with("[[apps]]\nid = \"a\"\nusername = \"u\"\npassword = \"hunter2\"\napi_key = \"k\"")
+            .unwrap();
+        let text = c.redacted().to_toml();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("***"));
+    }
+
     #[test]
     fn bad_templates_name_the_key() {
         let unknown = AvpTemplate {

@@ -25,6 +25,9 @@ use crate::credit_control::{
 };
 use crate::diameter::codec::{AvpCode, ResultCode, VendorId};
 
+/// Journal entries kept in memory (the most recent ones).
+pub const MAX_JOURNAL_IN_MEMORY: usize = 200_000;
+
 /// One account.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
@@ -268,6 +271,11 @@ impl Ledger {
             granted,
         };
         self.journal.push(entry.clone());
+        // Memory holds the recent journal only (the file, when configured, holds all of it).
+        if self.journal.len() > MAX_JOURNAL_IN_MEMORY + MAX_JOURNAL_IN_MEMORY / 4 {
+            let excess = self.journal.len() - MAX_JOURNAL_IN_MEMORY;
+            self.journal.drain(..excess);
+        }
         entry
     }
 
