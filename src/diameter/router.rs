@@ -38,7 +38,7 @@ use super::codec::{
 };
 use super::dict::Dictionary;
 use super::ids::Ids;
-use super::peer::{Capabilities, DisconnectCause, LocalIdentity, PeerState, messages};
+use super::peer::{Capabilities, DisconnectCause, LocalIdentity, PeerState, PeerStats, messages};
 use super::transport::{PeerCommand, PeerEvents, PeerHandle};
 
 /// Why a request got no application answer.
@@ -126,6 +126,8 @@ pub struct PeerEntry {
     usable: AtomicBool,
     state: AtomicU8,
     applications: RwLock<Vec<u32>>,
+    capabilities: RwLock<Option<Capabilities>>,
+    stats: Mutex<PeerStats>,
     pub sent: AtomicU64,
     pub answered: AtomicU64,
 }
@@ -141,6 +143,19 @@ impl PeerEntry {
 
     pub fn handle(&self) -> &PeerHandle {
         &self.handle
+    }
+
+    /// What the peer said in its last CER or CEA (None before the first exchange).
+    pub fn capabilities(&self) -> Option<Capabilities> {
+        self.capabilities
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The peer's base-protocol counters (DWR/DWA, DPR/DPA), as last reported by its task.
+    pub fn stats(&self) -> PeerStats {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn serves(&self, app: ApplicationId) -> bool {
@@ -307,6 +322,8 @@ impl Router {
             usable: AtomicBool::new(false),
             state: AtomicU8::new(0),
             applications: RwLock::new(Vec::new()),
+            capabilities: RwLock::new(None),
+            stats: Mutex::new(PeerStats::default()),
             sent: AtomicU64::new(0),
             answered: AtomicU64::new(0),
         }));
@@ -348,6 +365,8 @@ impl Router {
         if let Some(p) = self.peer(index) {
             let mut apps = p.applications.write().unwrap_or_else(|e| e.into_inner());
             *apps = caps.application_ids.clone();
+            drop(apps);
+            *p.capabilities.write().unwrap_or_else(|e| e.into_inner()) = Some(caps.clone());
         }
     }
 
@@ -748,5 +767,10 @@ impl PeerEvents for RouterEvents {
     }
     fn state(&self, peer: usize, state: PeerState) {
         self.0.on_state(peer, state);
+    }
+    fn stats(&self, peer: usize, stats: &PeerStats) {
+        if let Some(p) = self.0.peer(peer) {
+            *p.stats.lock().unwrap_or_else(|e| e.into_inner()) = *stats;
+        }
     }
 }
