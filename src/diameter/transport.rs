@@ -125,6 +125,14 @@ impl PeerHandle {
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
+
+    /// A handle whose commands land in the returned receiver, with no task behind it (router
+    /// tests play the peer by hand).
+    #[cfg(test)]
+    pub(crate) fn detached(capacity: usize) -> (Self, mpsc::Receiver<PeerCommand>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Self { tx }, rx)
+    }
 }
 
 /// Frames queued per connection before it is considered stuck.
