@@ -40,8 +40,8 @@ use tokio::sync::{Notify, oneshot};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::codec::{
-    ApplicationId, AvpCode, CommandFlags, DecodeError, EncodeError, Limits, Message, MessageBuf,
-    ResultCode, VendorId, header,
+    ApplicationId, AvpBuf, AvpCode, CommandFlags, DecodeError, EncodeError, Limits, Message,
+    MessageBuf, ResultCode, VendorId, header,
 };
 use super::dict::Dictionary;
 use super::ids::Ids;
@@ -678,8 +678,28 @@ impl Router {
         );
     }
 
-    /// The answer to an incoming request: the handler's, or an error answer.
+    /// The answer to an incoming request: the handler's, or an error answer, with the
+    /// request's Proxy-Info AVPs (RFC 6733 section 6.2: "Any Proxy-Info AVPs in the request
+    /// MUST be added to the answer message, in the same order they were present in the
+    /// request"; a proxy between the gateway and the OCS relies on them to route answers
+    /// back or to restore its state).
     async fn answer(&self, msg: Message) -> MessageBuf {
+        let proxy_info: Vec<AvpBuf> = msg
+            .avps_with(AvpCode::PROXY_INFO, VendorId::IETF)
+            .filter_map(|a| a.to_buf(msg.frame(), &*self.dict).ok())
+            .collect();
+        let mut answer = self.answer_without_proxy_info(msg).await;
+        let has_own = answer
+            .avps
+            .iter()
+            .any(|a| a.code == AvpCode::PROXY_INFO && a.vendor_id.is_none());
+        if !has_own {
+            answer.avps.extend(proxy_info);
+        }
+        answer
+    }
+
+    async fn answer_without_proxy_info(&self, msg: Message) -> MessageBuf {
         let h = *msg.header();
         let error = |rc: ResultCode, text: &str, failed| {
             messages::error_answer(&self.local, &h, msg.session_id(), rc, Some(text), failed)
@@ -818,7 +838,7 @@ impl PeerEvents for RouterEvents {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diameter::codec::{AvpBuf, CommandCode, Header};
+    use crate::diameter::codec::{CommandCode, Header};
     use tokio::sync::mpsc;
 
     const CC: ApplicationId = ApplicationId::CREDIT_CONTROL;
@@ -991,5 +1011,63 @@ mod tests {
         r.on_answer(2, answer);
         let got = task.await.unwrap().unwrap();
         assert_eq!(got.result_code(), Some(ResultCode::SUCCESS));
+    }
+
+    fn proxy_info(host: &str, state: &'static [u8]) -> AvpBuf {
+        AvpBuf::grouped(
+            AvpCode::PROXY_INFO,
+            vec![
+                AvpBuf::utf8(AvpCode::PROXY_HOST, host),
+                AvpBuf::octets(AvpCode::PROXY_STATE, Bytes::from_static(state)),
+            ],
+        )
+    }
+
+    /// The Proxy-Host values of an answer's Proxy-Info AVPs, in order.
+    fn proxy_hosts(answer: &MessageBuf) -> Vec<String> {
+        let bytes = answer.to_bytes().unwrap();
+        let m = Message::decode(bytes, &*dict(), &Limits::default()).unwrap();
+        m.avps_with(AvpCode::PROXY_INFO, VendorId::IETF)
+            .map(|p| {
+                let host = p
+                    .group()
+                    .filter_map(Result::ok)
+                    .find(|a| a.code() == AvpCode::PROXY_HOST)
+                    .unwrap();
+                host.identity().unwrap().to_string()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn answers_carry_the_requests_proxy_info_in_order() {
+        let (r, _rx) = router(&[]);
+        let decode = |m: MessageBuf| {
+            Message::decode(m.to_bytes().unwrap(), &*dict(), &Limits::default()).unwrap()
+        };
+        let with_proxies = |mut m: MessageBuf| {
+            m.push(proxy_info("dra1.relay.test", b"s1"));
+            m.push(proxy_info("dra2.relay.test", b"s2"));
+            m
+        };
+        // The handler's answer.
+        let a = r.answer(decode(with_proxies(ccr("operator.test")))).await;
+        let rc = a
+            .avp(AvpCode::RESULT_CODE, VendorId::IETF)
+            .map(|r| &r.value);
+        assert_eq!(
+            rc,
+            Some(&crate::diameter::codec::AvpValue::Unsigned32(2001))
+        );
+        assert_eq!(proxy_hosts(&a), ["dra1.relay.test", "dra2.relay.test"]);
+        // An error answer of the router itself (application not served: 3007).
+        let mut other = with_proxies(ccr("operator.test"));
+        other.header.application_id = ApplicationId(16_777_238);
+        let a = r.answer(decode(other)).await;
+        assert!(a.header.flags.is_error());
+        assert_eq!(proxy_hosts(&a), ["dra1.relay.test", "dra2.relay.test"]);
+        // Without Proxy-Info in the request, none in the answer.
+        let a = r.answer(decode(ccr("operator.test"))).await;
+        assert!(proxy_hosts(&a).is_empty());
     }
 }
