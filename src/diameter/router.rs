@@ -9,7 +9,14 @@
 //!
 //! - Selection: Destination-Host when that peer is usable, else the peers serving
 //!   Destination-Realm that advertised the application; the lowest priority value wins,
-//!   weights share the load among equals.
+//!   weights share the load among equals. When no usable peer serves the realm, the request
+//!   goes to a relay agent: a peer that advertised the Relay application (0xffffffff, RFC 6733
+//!   sections 2.8.1 and 5.3) forwards requests for realms other than its own, so it is the
+//!   route for every realm no direct peer serves (section 2.7: the default route), whatever
+//!   realm it belongs to itself.
+//! - A request sent again (failover, or refused by a peer that became unusable) goes to a
+//!   peer chosen by the same rules for its own Destination-Host and Destination-Realm, never
+//!   to a peer of another realm that is not a relay.
 //! - Hop-by-Hop ids come from one node-wide counter, so a request keeps its id when it is sent
 //!   again on another connection (it is still unique there), and answers are matched by id
 //!   and by the peer they must come from.
@@ -33,12 +40,12 @@ use tokio::sync::{Notify, oneshot};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::codec::{
-    ApplicationId, AvpCode, CommandFlags, DecodeError, EncodeError, Limits, Message, MessageBuf,
-    ResultCode, header,
+    ApplicationId, AvpBuf, AvpCode, CommandFlags, DecodeError, EncodeError, Limits, Message,
+    MessageBuf, ResultCode, VendorId, header,
 };
 use super::dict::Dictionary;
 use super::ids::Ids;
-use super::peer::{Capabilities, DisconnectCause, LocalIdentity, PeerState, messages};
+use super::peer::{Capabilities, DisconnectCause, LocalIdentity, PeerState, PeerStats, messages};
 use super::transport::{PeerCommand, PeerEvents, PeerHandle};
 
 /// Why a request got no application answer.
@@ -126,6 +133,8 @@ pub struct PeerEntry {
     usable: AtomicBool,
     state: AtomicU8,
     applications: RwLock<Vec<u32>>,
+    capabilities: RwLock<Option<Capabilities>>,
+    stats: Mutex<PeerStats>,
     pub sent: AtomicU64,
     pub answered: AtomicU64,
 }
@@ -143,12 +152,34 @@ impl PeerEntry {
         &self.handle
     }
 
+    /// What the peer said in its last CER or CEA (None before the first exchange).
+    pub fn capabilities(&self) -> Option<Capabilities> {
+        self.capabilities
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The peer's base-protocol counters (DWR/DWA, DPR/DPA), as last reported by its task.
+    pub fn stats(&self) -> PeerStats {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn serves(&self, app: ApplicationId) -> bool {
         if app == ApplicationId::COMMON {
             return true;
         }
         let apps = self.applications.read().unwrap_or_else(|e| e.into_inner());
         apps.contains(&app.0) || apps.contains(&ApplicationId::RELAY.0)
+    }
+
+    /// Whether the peer advertised the Relay application: a relay agent, which forwards
+    /// requests for any realm.
+    pub fn is_relay(&self) -> bool {
+        self.applications
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&ApplicationId::RELAY.0)
     }
 }
 
@@ -182,7 +213,16 @@ struct Pending {
     peer: usize,
     frame: Bytes,
     attempts: u8,
+    /// Destination-Host and Destination-Realm, to route it again to the same destination.
+    destination: Arc<Destination>,
     tx: oneshot::Sender<Result<Message, RouteError>>,
+}
+
+/// Where a request is going (its Destination-Host and Destination-Realm AVPs).
+#[derive(Debug, Default)]
+struct Destination {
+    host: Option<String>,
+    realm: Option<String>,
 }
 
 /// How to send one request.
@@ -307,6 +347,8 @@ impl Router {
             usable: AtomicBool::new(false),
             state: AtomicU8::new(0),
             applications: RwLock::new(Vec::new()),
+            capabilities: RwLock::new(None),
+            stats: Mutex::new(PeerStats::default()),
             sent: AtomicU64::new(0),
             answered: AtomicU64::new(0),
         }));
@@ -348,6 +390,8 @@ impl Router {
         if let Some(p) = self.peer(index) {
             let mut apps = p.applications.write().unwrap_or_else(|e| e.into_inner());
             *apps = caps.application_ids.clone();
+            drop(apps);
+            *p.capabilities.write().unwrap_or_else(|e| e.into_inner()) = Some(caps.clone());
         }
     }
 
@@ -369,12 +413,14 @@ impl Router {
         {
             return Some(i);
         }
-        let candidates: Vec<(usize, &Arc<PeerEntry>)> = peers
-            .iter()
-            .enumerate()
-            .filter(|(i, p)| ok(*i, p))
+        let usable = || peers.iter().enumerate().filter(|(i, p)| ok(*i, p));
+        let mut candidates: Vec<(usize, &Arc<PeerEntry>)> = usable()
             .filter(|(_, p)| realm.is_none_or(|r| p.spec.realm.eq_ignore_ascii_case(r)))
             .collect();
+        if candidates.is_empty() && realm.is_some() {
+            // No usable peer serves the realm: relay agents are the route to it.
+            candidates = usable().filter(|(_, p)| p.is_relay()).collect();
+        }
         let best = candidates.iter().map(|(_, p)| p.spec.priority).min()?;
         let tier: Vec<_> = candidates
             .into_iter()
@@ -424,18 +470,24 @@ impl Router {
             .header
             .flags
             .with(CommandFlags::RETRANSMIT, opts.retransmit);
-        let host = avp_text(&msg, AvpCode::DESTINATION_HOST);
-        let realm = avp_text(&msg, AvpCode::DESTINATION_REALM);
+        let destination = Arc::new(Destination {
+            host: avp_text(&msg, AvpCode::DESTINATION_HOST),
+            realm: avp_text(&msg, AvpCode::DESTINATION_REALM),
+        });
         let app = msg.header.application_id;
         let session_id = avp_text(&msg, AvpCode::SESSION_ID).unwrap_or_default();
         let frame = msg.to_bytes()?;
         let span =
             info_span!("request", hop_by_hop = hop, end_to_end = e2e, session_id = %session_id);
         async move {
-            let Some(peer) = self.select(host.as_deref(), realm.as_deref(), app, opts.exclude)
-            else {
+            let Some(peer) = self.select(
+                destination.host.as_deref(),
+                destination.realm.as_deref(),
+                app,
+                opts.exclude,
+            ) else {
                 return Err(RouteError::NoPeer {
-                    realm,
+                    realm: destination.realm.clone(),
                     application: app.0,
                 });
             };
@@ -446,6 +498,7 @@ impl Router {
                     peer,
                     frame: frame.clone(),
                     attempts: 1,
+                    destination,
                     tx,
                 },
             );
@@ -488,8 +541,13 @@ impl Router {
         let Some((_, pending)) = self.pending.remove(&hop) else {
             return;
         };
-        let msg_host = None;
-        let target = self.select(msg_host, None, raw.header.application_id, Some(from));
+        let d = pending.destination.clone();
+        let target = self.select(
+            d.host.as_deref(),
+            d.realm.as_deref(),
+            raw.header.application_id,
+            Some(from),
+        );
         match target {
             Some(peer) => {
                 self.pending.insert(hop, Pending { peer, ..pending });
@@ -497,7 +555,7 @@ impl Router {
             }
             None => {
                 let _ = pending.tx.send(Err(RouteError::NoPeer {
-                    realm: None,
+                    realm: d.realm.clone(),
                     application: raw.header.application_id.0,
                 }));
                 self.notify_if_drained();
@@ -531,7 +589,8 @@ impl Router {
                 .map(|h| h.header.application_id)
                 .unwrap_or_default();
             let target = if p.attempts < 2 {
-                self.select(None, None, app, Some(peer))
+                let d = &p.destination;
+                self.select(d.host.as_deref(), d.realm.as_deref(), app, Some(peer))
             } else {
                 None
             };
@@ -547,6 +606,7 @@ impl Router {
                             peer: to,
                             frame: frame.clone(),
                             attempts: p.attempts + 1,
+                            destination: p.destination,
                             tx: p.tx,
                         },
                     );
@@ -618,8 +678,28 @@ impl Router {
         );
     }
 
-    /// The answer to an incoming request: the handler's, or an error answer.
+    /// The answer to an incoming request: the handler's, or an error answer, with the
+    /// request's Proxy-Info AVPs (RFC 6733 section 6.2: "Any Proxy-Info AVPs in the request
+    /// MUST be added to the answer message, in the same order they were present in the
+    /// request"; a proxy between the gateway and the OCS relies on them to route answers
+    /// back or to restore its state).
     async fn answer(&self, msg: Message) -> MessageBuf {
+        let proxy_info: Vec<AvpBuf> = msg
+            .avps_with(AvpCode::PROXY_INFO, VendorId::IETF)
+            .filter_map(|a| a.to_buf(msg.frame(), &*self.dict).ok())
+            .collect();
+        let mut answer = self.answer_without_proxy_info(msg).await;
+        let has_own = answer
+            .avps
+            .iter()
+            .any(|a| a.code == AvpCode::PROXY_INFO && a.vendor_id.is_none());
+        if !has_own {
+            answer.avps.extend(proxy_info);
+        }
+        answer
+    }
+
+    async fn answer_without_proxy_info(&self, msg: Message) -> MessageBuf {
         let h = *msg.header();
         let error = |rc: ResultCode, text: &str, failed| {
             messages::error_answer(&self.local, &h, msg.session_id(), rc, Some(text), failed)
@@ -698,11 +778,10 @@ impl Router {
 }
 
 fn avp_text(msg: &MessageBuf, code: AvpCode) -> Option<String> {
-    msg.avp(code, super::codec::VendorId::IETF)
-        .and_then(|a| match &a.value {
-            super::codec::AvpValue::Bytes(b) => std::str::from_utf8(b).ok().map(str::to_string),
-            _ => None,
-        })
+    msg.avp(code, VendorId::IETF).and_then(|a| match &a.value {
+        super::codec::AvpValue::Bytes(b) => std::str::from_utf8(b).ok().map(str::to_string),
+        _ => None,
+    })
 }
 
 impl Router {
@@ -748,5 +827,247 @@ impl PeerEvents for RouterEvents {
     }
     fn state(&self, peer: usize, state: PeerState) {
         self.0.on_state(peer, state);
+    }
+    fn stats(&self, peer: usize, stats: &PeerStats) {
+        if let Some(p) = self.0.peer(peer) {
+            *p.stats.lock().unwrap_or_else(|e| e.into_inner()) = *stats;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diameter::codec::{CommandCode, Header};
+    use tokio::sync::mpsc;
+
+    const CC: ApplicationId = ApplicationId::CREDIT_CONTROL;
+
+    fn local() -> LocalIdentity {
+        LocalIdentity {
+            origin_host: "gw.operator.test".into(),
+            origin_realm: "operator.test".into(),
+            host_ip_addresses: vec!["127.0.0.1".parse().unwrap()],
+            vendor_id: 0,
+            product_name: "test".into(),
+            firmware_revision: 1,
+            origin_state_id: 1,
+            auth_application_ids: vec![4],
+            acct_application_ids: vec![],
+            vendor_specific_auth_apps: vec![],
+            supported_vendor_ids: vec![],
+        }
+    }
+
+    fn dict() -> Arc<Dictionary> {
+        static D: std::sync::OnceLock<Arc<Dictionary>> = std::sync::OnceLock::new();
+        D.get_or_init(|| Arc::new(Dictionary::builtin().unwrap()))
+            .clone()
+    }
+
+    /// Serves credit control with a bare 2001 answer.
+    struct Success;
+
+    impl RequestHandler for Success {
+        fn serves(&self, app: ApplicationId) -> bool {
+            app == CC
+        }
+        fn handle(&self, request: Message) -> Pin<Box<dyn Future<Output = MessageBuf> + Send>> {
+            let mut a = MessageBuf::new(request.header().answer());
+            a.push(AvpBuf::utf8(
+                AvpCode::SESSION_ID,
+                request.session_id().unwrap_or_default(),
+            ));
+            a.push(AvpBuf::unsigned32(
+                AvpCode::RESULT_CODE,
+                ResultCode::SUCCESS.0,
+            ));
+            Box::pin(async move { a })
+        }
+    }
+
+    /// (host, realm, priority, advertised applications) per peer; all usable.
+    fn router(peers: &[(&str, &str, u32, u32)]) -> (Arc<Router>, Vec<mpsc::Receiver<PeerCommand>>) {
+        let r = Router::new(
+            Arc::new(local()),
+            Arc::new(Ids::new(0, 1)),
+            dict(),
+            Limits::default(),
+            RouterSettings::default(),
+            Arc::new(Success),
+        );
+        let mut rxs = Vec::new();
+        for (host, realm, priority, app) in peers {
+            let (handle, rx) = PeerHandle::detached(16);
+            rxs.push(rx);
+            let i = r.add_peer_with(
+                PeerSpec {
+                    name: (*host).into(),
+                    host: (*host).into(),
+                    realm: (*realm).into(),
+                    priority: *priority,
+                    weight: 1,
+                },
+                false,
+                |_| handle,
+            );
+            r.set_capabilities(
+                i,
+                &Capabilities {
+                    origin_host: (*host).into(),
+                    origin_realm: (*realm).into(),
+                    host_ip_addresses: vec![],
+                    vendor_id: 0,
+                    product_name: "peer".into(),
+                    origin_state_id: None,
+                    firmware_revision: None,
+                    application_ids: vec![*app],
+                    supported_vendor_ids: vec![],
+                    result_code: Some(ResultCode::SUCCESS),
+                },
+            );
+            r.on_usable(i, true);
+        }
+        (r, rxs)
+    }
+
+    const RELAY: u32 = ApplicationId::RELAY.0;
+
+    #[test]
+    fn a_realm_no_direct_peer_serves_is_routed_to_a_relay_agent() {
+        let (r, _rx) = router(&[
+            ("ocs1.a.test", "a.test", 1, 4),
+            ("dra.relay.test", "relay.test", 1, RELAY),
+            ("ocs2.b.test", "b.test", 1, 4),
+        ]);
+        assert!(r.peers()[1].is_relay() && !r.peers()[0].is_relay());
+        // Direct peers of the realm first, even with a relay around.
+        assert_eq!(r.select(None, Some("a.test"), CC, None), Some(0));
+        assert_eq!(r.select(None, Some("b.test"), CC, None), Some(2));
+        // A realm only the relay can reach, with or without a Destination-Host behind it.
+        assert_eq!(r.select(None, Some("c.test"), CC, None), Some(1));
+        assert_eq!(
+            r.select(Some("ocs9.c.test"), Some("c.test"), CC, None),
+            Some(1)
+        );
+        // The direct peer of a.test down: the relay is the alternate route, never the OCS of
+        // another realm.
+        r.on_usable(0, false);
+        assert_eq!(r.select(None, Some("a.test"), CC, None), Some(1));
+        r.on_usable(1, false);
+        assert_eq!(r.select(None, Some("a.test"), CC, None), None);
+        assert_eq!(r.select(None, Some("c.test"), CC, None), None);
+    }
+
+    fn ccr(realm: &str) -> MessageBuf {
+        MessageBuf::new(Header::request(CommandCode::CREDIT_CONTROL, CC, true))
+            .with(AvpBuf::utf8(AvpCode::SESSION_ID, "gw.operator.test;1;1"))
+            .with(AvpBuf::utf8(AvpCode::ORIGIN_HOST, "gw.operator.test"))
+            .with(AvpBuf::utf8(AvpCode::ORIGIN_REALM, "operator.test"))
+            .with(AvpBuf::utf8(AvpCode::DESTINATION_REALM, realm))
+            .with(AvpBuf::unsigned32(AvpCode::AUTH_APPLICATION_ID, 4))
+            .with(AvpBuf::utf8(AvpCode::SERVICE_CONTEXT_ID, "32251@3gpp.org"))
+            .with(AvpBuf::enumerated(AvpCode::CC_REQUEST_TYPE, 4))
+            .with(AvpBuf::unsigned32(AvpCode::CC_REQUEST_NUMBER, 0))
+    }
+
+    fn sent(rx: &mut mpsc::Receiver<PeerCommand>) -> Option<Bytes> {
+        match rx.try_recv() {
+            Ok(PeerCommand::Send(frame)) => Some(frame),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn failover_keeps_the_destination_realm() {
+        // ocs2 serves another realm with a better priority than ocs3 of the request's realm:
+        // the re-sent request must still go to ocs3.
+        let (r, mut rx) = router(&[
+            ("ocs1.a.test", "a.test", 1, 4),
+            ("ocs2.b.test", "b.test", 1, 4),
+            ("ocs3.a.test", "a.test", 2, 4),
+        ]);
+        let task = tokio::spawn({
+            let r = r.clone();
+            async move { r.request(ccr("a.test")).await }
+        });
+        let first = loop {
+            if let Some(f) = sent(&mut rx[0]) {
+                break f;
+            }
+            tokio::task::yield_now().await;
+        };
+        r.on_usable(0, false);
+        let again = sent(&mut rx[2]).expect("re-sent to the other peer of a.test");
+        assert!(sent(&mut rx[1]).is_none(), "never to the peer of b.test");
+        let (h1, h2) = (Header::peek(&first).unwrap(), Header::peek(&again).unwrap());
+        assert!(!h1.header.flags.is_retransmit() && h2.header.flags.is_retransmit());
+        assert_eq!(h1.header.end_to_end, h2.header.end_to_end);
+        let answer = MessageBuf::new(h2.header.answer())
+            .with(AvpBuf::utf8(AvpCode::SESSION_ID, "gw.operator.test;1;1"))
+            .with(AvpBuf::unsigned32(AvpCode::RESULT_CODE, 2001));
+        let answer =
+            Message::decode(answer.to_bytes().unwrap(), &*dict(), &Limits::default()).unwrap();
+        r.on_answer(2, answer);
+        let got = task.await.unwrap().unwrap();
+        assert_eq!(got.result_code(), Some(ResultCode::SUCCESS));
+    }
+
+    fn proxy_info(host: &str, state: &'static [u8]) -> AvpBuf {
+        AvpBuf::grouped(
+            AvpCode::PROXY_INFO,
+            vec![
+                AvpBuf::utf8(AvpCode::PROXY_HOST, host),
+                AvpBuf::octets(AvpCode::PROXY_STATE, Bytes::from_static(state)),
+            ],
+        )
+    }
+
+    /// The Proxy-Host values of an answer's Proxy-Info AVPs, in order.
+    fn proxy_hosts(answer: &MessageBuf) -> Vec<String> {
+        let bytes = answer.to_bytes().unwrap();
+        let m = Message::decode(bytes, &*dict(), &Limits::default()).unwrap();
+        m.avps_with(AvpCode::PROXY_INFO, VendorId::IETF)
+            .map(|p| {
+                let host = p
+                    .group()
+                    .filter_map(Result::ok)
+                    .find(|a| a.code() == AvpCode::PROXY_HOST)
+                    .unwrap();
+                host.identity().unwrap().to_string()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn answers_carry_the_requests_proxy_info_in_order() {
+        let (r, _rx) = router(&[]);
+        let decode = |m: MessageBuf| {
+            Message::decode(m.to_bytes().unwrap(), &*dict(), &Limits::default()).unwrap()
+        };
+        let with_proxies = |mut m: MessageBuf| {
+            m.push(proxy_info("dra1.relay.test", b"s1"));
+            m.push(proxy_info("dra2.relay.test", b"s2"));
+            m
+        };
+        // The handler's answer.
+        let a = r.answer(decode(with_proxies(ccr("operator.test")))).await;
+        let rc = a
+            .avp(AvpCode::RESULT_CODE, VendorId::IETF)
+            .map(|r| &r.value);
+        assert_eq!(
+            rc,
+            Some(&crate::diameter::codec::AvpValue::Unsigned32(2001))
+        );
+        assert_eq!(proxy_hosts(&a), ["dra1.relay.test", "dra2.relay.test"]);
+        // An error answer of the router itself (application not served: 3007).
+        let mut other = with_proxies(ccr("operator.test"));
+        other.header.application_id = ApplicationId(16_777_238);
+        let a = r.answer(decode(other)).await;
+        assert!(a.header.flags.is_error());
+        assert_eq!(proxy_hosts(&a), ["dra1.relay.test", "dra2.relay.test"]);
+        // Without Proxy-Info in the request, none in the answer.
+        let a = r.answer(decode(ccr("operator.test"))).await;
+        assert!(proxy_hosts(&a).is_empty());
     }
 }

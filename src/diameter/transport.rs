@@ -29,7 +29,7 @@ use tokio_util::codec::FramedRead;
 use tracing::{Instrument, debug, info_span, warn};
 
 use super::codec::{DiameterFramer, Message};
-use super::peer::{Action, Capabilities, Conn, DisconnectCause, PeerFsm, PeerState};
+use super::peer::{Action, Capabilities, Conn, DisconnectCause, PeerFsm, PeerState, PeerStats};
 
 /// A byte stream a peer talks over: TCP in production, `tokio::io::duplex` in tests.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -80,6 +80,10 @@ pub trait PeerEvents: Send + Sync + 'static {
     fn state(&self, peer: usize, state: PeerState) {
         let _ = (peer, state);
     }
+    /// The base-protocol counters changed (a DWR, DWA, DPR or DPA went by).
+    fn stats(&self, peer: usize, stats: &PeerStats) {
+        let _ = (peer, stats);
+    }
 }
 
 /// Commands to a peer task.
@@ -120,6 +124,14 @@ impl PeerHandle {
 
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+
+    /// A handle whose commands land in the returned receiver, with no task behind it (router
+    /// tests play the peer by hand).
+    #[cfg(test)]
+    pub(crate) fn detached(capacity: usize) -> (Self, mpsc::Receiver<PeerCommand>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Self { tx }, rx)
     }
 }
 
@@ -189,6 +201,7 @@ pub fn spawn_peer(
         rx,
         stop_waiters: Vec::new(),
         last_state: PeerState::Closed,
+        last_stats: PeerStats::default(),
     };
     tokio::spawn(task.run().instrument(info_span!("peer", peer = %name)));
     PeerHandle { tx }
@@ -209,6 +222,7 @@ struct PeerTask {
     rx: mpsc::Receiver<PeerCommand>,
     stop_waiters: Vec<oneshot::Sender<()>>,
     last_state: PeerState,
+    last_stats: PeerStats,
 }
 
 enum Wake {
@@ -232,6 +246,11 @@ impl PeerTask {
         }
         loop {
             self.apply_actions();
+            let stats = self.fsm.stats();
+            if stats != self.last_stats {
+                self.last_stats = stats;
+                self.events.stats(self.index, &stats);
+            }
             let state = self.fsm.state();
             if state != self.last_state {
                 self.last_state = state;

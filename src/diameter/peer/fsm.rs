@@ -104,6 +104,29 @@ pub enum Action {
     Usable(bool),
 }
 
+/// Counts of the base-protocol exchanges one peer took part in (RFC 6733 sections 5.4, 5.5):
+/// what health checks, metrics and interoperability tests read to know which side watched the
+/// connection and how it was closed. They only grow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PeerStats {
+    /// Capabilities exchanges completed (CEA received with success, or CEA sent).
+    pub opened: u64,
+    /// DWRs this node sent (its own watchdog fired).
+    pub dwr_sent: u64,
+    /// DWAs received for them.
+    pub dwa_received: u64,
+    /// DWRs the peer sent (its watchdog fired), each answered with a DWA.
+    pub dwr_received: u64,
+    /// DPRs this node sent (graceful stop).
+    pub dpr_sent: u64,
+    /// DPAs received for them.
+    pub dpa_received: u64,
+    /// DPRs the peer sent, each answered with a DPA.
+    pub dpr_received: u64,
+    /// Disconnect-Cause of the last DPR received.
+    pub last_dpr_cause: Option<DisconnectCause>,
+}
+
 /// Timing and policy of one peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerSettings {
@@ -181,6 +204,7 @@ pub struct PeerFsm {
     held: Option<Instant>,
     backoff: Duration,
     rng: fastrand::Rng,
+    stats: PeerStats,
 }
 
 impl fmt::Debug for PeerFsm {
@@ -228,6 +252,7 @@ impl PeerFsm {
             held: None,
             backoff,
             rng,
+            stats: PeerStats::default(),
         }
     }
 
@@ -251,6 +276,11 @@ impl PeerFsm {
 
     pub fn settings(&self) -> &PeerSettings {
         &self.settings
+    }
+
+    /// Counts of CER/CEA, DWR/DWA and DPR/DPA exchanges so far.
+    pub fn stats(&self) -> PeerStats {
+        self.stats
     }
 
     /// The next action for the driver.
@@ -286,6 +316,7 @@ impl PeerFsm {
         self.state = next;
         info!(peer = %self.settings.name, from = %prev, to = %next, "peer state");
         if next.is_open() {
+            self.stats.opened += 1;
             self.set_timer(Timer::Handshake, None);
             self.backoff = self.settings.reconnect_min;
             let out = self.watchdog.connection_up(now);
@@ -324,6 +355,7 @@ impl PeerFsm {
                 self.ids.next_hop_by_hop(),
                 self.ids.next_end_to_end(),
             );
+            self.stats.dwr_sent += 1;
             self.send_buf(conn, &dwr);
         }
         if out.failback && self.state.is_open() {
@@ -411,6 +443,7 @@ impl PeerFsm {
                     self.ids.next_hop_by_hop(),
                     self.ids.next_end_to_end(),
                 );
+                self.stats.dpr_sent += 1;
                 self.send_buf(conn, &dpr);
                 self.set_timer(Timer::Closing, Some(now + self.settings.disconnect_timeout));
                 self.goto(now, PeerState::Closing);
@@ -671,18 +704,22 @@ impl PeerFsm {
                 }
             }
             (CommandCode::DEVICE_WATCHDOG, true) => {
+                self.stats.dwr_received += 1;
                 let a = messages::dwa(&self.local, &h);
                 self.send_buf(conn, &a);
                 let (out, _) = self.watchdog.on_message(now, false);
                 self.apply_watchdog(now, out);
             }
             (CommandCode::DEVICE_WATCHDOG, false) => {
+                self.stats.dwa_received += 1;
                 let (out, _) = self.watchdog.on_message(now, true);
                 self.apply_watchdog(now, out);
             }
             (CommandCode::DISCONNECT_PEER, true) => {
                 let cause = messages::disconnect_cause(&msg);
                 info!(peer = %self.settings.name, cause = cause.name(), "DPR received");
+                self.stats.dpr_received += 1;
+                self.stats.last_dpr_cause = Some(cause);
                 let a = messages::dpa(&self.local, &h);
                 self.send_buf(conn, &a);
                 self.set_timer(Timer::Closing, Some(now + self.settings.disconnect_timeout));
@@ -691,6 +728,7 @@ impl PeerFsm {
             }
             (CommandCode::DISCONNECT_PEER, false) => {
                 if self.state == PeerState::Closing {
+                    self.stats.dpa_received += 1;
                     self.disconnect(conn);
                     self.goto(now, PeerState::Closed);
                 }

@@ -15,7 +15,7 @@ pub mod fsm;
 pub mod messages;
 pub mod watchdog;
 
-pub use fsm::{Action, Conn, PeerFsm, PeerSettings, PeerState};
+pub use fsm::{Action, Conn, PeerFsm, PeerSettings, PeerState, PeerStats};
 pub use messages::{Capabilities, DisconnectCause, LocalIdentity};
 pub use watchdog::{Watchdog, WatchdogState};
 

@@ -597,3 +597,60 @@ fn responder_in_reopen_serves_requests_but_throws_away_answers() {
             .any(|a| matches!(a, Action::Deliver(_)))
     );
 }
+
+#[test]
+fn stats_count_each_side_of_the_base_protocol_exchanges() {
+    use super::fsm::PeerStats;
+    let t0 = Instant::now();
+    let ocs = identity("ocs.example.net");
+    let mut f = fsm("gw.example.net", true);
+    assert_eq!(f.stats(), PeerStats::default());
+    open_initiator(&mut f, t0);
+    assert_eq!(f.stats().opened, 1);
+    // Our watchdog fires: DWR sent, then its DWA.
+    f.handle_timeout(t0 + TW);
+    let dwr = sent(&drain(&mut f), Conn::Initiator).pop().expect("DWR");
+    f.received(
+        t0 + TW,
+        Conn::Initiator,
+        bytes(&messages::dwa(&ocs, dwr.header())),
+    );
+    // The peer's watchdog fires: its DWR, answered.
+    f.received(
+        t0 + TW,
+        Conn::Initiator,
+        bytes(&messages::dwr(&ocs, 41, 42)),
+    );
+    drain(&mut f);
+    let s = f.stats();
+    assert_eq!(
+        (s.dwr_sent, s.dwa_received, s.dwr_received),
+        (1, 1, 1),
+        "{s:?}"
+    );
+    // Our DPR and its DPA.
+    f.stop(t0 + TW, DisconnectCause::Rebooting);
+    let dpr = sent(&drain(&mut f), Conn::Initiator).pop().expect("DPR");
+    f.received(
+        t0 + TW,
+        Conn::Initiator,
+        bytes(&messages::dpa(&ocs, dpr.header())),
+    );
+    let s = f.stats();
+    assert_eq!((s.dpr_sent, s.dpa_received, s.dpr_received), (1, 1, 0));
+    assert_eq!(s.last_dpr_cause, None);
+    // A peer's DPR, with its cause.
+    let mut g = fsm("gw.example.net", true);
+    open_initiator(&mut g, t0);
+    g.received(
+        t0,
+        Conn::Initiator,
+        bytes(&messages::dpr(&ocs, DisconnectCause::Busy, 5, 6)),
+    );
+    let s = g.stats();
+    assert_eq!(
+        (s.dpr_received, s.last_dpr_cause),
+        (1, Some(DisconnectCause::Busy))
+    );
+    assert_eq!((s.dpr_sent, s.dwr_received), (0, 0));
+}

@@ -1,0 +1,3 @@
+//! Helpers shared by integration tests that drive real external peers.
+
+pub mod freediameter;
