@@ -342,7 +342,12 @@ async fn reservation_lifecycle_in_both_styles() {
             .unwrap();
         let id = r.reservation_id.clone().unwrap();
         let acct = gw.sim.as_ref().unwrap().account(CAROL).unwrap();
-        assert_eq!((acct.balance, acct.reserved), (d("20.00"), d("10.00")));
+        assert_eq!(
+            (acct.balance, acct.reserved),
+            (d("20.00"), d("10.00")),
+            "{style}: {r:?} {:#?}",
+            gw.sim.as_ref().unwrap().journal()
+        );
         // Another application cannot see or touch it.
         let other = Key::new("intruder", None);
         assert!(matches!(

@@ -383,7 +383,14 @@ impl Charging {
         F: FnOnce(OperationRow) -> Fut,
         Fut: std::future::Future<Output = OpResult>,
     {
-        match self.store.begin(row.clone()).await {
+        // Marked active before the row becomes visible, so that the background resolver
+        // never takes a request in flight here for one left behind by a crash.
+        self.active.insert(row.id.clone(), ());
+        let begun = self.store.begin(row.clone()).await;
+        if !matches!(begun, Ok(Begun::Inserted)) {
+            self.active.remove(&row.id);
+        }
+        match begun {
             Err(e) => return Err(store_failure(e)),
             Ok(Begun::Existing(old)) => {
                 if old.request_hash != row.request_hash {
@@ -402,9 +409,8 @@ impl Charging {
             }
             Ok(Begun::Inserted) => {}
         }
-        self.active.insert(row.id.clone(), ());
         let result = go(row.clone()).await;
-        self.active.remove(&row.id);
+        let id = row.id.clone();
         row.state = state_of(&result);
         row.result_code = match &result {
             Ok(d) => Some(d.result_code),
@@ -412,7 +418,9 @@ impl Charging {
         };
         row.outcome = Some(outcome_json(&result));
         row.updated_ms = now_ms();
-        if let Err(e) = self.store.update(row).await {
+        let recorded = self.store.update(row).await;
+        self.active.remove(&id);
+        if let Err(e) = recorded {
             warn!(error = %e, "outcome not recorded");
             return Err(store_failure(e));
         }

@@ -141,7 +141,12 @@ async fn worker(run: Arc<Run>, index: usize, msisdn: String) -> Result<Vec<u32>,
         let ok = match run.scenario {
             Scenario::Charge => {
                 let (s, _) = conn
-                    .post(&run.host, "/rest/payment/charge-amount", &run.auth, charge(n))
+                    .post(
+                        &run.host,
+                        "/rest/payment/charge-amount",
+                        &run.auth,
+                        charge(n),
+                    )
                     .await?;
                 s == 204
             }
@@ -228,7 +233,8 @@ pub async fn run(args: &BenchArgs) -> Result<String, String> {
         .to_string();
     let auth = format!(
         "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", args.user, args.password))
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", args.user, args.password))
     );
     let run = Arc::new(Run {
         host,

@@ -553,10 +553,7 @@ allowed_currencies = ["EUR"]
                 &app.replace("[\"EUR\"]", "[\"XYZ\"]"),
                 "apps[0].allowed_currencies[0]",
             ),
-            (
-                &app.replace("password = \"p\"", ""),
-                "apps[0].password",
-            ),
+            (&app.replace("password = \"p\"", ""), "apps[0].password"),
             (
                 &format!("{app}allowed_operations = [\"steal\"]"),
                 "apps[0].allowed_operations[0]",
@@ -569,13 +566,17 @@ allowed_currencies = ["EUR"]
         }
         // The enumerations read as their RFC names.
         let e = with("[credit_control]\nccfh = \"SOMETIMES\"").unwrap_err();
-        assert!(e.to_string().contains("ccfh") || e.key.contains("ccfh"), "{e}");
+        assert!(
+            e.to_string().contains("ccfh") || e.key.contains("ccfh"),
+            "{e}"
+        );
     }
 
     #[test]
     fn secrets_are_masked_when_printed() {
-        let c = with("[[apps]]\nid = \"a\"\nusername = \"u\"\npassword = \"hunter2\"\napi_key = \"k\"")
-            .unwrap();
+        let c =
+            with("[[apps]]\nid = \"a\"\nusername = \"u\"\npassword = \"hunter2\"\napi_key = \"k\"")
+                .unwrap();
         let text = c.redacted().to_toml();
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("***"));
