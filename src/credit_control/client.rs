@@ -1072,3 +1072,39 @@ impl CreditControlClient {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What one open reservation costs in the session map: the entry itself plus its strings
+    /// and parameters (README: "bytes per session").
+    #[test]
+    fn a_reservation_is_small_and_bounded() {
+        let entry = std::mem::size_of::<Reservation>() + std::mem::size_of::<String>();
+        assert!(entry <= 320, "{entry} bytes");
+        // The heap part: the Session-Id (key and value, at most ~130 bytes each with a 64-byte
+        // tag), the subscription data (at most a SIP URI) and up to 5 parameters of at most
+        // 256 bytes each; all bounded by the REST layer's input limits.
+        let sub = SubscriptionId::parse("sip:alice@example.com").unwrap();
+        let r = Reservation {
+            session_id: "gw1.operator.example;1734440000;17;rsv-1a230ac495a8f71-2".into(),
+            subscription: sub,
+            currency: Currency::EUR,
+            fsm: ClientSession::restored_open(
+                CcFailureHandling::Terminate,
+                DdFailureHandling::TerminateOrBuffer,
+                Duration::from_secs(10),
+                0,
+            ),
+            granted: Money::zero(Currency::EUR),
+            used: Money::zero(Currency::EUR),
+            created: SystemTime::now(),
+            expires_at: Instant::now(),
+            parameters: Vec::new(),
+            busy: false,
+        };
+        let heap = 2 * r.session_id.len() + 32;
+        println!("reservation entry: {entry} bytes + about {heap} bytes of strings");
+    }
+}
