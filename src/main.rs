@@ -27,7 +27,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(None);
     let result = match &cli.command {
         Command::Decode(args) => cli::decode::run(args),
         Command::CheckConfig(args) => cli::check_config::run(args),
@@ -53,14 +53,18 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
-/// Logs to stderr; `RUST_LOG` filters (default `info`), `LOG_FORMAT=json` for JSON lines.
-fn init_logging() {
+/// Logs to stderr; `RUST_LOG` filters (default `info`); `LOG_FORMAT` (`text` or `json`)
+/// overrides the configured format.
+fn init_logging(configured: Option<String>) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
+    let format = std::env::var("LOG_FORMAT").ok().or(configured);
+    if format.as_deref() == Some("json") {
         let _ = builder.json().try_init();
     } else {
         let _ = builder.try_init();
