@@ -927,6 +927,21 @@ impl Charging {
         result
     }
 
+    /// The final outcome recorded for `key` (replayed), or `KeyReused` when the key was used
+    /// for another request; `None` when there is none, or it is not final (the idempotent
+    /// frame then takes it as usual).
+    async fn earlier(&self, key: &Key, hash: &str) -> Option<OpResult> {
+        let k = key.key.as_deref()?;
+        let old = self.store.operation_by_key(&key.app, k).await.ok()??;
+        if old.request_hash != hash {
+            return Some(Err(Failure::KeyReused { key: k.to_string() }));
+        }
+        if old.state.is_final() {
+            return replay(&old);
+        }
+        None
+    }
+
     /// The slot of a reservation the caller owns.
     async fn slot(&self, app: &str, id: &str) -> Result<Arc<Slot>, Failure> {
         if let Some(s) = self.reservations.get(id).map(|s| Arc::clone(&s))
@@ -1016,6 +1031,15 @@ impl Charging {
         amount: Money,
         info: &ChargeInfo,
     ) -> OpResult {
+        let hash = hash_of(
+            kind,
+            &(reservation_id, amount.amount, amount.currency.code(), info),
+        );
+        // A retry is answered as the first request was, before the reservation's state (which
+        // that request changed: less left, or closed) is looked at.
+        if let Some(earlier) = self.earlier(key, &hash).await {
+            return earlier;
+        }
         let slot = self.slot(&key.app, reservation_id).await?;
         let Ok(mut state) = slot.row.try_lock() else {
             return Err(Failure::ReservationBusy {
@@ -1062,10 +1086,6 @@ impl Charging {
             }
             _ => (RequestType::Termination, Decimal::ZERO, None),
         };
-        let hash = hash_of(
-            kind,
-            &(reservation_id, amount.amount, amount.currency.code(), info),
-        );
         let number = r.last_request_number + 1;
         let params = info.parameters(&key.app, kind);
         let recorded = Recorded {
