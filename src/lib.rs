@@ -3,6 +3,7 @@
 //!
 //! See `ARCHITECTURE.md` for the map of the code.
 
+pub mod api;
 pub mod charging;
 pub mod cli;
 pub mod config;

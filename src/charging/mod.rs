@@ -191,6 +191,19 @@ impl IdGen {
     }
 }
 
+/// An operation being worked on in this process (see [`Charging::claim`]); released on drop,
+/// also when the future holding it is dropped.
+struct Claim<'a> {
+    map: &'a DashMap<String, ()>,
+    id: String,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.map.remove(&self.id);
+    }
+}
+
 /// Removes the in-flight entry when the first request of a key is done (or dropped).
 struct InFlightGuard<'a> {
     map: &'a DashMap<(String, String), InFlight>,
@@ -321,6 +334,21 @@ impl Charging {
 
     // ---- the idempotent frame --------------------------------------------------------------
 
+    /// Marks operation `id` as worked on here (the resolver leaves it alone) until the claim
+    /// is dropped; `None` when something else holds it.
+    fn claim(&self, id: &str) -> Option<Claim<'_>> {
+        match self.active.entry(id.to_string()) {
+            dashmap::Entry::Occupied(_) => None,
+            dashmap::Entry::Vacant(v) => {
+                v.insert(());
+                Some(Claim {
+                    map: &self.active,
+                    id: id.to_string(),
+                })
+            }
+        }
+    }
+
     /// Runs `go` once per `(app, key)`: records `row` first, replays a final outcome, re-sends
     /// an unresolved one, and records the outcome before returning it.
     async fn once<F, Fut>(&self, key: &Key, row: OperationRow, go: F) -> OpResult
@@ -383,16 +411,17 @@ impl Charging {
         F: FnOnce(OperationRow) -> Fut,
         Fut: std::future::Future<Output = OpResult>,
     {
-        // Marked active before the row becomes visible, so that the background resolver
-        // never takes a request in flight here for one left behind by a crash.
-        self.active.insert(row.id.clone(), ());
-        let begun = self.store.begin(row.clone()).await;
-        if !matches!(begun, Ok(Begun::Inserted)) {
-            self.active.remove(&row.id);
-        }
-        match begun {
+        // Claimed before the row is durable and released only after its outcome is: the
+        // background resolver never finds it pending and unclaimed while it is in flight.
+        let Some(claim) = self.claim(&row.id) else {
+            return Err(Failure::InProgress {
+                operation_id: row.id.clone(),
+            });
+        };
+        match self.store.begin(row.clone()).await {
             Err(e) => return Err(store_failure(e)),
             Ok(Begun::Existing(old)) => {
+                drop(claim);
                 if old.request_hash != row.request_hash {
                     return Err(Failure::KeyReused {
                         key: key.key.clone().unwrap_or_default(),
@@ -410,7 +439,6 @@ impl Charging {
             Ok(Begun::Inserted) => {}
         }
         let result = go(row.clone()).await;
-        let id = row.id.clone();
         row.state = state_of(&result);
         row.result_code = match &result {
             Ok(d) => Some(d.result_code),
@@ -418,9 +446,7 @@ impl Charging {
         };
         row.outcome = Some(outcome_json(&result));
         row.updated_ms = now_ms();
-        let recorded = self.store.update(row).await;
-        self.active.remove(&id);
-        if let Err(e) = recorded {
+        if let Err(e) = self.store.update(row).await {
             warn!(error = %e, "outcome not recorded");
             return Err(store_failure(e));
         }
@@ -901,9 +927,10 @@ impl Charging {
         result
     }
 
-    /// The stored outcome of a finished operation with this key, or the refusal of a key
-    /// reused for another request.
-    async fn prior(&self, key: &Key, hash: &str) -> Option<OpResult> {
+    /// The final outcome recorded for `key` (replayed), or `KeyReused` when the key was used
+    /// for another request; `None` when there is none, or it is not final (the idempotent
+    /// frame then takes it as usual).
+    async fn earlier(&self, key: &Key, hash: &str) -> Option<OpResult> {
         let k = key.key.as_deref()?;
         let old = self.store.operation_by_key(&key.app, k).await.ok()??;
         if old.request_hash != hash {
@@ -1008,10 +1035,10 @@ impl Charging {
             kind,
             &(reservation_id, amount.amount, amount.currency.code(), info),
         );
-        // A retry of a finished operation is answered as it was, whatever the reservation
-        // has become since.
-        if let Some(prior) = self.prior(key, &hash).await {
-            return prior;
+        // A retry is answered as the first request was, before the reservation's state (which
+        // that request changed: less left, or closed) is looked at.
+        if let Some(earlier) = self.earlier(key, &hash).await {
+            return earlier;
         }
         let slot = self.slot(&key.app, reservation_id).await?;
         let Ok(mut state) = slot.row.try_lock() else {
@@ -1298,15 +1325,26 @@ impl Charging {
                 reason: "a leg of this split is not resolved yet".into(),
             });
         }
-        if self.active.contains_key(&row.id)
-            || self
-                .awaiting
-                .contains_key(&(row.session_id.clone(), row.request_number))
+        let being_resolved = || Failure::OutcomeUnknown {
+            operation_id: row.id.clone(),
+            reason: "being resolved".into(),
+        };
+        if self
+            .awaiting
+            .contains_key(&(row.session_id.clone(), row.request_number))
         {
-            return Err(Failure::OutcomeUnknown {
-                operation_id: row.id.clone(),
-                reason: "being resolved".into(),
-            });
+            return Err(being_resolved());
+        }
+        // Held until the outcome is recorded (or this future is dropped).
+        let Some(_claim) = self.claim(&row.id) else {
+            return Err(being_resolved());
+        };
+        // The list `row` came from may be older than its outcome.
+        if let Ok(Some(fresh)) = self.store.operation(&row.id).await
+            && fresh.state.is_final()
+            && let Some(r) = replay(&fresh)
+        {
+            return r;
         }
         let Some(recorded) = Recorded::from_json(&row.request) else {
             return Err(Failure::OutcomeUnknown {
@@ -1320,7 +1358,6 @@ impl Charging {
                 reason: "the recorded request cannot be rebuilt".into(),
             });
         };
-        self.active.insert(row.id.clone(), ());
         let slot = match &row.reservation_id {
             Some(id) if row.kind != "reserve" => self.reservations.get(id).map(|s| Arc::clone(&s)),
             _ => None,
@@ -1358,7 +1395,6 @@ impl Charging {
                 None,
             )
         };
-        self.active.remove(&row.id);
         let new_state = match &result {
             // A failure to reach the OCS leaves it unresolved (never retryable: it may
             // have been applied before).

@@ -1,0 +1,426 @@
+//! Who calls, and what they may do: HTTP Basic (as OCSG applications authenticate) or an API
+//! key (`X-API-Key: <key>` or `Authorization: Bearer <key>`), checked against the `[[apps]]`
+//! of the configuration; then the application's policy.
+//!
+//! ```text
+//! Authorization: Basic base64(user:password)   -> sha256(password) == password_sha256
+//!                                                 (or sha256 of the clear `password`)
+//! X-API-Key: k  |  Authorization: Bearer k      -> sha256(k) == sha256(api_key)
+//!   every comparison in constant time, over digests of equal length
+//! none / wrong  -> 401 ServiceException SVC0001, WWW-Authenticate: Basic realm="payment"
+//! policy        -> 403 PolicyException POL0001 (operation, currency, largest amount, admin)
+//! ```
+//!
+//! A 401 carries a ServiceException (SVC0001, "authentication required"): the PolicyException
+//! is kept for what an identified application's policy forbids.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
+
+use super::ApiState;
+use super::error::ApiError;
+use super::payment::Operation;
+use crate::config::AppConfig;
+use crate::credit_control::Money;
+
+type Digest32 = [u8; 32];
+
+/// An application allowed to call the API, with its policy.
+#[derive(Debug)]
+pub struct App {
+    id: String,
+    username: String,
+    password: Option<Digest32>,
+    api_key: Option<Digest32>,
+    currencies: Vec<String>,
+    max_amount: Option<Decimal>,
+    operations: Vec<String>,
+    admin: bool,
+}
+
+impl App {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.admin
+    }
+}
+
+/// The configured applications.
+#[derive(Debug, Default)]
+pub struct Apps {
+    apps: Vec<Arc<App>>,
+}
+
+/// The authenticated application of a request (a request extension).
+#[derive(Clone, Debug)]
+pub struct Caller(pub Arc<App>);
+
+fn sha256(bytes: &[u8]) -> Digest32 {
+    Sha256::digest(bytes).into()
+}
+
+/// Equality without an early exit: the time does not depend on where the digests differ.
+fn ct_eq(a: &Digest32, b: &Digest32) -> bool {
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b.iter()) {
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+impl Apps {
+    /// From the `[[apps]]` sections (validated by the configuration loader; a credential that
+    /// cannot be read is left out, so it authenticates nobody).
+    pub fn new(apps: &[AppConfig]) -> Self {
+        let apps = apps
+            .iter()
+            .map(|a| {
+                let password = if !a.password_sha256.is_empty() {
+                    hex::decode(&a.password_sha256)
+                        .ok()
+                        .and_then(|d| Digest32::try_from(d.as_slice()).ok())
+                } else if !a.password.is_empty() {
+                    Some(sha256(a.password.as_bytes()))
+                } else {
+                    None
+                };
+                Arc::new(App {
+                    id: a.id.clone(),
+                    username: a.username.clone(),
+                    password: password.filter(|_| !a.username.is_empty()),
+                    api_key: (!a.api_key.is_empty()).then(|| sha256(a.api_key.as_bytes())),
+                    currencies: a.allowed_currencies.clone(),
+                    max_amount: a.max_amount,
+                    operations: a.allowed_operations.clone(),
+                    admin: a.admin,
+                })
+            })
+            .collect();
+        Self { apps }
+    }
+
+    pub fn len(&self) -> usize {
+        self.apps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.apps.is_empty()
+    }
+
+    /// The application the request's credentials name, or the 401 to answer.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        if let Some(key) = headers.get("x-api-key") {
+            return self.by_api_key(key.as_bytes());
+        }
+        let Some(auth) = headers.get(header::AUTHORIZATION) else {
+            return Err(ApiError::unauthorized(
+                "send HTTP Basic credentials or an API key (X-API-Key)",
+            ));
+        };
+        let auth = auth.as_bytes();
+        let (scheme, rest) = match auth.iter().position(|b| *b == b' ') {
+            Some(i) => (
+                auth.get(..i).unwrap_or_default(),
+                auth.get(i + 1..).unwrap_or_default(),
+            ),
+            None => (auth, &[][..]),
+        };
+        let rest = rest.trim_ascii();
+        if scheme.eq_ignore_ascii_case(b"basic") {
+            self.by_basic(rest)
+        } else if scheme.eq_ignore_ascii_case(b"bearer") {
+            self.by_api_key(rest)
+        } else {
+            Err(ApiError::unauthorized(
+                "the Authorization scheme must be Basic or Bearer",
+            ))
+        }
+    }
+
+    fn by_api_key(&self, key: &[u8]) -> Result<Caller, ApiError> {
+        let presented = sha256(key);
+        let mut found = None;
+        // Every application is compared: the time does not tell which one matched.
+        for app in &self.apps {
+            if let Some(k) = &app.api_key
+                && ct_eq(k, &presented)
+                && found.is_none()
+            {
+                found = Some(Arc::clone(app));
+            }
+        }
+        found
+            .map(Caller)
+            .ok_or_else(|| ApiError::unauthorized("unknown API key"))
+    }
+
+    fn by_basic(&self, encoded: &[u8]) -> Result<Caller, ApiError> {
+        let bad = || ApiError::unauthorized("invalid user name or password");
+        let decoded = STANDARD.decode(encoded).map_err(|_| bad())?;
+        let colon = decoded.iter().position(|b| *b == b':').ok_or_else(bad)?;
+        let (user, password) = (
+            decoded.get(..colon).unwrap_or_default(),
+            decoded.get(colon + 1..).unwrap_or_default(),
+        );
+        let presented = sha256(password);
+        let mut found = None;
+        for app in &self.apps {
+            let same_user = !app.username.is_empty() && app.username.as_bytes() == user;
+            let matches = app.password.as_ref().is_some_and(|p| ct_eq(p, &presented));
+            if same_user && matches && found.is_none() {
+                found = Some(Arc::clone(app));
+            }
+        }
+        found.map(Caller).ok_or_else(bad)
+    }
+}
+
+impl Caller {
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// The application may call `op` (`allowed_operations`, empty: all).
+    pub fn permit(&self, op: Operation) -> Result<(), ApiError> {
+        let ops = &self.0.operations;
+        if !ops.is_empty() && !ops.iter().any(|o| o == op.name()) {
+            return Err(ApiError::policy(format!(
+                "application \"{}\" may not call {}",
+                self.0.id,
+                op.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The application may move `money` in one `op` (`allowed_currencies`, `max_amount`; for a
+    /// split, `money` is the total).
+    pub fn permit_money(&self, op: Operation, money: &Money) -> Result<(), ApiError> {
+        let code = money.currency.code();
+        let cur = &self.0.currencies;
+        if !cur.is_empty() && !cur.iter().any(|c| c == code) {
+            return Err(ApiError::policy(format!(
+                "application \"{}\" may not charge in {code} (allowed: {})",
+                self.0.id,
+                cur.join(", ")
+            )));
+        }
+        if let Some(max) = self.0.max_amount
+            && money.amount > max
+        {
+            let what = if op == Operation::ChargeSplitAmount {
+                "the total"
+            } else {
+                "the amount"
+            };
+            return Err(ApiError::policy(format!(
+                "{what} {money} is above the limit of application \"{}\" ({max} per operation)",
+                self.0.id
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Middleware of the payment routes: authenticates, and hands the [`Caller`] to the handler.
+pub(crate) async fn require_app(
+    State(st): State<ApiState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match st.apps.authenticate(req.headers()) {
+        Ok(caller) => {
+            tracing::Span::current().record("app", caller.id());
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Middleware of `/metrics` and `/admin/...`: an application with `admin = true`.
+pub(crate) async fn require_admin(
+    State(st): State<ApiState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match st.apps.authenticate(req.headers()) {
+        Ok(caller) if caller.0.admin => {
+            tracing::Span::current().record("app", caller.id());
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Ok(caller) => ApiError::policy(format!(
+            "application \"{}\" is not an administrator (admin = true)",
+            caller.id()
+        ))
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn apps() -> Apps {
+        Apps::new(&[
+            AppConfig {
+                id: "shop".into(),
+                username: "shop".into(),
+                password: "s3cret".into(),
+                password_sha256: String::new(),
+                api_key: "k-shop".into(),
+                allowed_currencies: vec!["EUR".into()],
+                max_amount: Some(Decimal::new(50, 0)),
+                allowed_operations: vec!["charge-amount".into()],
+                admin: false,
+            },
+            AppConfig {
+                id: "ops".into(),
+                username: "ops".into(),
+                password: String::new(),
+                password_sha256: hex::encode(sha256(b"admin-pw")),
+                api_key: String::new(),
+                allowed_currencies: vec![],
+                max_amount: None,
+                allowed_operations: vec![],
+                admin: true,
+            },
+        ])
+    }
+
+    fn with(name: &'static str, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    fn basic(user: &str, pw: &str) -> HeaderMap {
+        with(
+            "authorization",
+            &format!("Basic {}", STANDARD.encode(format!("{user}:{pw}"))),
+        )
+    }
+
+    #[test]
+    fn credentials() {
+        let a = apps();
+        assert_eq!(
+            a.authenticate(&basic("shop", "s3cret")).unwrap().id(),
+            "shop"
+        );
+        assert_eq!(
+            a.authenticate(&basic("ops", "admin-pw")).unwrap().id(),
+            "ops"
+        );
+        assert_eq!(
+            a.authenticate(&with("x-api-key", "k-shop")).unwrap().id(),
+            "shop"
+        );
+        assert_eq!(
+            a.authenticate(&with("authorization", "Bearer k-shop"))
+                .unwrap()
+                .id(),
+            "shop"
+        );
+        assert_eq!(
+            a.authenticate(&with("authorization", "bearer k-shop"))
+                .unwrap()
+                .id(),
+            "shop",
+            "the scheme is case-insensitive"
+        );
+        for h in [
+            HeaderMap::new(),
+            basic("shop", "wrong"),
+            basic("ops", "s3cret"),
+            basic("nobody", "s3cret"),
+            basic("shop", ""),
+            with("authorization", "Basic !!!"),
+            with("authorization", "Basic"),
+            with("authorization", "Digest abc"),
+            with("x-api-key", "k-other"),
+            with("x-api-key", ""),
+            with(
+                "authorization",
+                &format!("Basic {}", STANDARD.encode("shop")),
+            ),
+        ] {
+            let e = a.authenticate(&h).unwrap_err();
+            assert_eq!(e.status.as_u16(), 401, "{h:?}");
+            assert!(e.message.starts_with("SVC0001: "), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn policy() {
+        let a = apps();
+        let shop = a.authenticate(&basic("shop", "s3cret")).unwrap();
+        let eur = crate::credit_control::money::currency("EUR").unwrap();
+        let usd = crate::credit_control::money::currency("USD").unwrap();
+        assert!(shop.permit(Operation::ChargeAmount).is_ok());
+        let e = shop.permit(Operation::RefundAmount).unwrap_err();
+        assert_eq!(e.status.as_u16(), 403);
+        assert!(
+            e.message.starts_with("POL0001: policy error: "),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("refund-amount"));
+        assert!(
+            shop.permit_money(
+                Operation::ChargeAmount,
+                &Money::new(Decimal::new(50, 0), eur)
+            )
+            .is_ok()
+        );
+        let e = shop
+            .permit_money(
+                Operation::ChargeAmount,
+                &Money::new(Decimal::new(5001, 2), eur),
+            )
+            .unwrap_err();
+        assert!(e.message.contains("50.01 EUR"), "{}", e.message);
+        let e = shop
+            .permit_money(
+                Operation::ChargeSplitAmount,
+                &Money::new(Decimal::new(51, 0), eur),
+            )
+            .unwrap_err();
+        assert!(e.message.contains("the total"), "{}", e.message);
+        let e = shop
+            .permit_money(Operation::ChargeAmount, &Money::new(Decimal::ONE, usd))
+            .unwrap_err();
+        assert!(e.message.contains("USD"), "{}", e.message);
+        let ops = a.authenticate(&basic("ops", "admin-pw")).unwrap();
+        for op in Operation::ALL {
+            assert!(ops.permit(op).is_ok());
+        }
+        assert!(ops.0.is_admin() && !shop.0.is_admin());
+    }
+
+    #[test]
+    fn constant_time_equality() {
+        let a = sha256(b"a");
+        let mut b = a;
+        assert!(ct_eq(&a, &b));
+        b[31] ^= 1;
+        assert!(!ct_eq(&a, &b));
+        b = a;
+        b[0] ^= 0x80;
+        assert!(!ct_eq(&a, &b));
+    }
+}
