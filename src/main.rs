@@ -9,12 +9,16 @@ use charging_gateway::cli;
 #[derive(Debug, Parser)]
 #[command(name = "gateway", version, about = "Diameter Gy/Ro charging gateway")]
 struct Cli {
+    /// Without a command: `serve` with conf/gateway.toml.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway: the REST API, the Diameter peers and (by default) the bundled OCS
+    /// simulator. The default command.
+    Serve(cli::serve::ServeArgs),
     /// Print a Diameter message (hex argument, hex on stdin, or --file raw binary) readably.
     Decode(cli::decode::DecodeArgs),
     /// Validate the configuration and print it with environment overrides applied.
@@ -27,8 +31,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(None);
-    let result = match &cli.command {
+    let command = cli
+        .command
+        .unwrap_or_else(|| Command::Serve(cli::serve::ServeArgs::default_args()));
+    init_logging(match &command {
+        Command::Serve(args) => cli::serve::log_format(args),
+        _ => None,
+    });
+    let result = match &command {
+        Command::Serve(args) => runtime().and_then(|rt| rt.block_on(cli::serve::run(args))),
         Command::Decode(args) => cli::decode::run(args),
         Command::CheckConfig(args) => cli::check_config::run(args),
         Command::OcsSim(args) => runtime().and_then(|rt| rt.block_on(cli::ocs_sim::run(args))),

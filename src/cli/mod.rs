@@ -4,3 +4,4 @@ pub mod bench;
 pub mod check_config;
 pub mod decode;
 pub mod ocs_sim;
+pub mod serve;

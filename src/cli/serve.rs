@@ -1,0 +1,140 @@
+//! `gateway serve` (the default command): the REST API on top of the assembled gateway, with
+//! one shutdown path.
+//!
+//! ```text
+//! SIGINT / SIGTERM -> stop accepting REST connections, let in-flight requests finish
+//!                     (http.shutdown_grace) -> Gateway::shutdown: in-flight Diameter answers
+//!                     drained, DPR (REBOOTING) to every peer, store flushed, simulator stopped
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use tracing::{info, warn};
+
+use crate::api::{self, ApiState, Apps};
+use crate::config::GatewayConfig;
+use crate::gateway::Gateway;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file.
+    #[arg(long, short = 'c', default_value = "conf/gateway.toml")]
+    pub config: PathBuf,
+}
+
+impl ServeArgs {
+    /// The arguments of a bare `gateway` (no command).
+    pub fn default_args() -> Self {
+        Self {
+            config: PathBuf::from("conf/gateway.toml"),
+        }
+    }
+}
+
+/// The configured log format, before logging starts (`LOG_FORMAT` overrides it).
+pub fn log_format(args: &ServeArgs) -> Option<String> {
+    GatewayConfig::load(&args.config)
+        .ok()
+        .map(|c| c.http.log_format)
+}
+
+pub async fn run(args: &ServeArgs) -> Result<String, String> {
+    let cfg =
+        GatewayConfig::load(&args.config).map_err(|e| format!("configuration refused: {e}"))?;
+    let http = cfg.http.clone();
+    let apps = Arc::new(Apps::new(&cfg.apps));
+    if cfg.apps.is_empty() {
+        warn!("no [[apps]] configured: every REST request will be refused (401)");
+    }
+    let metrics = api::install_metrics();
+    let gw = Gateway::start(cfg, None).await?;
+    if !gw.wait_ready(Duration::from_secs(10)).await {
+        warn!("no OCS peer is open yet: /health/ready answers 503 until one is");
+    }
+    let router = gw.node.router().clone();
+    let ready = Arc::new(move || router.any_usable());
+    let state = ApiState::new(Arc::clone(&gw.charging), apps, ready, Some(metrics));
+    let app = api::router(state, &http);
+    let listener = tokio::net::TcpListener::bind(&http.listen)
+        .await
+        .map_err(|e| format!("http.listen {}: {e}", http.listen))?;
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    info!(address = %local, "REST API listening");
+    let gauges = spawn_gauges(&gw);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(async move {
+        let mut rx = stop_rx;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    shutdown_signal().await;
+    info!("shutting down: no new REST requests");
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(http.shutdown_grace, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => warn!(error = %e, "REST server ended with an error"),
+        Ok(Err(e)) => warn!(error = %e, "REST server task failed"),
+        Err(_) => warn!("in-flight REST requests still running after the grace period"),
+    }
+    gauges.abort();
+    gw.shutdown().await;
+    Ok(String::new())
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Keeps the gauges of `/metrics` current: each peer open or not, open reservations, the
+/// store's average commit time over the last second.
+fn spawn_gauges(gw: &Gateway) -> tokio::task::JoinHandle<()> {
+    let router = gw.node.router().clone();
+    let charging = Arc::clone(&gw.charging);
+    let store = gw.store.clone();
+    tokio::spawn(async move {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let (mut batches, mut micros) = (0u64, 0u64);
+        loop {
+            tick.tick().await;
+            for p in router.peers() {
+                api::set_peer_open(&p.spec.host, p.is_usable());
+            }
+            api::set_open_reservations(charging.open_reservations());
+            let m = store.metrics();
+            let (b, us) = (m.batches.load(Relaxed), m.commit_micros.load(Relaxed));
+            if b > batches {
+                let avg = us.saturating_sub(micros) as f64 / (b - batches) as f64 / 1e6;
+                api::set_store_commit_seconds(avg);
+            }
+            (batches, micros) = (b, us);
+        }
+    })
+}
