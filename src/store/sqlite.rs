@@ -154,11 +154,20 @@ const INSERT_OP: &str = r#"INSERT INTO operations (id, app, "key", kind, request
     result_code = excluded.result_code, request = excluded.request, outcome = excluded.outcome,
     created_ms = excluded.created_ms, updated_ms = excluded.updated_ms"#;
 
-const UPDATE_OP: &str = r#"UPDATE operations SET app = ?2, "key" = ?3, kind = ?4,
-    request_hash = ?5, parent = ?6, reservation_id = ?7, session_id = ?8, request_number = ?9,
-    subscriber = ?10, amount = ?11, currency = ?12, reference_code = ?13, state = ?14,
-    result_code = ?15, request = ?16, outcome = ?17, created_ms = ?18, updated_ms = ?19
-    WHERE id = ?1"#;
+// An update is two statements so that the common one (a new state, result, outcome) leaves
+// the B-trees of the indexed columns alone: SQLite rewrites an index entry for every index
+// whose columns appear in the SET list, whatever their values. The second statement moves the
+// indexed columns only when one of them differs, and matches no row otherwise.
+const UPDATE_OP: &str = "UPDATE operations SET kind = ?4, request_hash = ?5, parent = ?6, \
+    request_number = ?9, subscriber = ?10, amount = ?11, currency = ?12, state = ?14, \
+    result_code = ?15, request = ?16, outcome = ?17, created_ms = ?18, updated_ms = ?19 \
+    WHERE id = ?1";
+
+/// Binds the first 13 of the 19 values.
+const UPDATE_OP_INDEXED: &str = r#"UPDATE operations SET app = ?2, "key" = ?3,
+    reservation_id = ?7, session_id = ?8, reference_code = ?13
+    WHERE id = ?1 AND (app IS NOT ?2 OR "key" IS NOT ?3 OR reservation_id IS NOT ?7
+        OR session_id IS NOT ?8 OR reference_code IS NOT ?13)"#;
 
 const UPSERT_RES: &str = "INSERT INTO reservations (id, app, session_id, subscriber, currency, \
     reserved, charged, last_request_number, state, expires_ms, created_ms, updated_ms) \
@@ -331,13 +340,18 @@ impl SqliteBackend {
             out.push(match w {
                 Write::Begin(op) => Written::Begun(begin(&tx, op, path)?),
                 Write::Update(op) => {
+                    let bound = op_params(op);
+                    let values = bound.as_slice();
                     let n = tx
                         .prepare_cached(UPDATE_OP)
-                        .and_then(|mut s| s.execute(op_params(op).as_slice()))
+                        .and_then(|mut s| s.execute(values.as_slice()))
                         .map_err(sql("update operation"))?;
                     if n == 0 {
                         return Err(StoreError(format!("no operation {}", op.id)));
                     }
+                    tx.prepare_cached(UPDATE_OP_INDEXED)
+                        .and_then(|mut s| s.execute(values.get(..13).unwrap_or_default()))
+                        .map_err(sql("update operation"))?;
                     Written::Done
                 }
                 Write::Reservation(r) => {
@@ -505,7 +519,8 @@ fn begin(
     Ok(Begun::Inserted)
 }
 
-/// The 19 bound values of [`INSERT_OP`] and [`UPDATE_OP`], in their order.
+/// The 19 bound values of [`INSERT_OP`] and [`UPDATE_OP`] (the first 13 of them for
+/// [`UPDATE_OP_INDEXED`]), in their order.
 fn op_params(op: &OperationRow) -> OpParams<'_> {
     OpParams {
         op,
@@ -935,6 +950,39 @@ mod tests {
             .map(|o| o.id)
             .collect();
         assert_eq!(ids, vec!["new", "kept"]);
+    }
+
+    #[test]
+    fn an_update_moves_the_indexed_columns() {
+        let dir = TempDir::new("update-indexed");
+        let mut b = SqliteBackend::open(&dir.0).unwrap();
+        let a = full_op("op-a", "ref-a", "1.00");
+        b.apply(&[Write::Begin(a.clone())]).unwrap();
+        let mut moved = a.clone();
+        moved.key = Some("ref-z".into());
+        moved.reference_code = Some("ref-z".into());
+        moved.reservation_id = None;
+        moved.session_id = "gw.example;9;op-a".into();
+        moved.state = OpState::Succeeded;
+        b.apply(&[Write::Update(moved.clone())]).unwrap();
+        assert_eq!(b.operation("op-a").unwrap(), Some(moved.clone()));
+        assert_eq!(b.operation_by_key("shop", "ref-a").unwrap(), None);
+        assert_eq!(b.operation_by_key("shop", "ref-z").unwrap(), Some(moved));
+        fn b_ids(b: &mut SqliteBackend, f: &OperationFilter) -> Vec<String> {
+            b.operations(f).unwrap().into_iter().map(|o| o.id).collect()
+        }
+        let f = |reference_code: &str| OperationFilter {
+            reference_code: Some(reference_code.into()),
+            ..OperationFilter::default()
+        };
+        assert!(b_ids(&mut b, &f("ref-a")).is_empty());
+        assert_eq!(b_ids(&mut b, &f("ref-z")), vec!["op-a"]);
+        let f = OperationFilter {
+            reservation_id: Some("res-1".into()),
+            ..OperationFilter::default()
+        };
+        assert!(b_ids(&mut b, &f).is_empty());
+        assert!(b.unresolved().unwrap().is_empty());
     }
 
     #[test]
