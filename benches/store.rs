@@ -104,6 +104,10 @@ fn case(
     let m = store.metrics();
     let batches = m.batches.load(Ordering::Relaxed).max(1);
     let writes = m.writes.load(Ordering::Relaxed);
+    if writes == 0 {
+        // Filtered out on the command line.
+        return;
+    }
     let commit_us = m.commit_micros.load(Ordering::Relaxed);
     eprintln!(
         "{group_name}/callers/{callers}: {} charges in {:.1} s (warm-up included): \
