@@ -311,6 +311,17 @@ impl SqliteBackend {
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Exclusive)
                 .map_err(|e| StoreError(format!("schema migration to {next}: {e}")))?;
+            // Another process may have migrated the file between the read above and this
+            // transaction: then leave it alone.
+            let current: i64 = tx
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .map_err(|e| StoreError(format!("schema migration to {next}: {e}")))?;
+            if current != v {
+                return Err(StoreError(format!(
+                    "{}: the schema version changed from {v} to {current} while opening",
+                    self.path.display()
+                )));
+            }
             tx.execute_batch(step)
                 .and_then(|()| tx.pragma_update(None, "application_id", APPLICATION_ID))
                 .and_then(|()| tx.pragma_update(None, "user_version", next))
@@ -1081,6 +1092,15 @@ mod tests {
         drop(conn);
         let err = SqliteBackend::open(&dir.0).unwrap_err();
         assert!(err.0.contains("not a gateway store"), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused() {
+        let dir = TempDir::new("garbage");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        std::fs::write(dir.0.join(FILE_NAME), vec![0x5a_u8; 8192]).unwrap();
+        let err = SqliteBackend::open(&dir.0).unwrap_err();
+        assert!(err.0.contains(FILE_NAME), "{err}");
     }
 
     #[test]
