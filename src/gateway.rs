@@ -177,8 +177,5 @@ impl Gateway {
 }
 
 fn open_store(cfg: &GatewayConfig) -> Result<Store, String> {
-    match cfg.store.backend.as_str() {
-        "memory" => Ok(Store::memory()),
-        other => Err(format!("store.backend: \"{other}\" is not available")),
-    }
+    Store::open(&cfg.store).map_err(|e| format!("store ({}): {e}", cfg.store.backend))
 }

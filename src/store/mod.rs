@@ -11,11 +11,13 @@
 //!
 //! A call that writes returns only once its batch is committed: a 2xx built on it is durable.
 //! Reads go through the same thread, so they see every write acknowledged before them.
-//! Backends implement [`Backend`] (synchronous, owned by the writer thread): SQLite is the
-//! embedded default (`sqlite`); [`MemoryBackend`] serves tests and the benchmark of the
-//! write path without a disk.
+//! Backends implement [`Backend`] (synchronous, owned by the writer thread):
+//! [`SqliteBackend`] (module [`sqlite`]) is the embedded default, one file under
+//! `store.data_dir`; [`MemoryBackend`] serves tests and measures the write path without a disk.
+//! [`Store::open`] picks one from the `[store]` configuration.
 
 pub mod memory;
+pub mod sqlite;
 
 use std::sync::Arc;
 use std::thread;
@@ -26,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
 pub use memory::MemoryBackend;
+pub use sqlite::SqliteBackend;
 
 /// What happened to an operation, as far as the gateway knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -309,6 +312,24 @@ impl Store {
             backend: Arc::from(name),
             metrics,
         })
+    }
+
+    /// Opens the store the `[store]` section names: `sqlite` (the file `gateway.sqlite3` in
+    /// `data_dir`, created if absent) or `memory` (nothing survives the process), with
+    /// `max_batch` writes at most per commit. Blocking (it opens and may create the file):
+    /// call it at start-up.
+    pub fn open(cfg: &crate::config::StoreConfig) -> Result<Self, StoreError> {
+        let settings = StoreSettings {
+            max_batch: cfg.max_batch,
+            ..StoreSettings::default()
+        };
+        match cfg.backend.as_str() {
+            "sqlite" => Self::start(SqliteBackend::open(&cfg.data_dir)?, "sqlite", settings),
+            "memory" => Self::start(MemoryBackend::default(), "memory", settings),
+            other => Err(StoreError(format!(
+                "store.backend \"{other}\": sqlite or memory"
+            ))),
+        }
     }
 
     /// An in-memory store (tests, benchmarks).

@@ -1,0 +1,1185 @@
+//! The embedded SQLite [`Backend`]: one file, `gateway.sqlite3`, in the configured data
+//! directory. Same semantics as [`MemoryBackend`](super::MemoryBackend), made durable.
+//!
+//! ```text
+//! data_dir/
+//!   gateway.sqlite3        the database (PRAGMA user_version = schema version)
+//!   gateway.sqlite3-wal    write-ahead log: every committed batch is here, fsynced, before
+//!                          `apply` returns; folded into the database by checkpoints
+//! ```
+//!
+//! One batch of writes is one `BEGIN IMMEDIATE ... COMMIT` transaction, so one fsync of the
+//! WAL however many writes the batch holds (group commit). Money is kept as decimal TEXT
+//! (`12345.6789`, `0.10`: value and scale as written), states by their names. Nothing read back
+//! from the file is trusted: a row that does not decode is an error naming the row.
+//!
+//! One difference from the memory backend, on writes the charging layer never makes: an
+//! `Update` that moves a row onto another row's `(app, key)` breaks the unique index and fails
+//! its batch, where the memory backend would accept it.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use rusqlite::types::FromSql;
+use rusqlite::{Connection, Row, TransactionBehavior, params};
+use rust_decimal::Decimal;
+
+use super::{
+    Backend, Begun, OpState, OperationFilter, OperationRow, ReservationRow, ReservationState,
+    StoreError, Write, Written,
+};
+
+/// The file inside the data directory.
+pub const FILE_NAME: &str = "gateway.sqlite3";
+
+/// The schema version this code writes (`PRAGMA user_version`). A file with a higher one was
+/// written by a newer gateway and is refused.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Marks the file as a gateway store (`PRAGMA application_id`): "CGW1".
+const APPLICATION_ID: i64 = 0x4347_5731;
+
+/// How long a statement waits for a lock held by another connection (a backup, an operator's
+/// `sqlite3` shell) before the batch fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema migrations: entry `n` takes a file from version `n` to `n + 1`.
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    // Version 1.
+    r#"
+    CREATE TABLE operations (
+        seq            INTEGER PRIMARY KEY,   -- insertion order: listings, unresolved
+        id             TEXT NOT NULL UNIQUE,
+        app            TEXT NOT NULL,
+        "key"          TEXT,                  -- idempotency key within the app
+        kind           TEXT NOT NULL,
+        request_hash   TEXT NOT NULL,
+        parent         TEXT,
+        reservation_id TEXT,
+        session_id     TEXT NOT NULL,
+        request_number INTEGER NOT NULL,
+        subscriber     TEXT,
+        amount         TEXT,                  -- decimal, exact
+        currency       TEXT,
+        reference_code TEXT,
+        state          TEXT NOT NULL,         -- OpState::name
+        result_code    INTEGER,
+        request        TEXT NOT NULL,
+        outcome        TEXT,
+        created_ms     INTEGER NOT NULL,
+        updated_ms     INTEGER NOT NULL
+    ) STRICT;
+    CREATE UNIQUE INDEX operations_app_key ON operations (app, "key") WHERE "key" IS NOT NULL;
+    CREATE INDEX operations_reference_code ON operations (reference_code)
+        WHERE reference_code IS NOT NULL;
+    CREATE INDEX operations_reservation_id ON operations (reservation_id)
+        WHERE reservation_id IS NOT NULL;
+    CREATE INDEX operations_session_id ON operations (session_id);
+    CREATE INDEX operations_unresolved ON operations (seq)
+        WHERE state IN ('pending', 'unknown');
+
+    CREATE TABLE reservations (
+        id                  TEXT PRIMARY KEY,
+        app                 TEXT NOT NULL,
+        session_id          TEXT NOT NULL,
+        subscriber          TEXT NOT NULL,
+        currency            TEXT NOT NULL,
+        reserved            TEXT NOT NULL,    -- decimal, exact
+        charged             TEXT NOT NULL,    -- decimal, exact
+        last_request_number INTEGER NOT NULL,
+        state               TEXT NOT NULL,    -- ReservationState::name
+        expires_ms          INTEGER NOT NULL,
+        created_ms          INTEGER NOT NULL,
+        updated_ms          INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX reservations_open ON reservations (created_ms, id) WHERE state = 'open';
+    "#,
+];
+
+// The column lists, as macros so that whole statements are `concat!`-ed constants (one text
+// each, prepared once and cached).
+macro_rules! op_columns {
+    () => {
+        r#"seq, id, app, "key", kind, request_hash, parent, reservation_id, session_id,
+        request_number, subscriber, amount, currency, reference_code, state, result_code,
+        request, outcome, created_ms, updated_ms"#
+    };
+}
+
+macro_rules! res_columns {
+    () => {
+        "id, app, session_id, subscriber, currency, reserved, charged, last_request_number, \
+        state, expires_ms, created_ms, updated_ms"
+    };
+}
+
+const OP_BY_ID: &str = concat!("SELECT ", op_columns!(), " FROM operations WHERE id = ?1");
+
+const OP_BY_KEY: &str = concat!(
+    "SELECT ",
+    op_columns!(),
+    r#" FROM operations WHERE app = ?1 AND "key" = ?2"#
+);
+
+// The WHERE clause is the partial index's own, so that the index serves the query.
+const OPS_UNRESOLVED: &str = concat!(
+    "SELECT ",
+    op_columns!(),
+    " FROM operations WHERE state IN ('pending', 'unknown') ORDER BY seq"
+);
+
+const RES_BY_ID: &str = concat!(
+    "SELECT ",
+    res_columns!(),
+    " FROM reservations WHERE id = ?1"
+);
+
+const RES_OPEN: &str = concat!(
+    "SELECT ",
+    res_columns!(),
+    " FROM reservations WHERE state = 'open' ORDER BY created_ms, id"
+);
+
+const INSERT_OP: &str = r#"INSERT INTO operations (id, app, "key", kind, request_hash, parent,
+    reservation_id, session_id, request_number, subscriber, amount, currency, reference_code,
+    state, result_code, request, outcome, created_ms, updated_ms)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+    ON CONFLICT (id) DO UPDATE SET app = excluded.app, "key" = excluded."key",
+    kind = excluded.kind, request_hash = excluded.request_hash, parent = excluded.parent,
+    reservation_id = excluded.reservation_id, session_id = excluded.session_id,
+    request_number = excluded.request_number, subscriber = excluded.subscriber,
+    amount = excluded.amount, currency = excluded.currency,
+    reference_code = excluded.reference_code, state = excluded.state,
+    result_code = excluded.result_code, request = excluded.request, outcome = excluded.outcome,
+    created_ms = excluded.created_ms, updated_ms = excluded.updated_ms"#;
+
+// An update is two statements so that the common one (a new state, result, outcome) leaves
+// the B-trees of the indexed columns alone: SQLite rewrites an index entry for every index
+// whose columns appear in the SET list, whatever their values. The second statement moves the
+// indexed columns only when one of them differs, and matches no row otherwise.
+const UPDATE_OP: &str = "UPDATE operations SET kind = ?4, request_hash = ?5, parent = ?6, \
+    request_number = ?9, subscriber = ?10, amount = ?11, currency = ?12, state = ?14, \
+    result_code = ?15, request = ?16, outcome = ?17, created_ms = ?18, updated_ms = ?19 \
+    WHERE id = ?1";
+
+/// Binds the first 13 of the 19 values.
+const UPDATE_OP_INDEXED: &str = r#"UPDATE operations SET app = ?2, "key" = ?3,
+    reservation_id = ?7, session_id = ?8, reference_code = ?13
+    WHERE id = ?1 AND (app IS NOT ?2 OR "key" IS NOT ?3 OR reservation_id IS NOT ?7
+        OR session_id IS NOT ?8 OR reference_code IS NOT ?13)"#;
+
+const UPSERT_RES: &str = "INSERT INTO reservations (id, app, session_id, subscriber, currency, \
+    reserved, charged, last_request_number, state, expires_ms, created_ms, updated_ms) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+    ON CONFLICT (id) DO UPDATE SET app = excluded.app, session_id = excluded.session_id, \
+    subscriber = excluded.subscriber, currency = excluded.currency, \
+    reserved = excluded.reserved, charged = excluded.charged, \
+    last_request_number = excluded.last_request_number, state = excluded.state, \
+    expires_ms = excluded.expires_ms, created_ms = excluded.created_ms, \
+    updated_ms = excluded.updated_ms";
+
+/// The SQLite backend: one connection, owned by the store's writer thread.
+#[derive(Debug)]
+pub struct SqliteBackend {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) `dir/gateway.sqlite3`, creating `dir` too; creates or
+    /// migrates the schema. Refuses a file whose schema is newer than this code, or that is
+    /// not a gateway store. Blocking: call it at start-up, not on an async worker under load.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError(format!(
+                "cannot create the data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let path = dir.join(FILE_NAME);
+        let existed = path.exists();
+        let conn = Connection::open(&path)
+            .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        let mut me = Self { conn, path };
+        me.configure()?;
+        me.migrate()?;
+        if !existed {
+            // The new file's directory entry must survive a power cut as well as its content
+            // (SQLite syncs the directory for the WAL it creates, not for the database).
+            sync_dir(dir)?;
+        }
+        Ok(me)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, what: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+        let what = what.to_string();
+        move |e| StoreError(format!("{}: {what}: {e}", self.path.display()))
+    }
+
+    fn configure(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(self.err("busy_timeout"))?;
+        // WAL: a commit appends to one file (no rollback journal written and deleted per
+        // transaction), readers never block the writer.
+        let mode: String = self
+            .conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(self.err("journal_mode"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError(format!(
+                "{}: journal_mode WAL refused (got {mode}): the file system may not support it",
+                self.path.display()
+            )));
+        }
+        // FULL, not NORMAL: under WAL, NORMAL syncs the log only at checkpoints, so a batch
+        // whose COMMIT has returned survives a crash of the process but can be lost in a power
+        // cut or a kernel crash. FULL fsyncs the WAL at every commit: once `apply` returns the
+        // batch is on the disk, which is what a 2xx promises. Group commit pays that one fsync
+        // per batch, not per write.
+        self.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(self.err("synchronous"))?;
+        // Cache pages of the hot B-trees (the indexes of recent rows): 16 MiB.
+        self.conn
+            .pragma_update(None, "cache_size", -16_384)
+            .map_err(self.err("cache_size"))?;
+        self.conn
+            .pragma_update(None, "foreign_keys", false)
+            .map_err(self.err("foreign_keys"))?;
+        // One statement text per listing filter combination (16) plus the fixed ones.
+        self.conn.set_prepared_statement_cache_capacity(64);
+        Ok(())
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let app_id: i64 = self
+            .conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(self.err("application_id"))?;
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(self.err("user_version"))?;
+        if app_id != 0 && app_id != APPLICATION_ID {
+            return Err(StoreError(format!(
+                "{}: not a gateway store (application_id {app_id:#x})",
+                self.path.display()
+            )));
+        }
+        if version > SCHEMA_VERSION {
+            return Err(StoreError(format!(
+                "{}: schema version {version} is newer than this gateway's ({SCHEMA_VERSION}): \
+                 it was written by a newer release; run that release, or point store.data_dir \
+                 elsewhere",
+                self.path.display()
+            )));
+        }
+        if version < 0 {
+            return Err(StoreError(format!(
+                "{}: invalid schema version {version}",
+                self.path.display()
+            )));
+        }
+        if version == 0 {
+            let objects: i64 = self
+                .conn
+                .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+                .map_err(self.err("schema"))?;
+            if objects > 0 {
+                return Err(StoreError(format!(
+                    "{}: not a gateway store (it holds {objects} schema objects but no schema \
+                     version)",
+                    self.path.display()
+                )));
+            }
+        }
+        let mut v = version;
+        while v < SCHEMA_VERSION {
+            let step = usize::try_from(v)
+                .ok()
+                .and_then(|i| MIGRATIONS.get(i))
+                .ok_or_else(|| StoreError(format!("no migration from schema version {v}")))?;
+            let next = v + 1;
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Exclusive)
+                .map_err(|e| StoreError(format!("schema migration to {next}: {e}")))?;
+            // Another process may have migrated the file between the read above and this
+            // transaction: then leave it alone.
+            let current: i64 = tx
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .map_err(|e| StoreError(format!("schema migration to {next}: {e}")))?;
+            if current != v {
+                return Err(StoreError(format!(
+                    "{}: the schema version changed from {v} to {current} while opening",
+                    self.path.display()
+                )));
+            }
+            tx.execute_batch(step)
+                .and_then(|()| tx.pragma_update(None, "application_id", APPLICATION_ID))
+                .and_then(|()| tx.pragma_update(None, "user_version", next))
+                .and_then(|()| tx.commit())
+                .map_err(|e| {
+                    StoreError(format!(
+                        "{}: schema migration to {next}: {e}",
+                        self.path.display()
+                    ))
+                })?;
+            v = next;
+        }
+        Ok(())
+    }
+
+    fn apply_batch(&mut self, batch: &[Write]) -> Result<Vec<Written>, StoreError> {
+        let path = &self.path;
+        let sql = |what: &'static str| {
+            move |e: rusqlite::Error| StoreError(format!("{}: {what}: {e}", path.display()))
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("begin"))?;
+        let mut out = Vec::with_capacity(batch.len());
+        for w in batch {
+            out.push(match w {
+                Write::Begin(op) => Written::Begun(begin(&tx, op, path)?),
+                Write::Update(op) => {
+                    let bound = op_params(op);
+                    let values = bound.as_slice();
+                    let n = tx
+                        .prepare_cached(UPDATE_OP)
+                        .and_then(|mut s| s.execute(values.as_slice()))
+                        .map_err(sql("update operation"))?;
+                    if n == 0 {
+                        return Err(StoreError(format!("no operation {}", op.id)));
+                    }
+                    tx.prepare_cached(UPDATE_OP_INDEXED)
+                        .and_then(|mut s| s.execute(values.get(..13).unwrap_or_default()))
+                        .map_err(sql("update operation"))?;
+                    Written::Done
+                }
+                Write::Reservation(r) => {
+                    let amounts = (r.reserved.to_string(), r.charged.to_string());
+                    tx.prepare_cached(UPSERT_RES)
+                        .and_then(|mut s| {
+                            s.execute(params![
+                                r.id,
+                                r.app,
+                                r.session_id,
+                                r.subscriber,
+                                r.currency,
+                                amounts.0,
+                                amounts.1,
+                                r.last_request_number,
+                                r.state.name(),
+                                r.expires_ms,
+                                r.created_ms,
+                                r.updated_ms,
+                            ])
+                        })
+                        .map_err(sql("put reservation"))?;
+                    Written::Done
+                }
+            });
+        }
+        tx.commit().map_err(sql("commit"))?;
+        Ok(out)
+    }
+
+    fn query_ops(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<OperationRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.err("prepare"))?;
+        let mut rows = stmt.query(params).map_err(self.err("query operations"))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(self.err("read operations"))? {
+            out.push(read_op(row, &self.path)?);
+        }
+        Ok(out)
+    }
+
+    fn query_reservations(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<ReservationRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.err("prepare"))?;
+        let mut rows = stmt.query(params).map_err(self.err("query reservations"))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(self.err("read reservations"))? {
+            out.push(read_reservation(row, &self.path)?);
+        }
+        Ok(out)
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn apply(&mut self, batch: &[Write]) -> Result<Vec<Written>, StoreError> {
+        let result = self.apply_batch(batch);
+        if result.is_err() && !self.conn.is_autocommit() {
+            // The transaction's drop rolls back, ignoring a failure; make sure the connection
+            // is out of it, or every later batch would fail to begin.
+            if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+                tracing::error!(error = %e, "store rollback failed");
+            }
+        }
+        result
+    }
+
+    fn operation(&mut self, id: &str) -> Result<Option<OperationRow>, StoreError> {
+        Ok(self.query_ops(OP_BY_ID, &[&id])?.pop())
+    }
+
+    fn operation_by_key(
+        &mut self,
+        app: &str,
+        key: &str,
+    ) -> Result<Option<OperationRow>, StoreError> {
+        Ok(self.query_ops(OP_BY_KEY, &[&app, &key])?.pop())
+    }
+
+    fn operations(&mut self, f: &OperationFilter) -> Result<Vec<OperationRow>, StoreError> {
+        let mut sql = String::from(concat!("SELECT ", op_columns!(), " FROM operations"));
+        let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(5);
+        let state = f.state.map(OpState::name);
+        let filters: [(&str, Option<&dyn rusqlite::ToSql>); 4] = [
+            ("app", f.app.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
+            (
+                "reference_code",
+                f.reference_code.as_ref().map(|v| v as &dyn rusqlite::ToSql),
+            ),
+            (
+                "reservation_id",
+                f.reservation_id.as_ref().map(|v| v as &dyn rusqlite::ToSql),
+            ),
+            ("state", state.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
+        ];
+        for (column, value) in filters {
+            if let Some(v) = value {
+                sql.push_str(if params.is_empty() {
+                    " WHERE "
+                } else {
+                    " AND "
+                });
+                params.push(v);
+                sql.push_str(&format!("{column} = ?{}", params.len()));
+            }
+        }
+        // A negative LIMIT is no limit.
+        let limit = match f.limit {
+            0 => -1,
+            n => i64::try_from(n).unwrap_or(-1),
+        };
+        params.push(&limit);
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", params.len()));
+        self.query_ops(&sql, &params)
+    }
+
+    fn unresolved(&mut self) -> Result<Vec<OperationRow>, StoreError> {
+        self.query_ops(OPS_UNRESOLVED, &[])
+    }
+
+    fn reservation(&mut self, id: &str) -> Result<Option<ReservationRow>, StoreError> {
+        Ok(self.query_reservations(RES_BY_ID, &[&id])?.pop())
+    }
+
+    fn open_reservations(&mut self) -> Result<Vec<ReservationRow>, StoreError> {
+        self.query_reservations(RES_OPEN, &[])
+    }
+}
+
+/// Begin: insert; on an `(app, key)` conflict keep the existing row unless it is retryable,
+/// in which case it gives way.
+fn begin(
+    tx: &rusqlite::Transaction<'_>,
+    op: &OperationRow,
+    path: &Path,
+) -> Result<Begun, StoreError> {
+    let sql = |what: &'static str| {
+        move |e: rusqlite::Error| StoreError(format!("{}: {what}: {e}", path.display()))
+    };
+    if let Some(key) = &op.key {
+        let mut stmt = tx.prepare_cached(OP_BY_KEY).map_err(sql("prepare"))?;
+        let mut rows = stmt.query(params![op.app, key]).map_err(sql("begin"))?;
+        let existing = match rows.next().map_err(sql("begin"))? {
+            Some(row) => Some(read_op(row, path)?),
+            None => None,
+        };
+        drop(rows);
+        if let Some(existing) = existing {
+            if existing.state != OpState::Retryable {
+                return Ok(Begun::Existing(Box::new(existing)));
+            }
+            tx.prepare_cached("DELETE FROM operations WHERE id = ?1")
+                .and_then(|mut s| s.execute([&existing.id]))
+                .map_err(sql("replace retryable operation"))?;
+        }
+    }
+    tx.prepare_cached(INSERT_OP)
+        .and_then(|mut s| s.execute(op_params(op).as_slice()))
+        .map_err(sql("insert operation"))?;
+    Ok(Begun::Inserted)
+}
+
+/// The 19 bound values of [`INSERT_OP`] and [`UPDATE_OP`] (the first 13 of them for
+/// [`UPDATE_OP_INDEXED`]), in their order.
+fn op_params(op: &OperationRow) -> OpParams<'_> {
+    OpParams {
+        op,
+        amount: op.amount.map(|a| a.to_string()),
+        state: op.state.name(),
+    }
+}
+
+struct OpParams<'a> {
+    op: &'a OperationRow,
+    amount: Option<String>,
+    state: &'static str,
+}
+
+impl OpParams<'_> {
+    fn as_slice(&self) -> [&dyn rusqlite::ToSql; 19] {
+        let op = self.op;
+        [
+            &op.id,
+            &op.app,
+            &op.key,
+            &op.kind,
+            &op.request_hash,
+            &op.parent,
+            &op.reservation_id,
+            &op.session_id,
+            &op.request_number,
+            &op.subscriber,
+            &self.amount,
+            &op.currency,
+            &op.reference_code,
+            &self.state,
+            &op.result_code,
+            &op.request,
+            &op.outcome,
+            &op.created_ms,
+            &op.updated_ms,
+        ]
+    }
+}
+
+/// Reads one column, naming the row and the column when it does not decode.
+fn column<T: FromSql>(
+    row: &Row<'_>,
+    i: usize,
+    name: &str,
+    which: &dyn Fn() -> String,
+) -> Result<T, StoreError> {
+    row.get(i)
+        .map_err(|e| StoreError(format!("{}: column {name}: {e}", which())))
+}
+
+fn decimal(s: &str, name: &str, which: &dyn Fn() -> String) -> Result<Decimal, StoreError> {
+    Decimal::from_str(s).map_err(|e| {
+        StoreError(format!(
+            "{}: column {name}: {s:?} is not a decimal: {e}",
+            which()
+        ))
+    })
+}
+
+fn read_op(row: &Row<'_>, path: &Path) -> Result<OperationRow, StoreError> {
+    let seq: Option<i64> = row.get(0).ok();
+    let id: Option<String> = row.get(1).ok();
+    let which = || match (&seq, &id) {
+        (_, Some(id)) => format!("{}: operation {id:?}", path.display()),
+        (Some(seq), None) => format!("{}: operation at seq {seq}", path.display()),
+        (None, None) => format!("{}: an operation row", path.display()),
+    };
+    let id = id
+        .clone()
+        .ok_or_else(|| StoreError(format!("{}: column id is not text", which())))?;
+    let amount: Option<String> = column(row, 11, "amount", &which)?;
+    let state: String = column(row, 14, "state", &which)?;
+    Ok(OperationRow {
+        id,
+        app: column(row, 2, "app", &which)?,
+        key: column(row, 3, "key", &which)?,
+        kind: column(row, 4, "kind", &which)?,
+        request_hash: column(row, 5, "request_hash", &which)?,
+        parent: column(row, 6, "parent", &which)?,
+        reservation_id: column(row, 7, "reservation_id", &which)?,
+        session_id: column(row, 8, "session_id", &which)?,
+        request_number: column(row, 9, "request_number", &which)?,
+        subscriber: column(row, 10, "subscriber", &which)?,
+        amount: amount.map(|a| decimal(&a, "amount", &which)).transpose()?,
+        currency: column(row, 12, "currency", &which)?,
+        reference_code: column(row, 13, "reference_code", &which)?,
+        state: OpState::from_name(&state).ok_or_else(|| {
+            StoreError(format!(
+                "{}: column state: unknown state {state:?}",
+                which()
+            ))
+        })?,
+        result_code: column(row, 15, "result_code", &which)?,
+        request: column(row, 16, "request", &which)?,
+        outcome: column(row, 17, "outcome", &which)?,
+        created_ms: column(row, 18, "created_ms", &which)?,
+        updated_ms: column(row, 19, "updated_ms", &which)?,
+    })
+}
+
+fn read_reservation(row: &Row<'_>, path: &Path) -> Result<ReservationRow, StoreError> {
+    let id: Option<String> = row.get(0).ok();
+    let which = || match &id {
+        Some(id) => format!("{}: reservation {id:?}", path.display()),
+        None => format!("{}: a reservation row", path.display()),
+    };
+    let id = id
+        .clone()
+        .ok_or_else(|| StoreError(format!("{}: column id is not text", which())))?;
+    let reserved: String = column(row, 5, "reserved", &which)?;
+    let charged: String = column(row, 6, "charged", &which)?;
+    let state: String = column(row, 8, "state", &which)?;
+    Ok(ReservationRow {
+        id,
+        app: column(row, 1, "app", &which)?,
+        session_id: column(row, 2, "session_id", &which)?,
+        subscriber: column(row, 3, "subscriber", &which)?,
+        currency: column(row, 4, "currency", &which)?,
+        reserved: decimal(&reserved, "reserved", &which)?,
+        charged: decimal(&charged, "charged", &which)?,
+        last_request_number: column(row, 7, "last_request_number", &which)?,
+        state: ReservationState::from_name(&state).ok_or_else(|| {
+            StoreError(format!(
+                "{}: column state: unknown state {state:?}",
+                which()
+            ))
+        })?,
+        expires_ms: column(row, 9, "expires_ms", &which)?,
+        created_ms: column(row, 10, "created_ms", &which)?,
+        updated_ms: column(row, 11, "updated_ms", &which)?,
+    })
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| StoreError(format!("cannot sync {}: {e}", dir.display())))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::conformance;
+    use crate::store::{Store, StoreSettings};
+
+    /// A directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!(
+                "cgw-store-{tag}-{}-{n}-{}",
+                std::process::id(),
+                super::super::now_ms()
+            ));
+            Self(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn full_op(id: &str, key: &str, amount: &str) -> OperationRow {
+        OperationRow {
+            id: id.into(),
+            app: "shop".into(),
+            key: Some(key.into()),
+            kind: "split-leg".into(),
+            request_hash: "5f2c...".into(),
+            parent: Some("split-1".into()),
+            reservation_id: Some("res-1".into()),
+            session_id: format!("gw.example;1;{id}"),
+            request_number: u32::MAX,
+            subscriber: Some("tel:+34600000001".into()),
+            amount: Some(Decimal::from_str(amount).unwrap()),
+            currency: Some("EUR".into()),
+            reference_code: Some(key.into()),
+            state: OpState::Unknown,
+            result_code: Some(4012),
+            request: r#"{"amount":"12345.6789","note":"ü ' \" ;"}"#.into(),
+            outcome: Some(r#"{"charged":"unknown"}"#.into()),
+            created_ms: 1_700_000_000_123,
+            updated_ms: 1_700_000_000_456,
+        }
+    }
+
+    fn res(id: &str, reserved: &str, charged: &str) -> ReservationRow {
+        ReservationRow {
+            id: id.into(),
+            app: "shop".into(),
+            session_id: format!("gw.example;2;{id}"),
+            subscriber: "tel:+34600000002".into(),
+            currency: "USD".into(),
+            reserved: Decimal::from_str(reserved).unwrap(),
+            charged: Decimal::from_str(charged).unwrap(),
+            last_request_number: 7,
+            state: ReservationState::Open,
+            expires_ms: 1_700_000_900_000,
+            created_ms: 1_700_000_000_000,
+            updated_ms: 1_700_000_000_001,
+        }
+    }
+
+    #[test]
+    fn conformance() {
+        let dir = TempDir::new("conformance");
+        let mut b = SqliteBackend::open(&dir.0).unwrap();
+        assert_eq!(b.path(), dir.0.join(FILE_NAME));
+        conformance::run(&mut b);
+    }
+
+    #[test]
+    fn pragmas_and_schema_version() {
+        let dir = TempDir::new("pragmas");
+        let b = SqliteBackend::open(&dir.0).unwrap();
+        let q = |name: &str| -> String {
+            b.conn
+                .pragma_query_value(None, name, |r| r.get::<_, rusqlite::types::Value>(0))
+                .map(|v| format!("{v:?}"))
+                .unwrap()
+        };
+        assert_eq!(q("journal_mode"), "Text(\"wal\")");
+        // 2 = FULL.
+        assert_eq!(q("synchronous"), "Integer(2)");
+        assert_eq!(q("user_version"), format!("Integer({SCHEMA_VERSION})"));
+        assert_eq!(q("application_id"), format!("Integer({APPLICATION_ID})"));
+        assert_eq!(q("busy_timeout"), "Integer(5000)");
+        // Amounts are TEXT columns (STRICT tables): never REAL.
+        let kinds: Vec<(String, String)> = b
+            .conn
+            .prepare(
+                "SELECT name, type FROM pragma_table_info('operations') WHERE name = 'amount' \
+                 UNION ALL SELECT name, type FROM pragma_table_info('reservations') \
+                 WHERE name IN ('reserved', 'charged')",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(kinds.len(), 3);
+        assert!(kinds.iter().all(|(_, t)| t == "TEXT"), "{kinds:?}");
+        // The unresolved query is served by its partial index.
+        let plan: Vec<String> = b
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {OPS_UNRESOLVED}"))
+            .unwrap()
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|p| p.contains("operations_unresolved")),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn survives_reopen_exactly() {
+        let dir = TempDir::new("reopen");
+        let a = full_op("op-a", "ref-a", "12345.6789");
+        let mut b_op = full_op("op-b", "ref-b", "0.10");
+        b_op.key = None;
+        b_op.parent = None;
+        b_op.reservation_id = None;
+        b_op.subscriber = None;
+        b_op.currency = None;
+        b_op.reference_code = None;
+        b_op.result_code = None;
+        b_op.outcome = None;
+        b_op.amount = None;
+        b_op.request_number = 0;
+        b_op.state = OpState::Pending;
+        let mut c = full_op("op-c", "ref-c", "0.10");
+        c.state = OpState::Succeeded;
+        let r1 = res("res-1", "0.10", "12345.6789");
+        let mut r2 = res("res-2", "100", "0");
+        r2.state = ReservationState::Gone;
+        {
+            let mut b = SqliteBackend::open(&dir.0).unwrap();
+            b.apply(&[
+                Write::Begin(a.clone()),
+                Write::Begin(b_op.clone()),
+                Write::Begin(c.clone()),
+                Write::Reservation(r1.clone()),
+                Write::Reservation(r2.clone()),
+            ])
+            .unwrap();
+        }
+        let mut b = SqliteBackend::open(&dir.0).unwrap();
+        assert_eq!(b.operation("op-a").unwrap(), Some(a.clone()));
+        assert_eq!(b.operation("op-b").unwrap(), Some(b_op.clone()));
+        assert_eq!(
+            b.operation_by_key("shop", "ref-c").unwrap(),
+            Some(c.clone())
+        );
+        let all = b.operations(&OperationFilter::default()).unwrap();
+        assert_eq!(all, vec![c.clone(), b_op.clone(), a.clone()]);
+        // Exact decimals: the value and its scale, as written.
+        let amount = b.operation("op-a").unwrap().unwrap().amount.unwrap();
+        assert_eq!(amount.to_string(), "12345.6789");
+        let stored: String = b
+            .conn
+            .query_row("SELECT amount FROM operations WHERE id = 'op-c'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(stored, "0.10");
+        let r = b.reservation("res-1").unwrap().unwrap();
+        assert_eq!(r, r1);
+        assert_eq!(r.reserved.to_string(), "0.10");
+        assert_eq!(r.charged.to_string(), "12345.6789");
+        assert_eq!(b.reservation("res-2").unwrap(), Some(r2));
+        assert_eq!(b.open_reservations().unwrap(), vec![r1]);
+        let ids: Vec<_> = b.unresolved().unwrap().into_iter().map(|o| o.id).collect();
+        assert_eq!(ids, vec!["op-a", "op-b"]);
+        // The idempotency key still holds after the reopen.
+        let again = full_op("op-a2", "ref-a", "1");
+        assert_eq!(
+            b.apply(&[Write::Begin(again)]).unwrap(),
+            vec![Written::Begun(Begun::Existing(Box::new(a)))]
+        );
+    }
+
+    #[tokio::test]
+    async fn survives_reopen_through_the_store() {
+        let dir = TempDir::new("reopen-store");
+        let cfg = crate::config::StoreConfig {
+            backend: "sqlite".into(),
+            data_dir: dir.0.join("nested").join("data"),
+            max_batch: 8,
+        };
+        let mut written = Vec::new();
+        {
+            let store = Store::open(&cfg).unwrap();
+            assert_eq!(store.backend_name(), "sqlite");
+            for i in 0..20 {
+                let mut op = full_op(&format!("op-{i}"), &format!("ref-{i}"), "12345.6789");
+                assert_eq!(store.begin(op.clone()).await.unwrap(), Begun::Inserted);
+                op.state = OpState::Succeeded;
+                op.result_code = Some(2001);
+                op.amount = Some(Decimal::new(10, 2));
+                store.update(op.clone()).await.unwrap();
+                written.push(op);
+            }
+            store
+                .put_reservation(res("res-1", "0.10", "0"))
+                .await
+                .unwrap();
+        }
+        // Every write above was acknowledged, so it is in the file whatever the old writer
+        // thread is doing now.
+        let mut b = SqliteBackend::open(&cfg.data_dir).unwrap();
+        for op in &written {
+            assert_eq!(b.operation(&op.id).unwrap().as_ref(), Some(op));
+        }
+        assert_eq!(
+            b.operation("op-3")
+                .unwrap()
+                .unwrap()
+                .amount
+                .unwrap()
+                .to_string(),
+            "0.10"
+        );
+        assert_eq!(
+            b.reservation("res-1").unwrap(),
+            Some(res("res-1", "0.10", "0"))
+        );
+        assert!(b.unresolved().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_failing_batch_leaves_nothing() {
+        let dir = TempDir::new("rollback");
+        let mut b = SqliteBackend::open(&dir.0).unwrap();
+        let kept = conformance::op("kept", "app", Some("k0"), OpState::Pending);
+        b.apply(&[Write::Begin(kept.clone())]).unwrap();
+        let mut kept_done = kept.clone();
+        kept_done.state = OpState::Succeeded;
+        let err = b
+            .apply(&[
+                Write::Begin(conformance::op("new", "app", Some("k1"), OpState::Pending)),
+                Write::Update(kept_done),
+                Write::Reservation(conformance::reservation("r1", ReservationState::Open, 1)),
+                Write::Update(conformance::op("ghost", "app", None, OpState::Pending)),
+            ])
+            .unwrap_err();
+        assert!(err.0.contains("ghost"), "{err}");
+        assert_eq!(b.operation("new").unwrap(), None);
+        assert_eq!(b.operation_by_key("app", "k1").unwrap(), None);
+        assert_eq!(b.operation("kept").unwrap(), Some(kept), "update undone");
+        assert_eq!(b.reservation("r1").unwrap(), None);
+        assert!(b.conn.is_autocommit(), "no transaction left open");
+        // The connection takes the next batch.
+        let out = b
+            .apply(&[Write::Begin(conformance::op(
+                "new",
+                "app",
+                Some("k1"),
+                OpState::Pending,
+            ))])
+            .unwrap();
+        assert_eq!(out, vec![Written::Begun(Begun::Inserted)]);
+        // Nothing of the failed batch reached the file either.
+        drop(b);
+        let mut b = SqliteBackend::open(&dir.0).unwrap();
+        assert_eq!(b.reservation("r1").unwrap(), None);
+        let ids: Vec<_> = b
+            .operations(&OperationFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        assert_eq!(ids, vec!["new", "kept"]);
+    }
+
+    #[test]
+    fn an_update_moves_the_indexed_columns() {
+        let dir = TempDir::new("update-indexed");
+        let mut b = SqliteBackend::open(&dir.0).unwrap();
+        let a = full_op("op-a", "ref-a", "1.00");
+        b.apply(&[Write::Begin(a.clone())]).unwrap();
+        let mut moved = a.clone();
+        moved.key = Some("ref-z".into());
+        moved.reference_code = Some("ref-z".into());
+        moved.reservation_id = None;
+        moved.session_id = "gw.example;9;op-a".into();
+        moved.state = OpState::Succeeded;
+        b.apply(&[Write::Update(moved.clone())]).unwrap();
+        assert_eq!(b.operation("op-a").unwrap(), Some(moved.clone()));
+        assert_eq!(b.operation_by_key("shop", "ref-a").unwrap(), None);
+        assert_eq!(b.operation_by_key("shop", "ref-z").unwrap(), Some(moved));
+        fn b_ids(b: &mut SqliteBackend, f: &OperationFilter) -> Vec<String> {
+            b.operations(f).unwrap().into_iter().map(|o| o.id).collect()
+        }
+        let f = |reference_code: &str| OperationFilter {
+            reference_code: Some(reference_code.into()),
+            ..OperationFilter::default()
+        };
+        assert!(b_ids(&mut b, &f("ref-a")).is_empty());
+        assert_eq!(b_ids(&mut b, &f("ref-z")), vec!["op-a"]);
+        let f = OperationFilter {
+            reservation_id: Some("res-1".into()),
+            ..OperationFilter::default()
+        };
+        assert!(b_ids(&mut b, &f).is_empty());
+        assert!(b.unresolved().unwrap().is_empty());
+    }
+
+    #[test]
+    fn same_key_twice_in_one_batch() {
+        let dir = TempDir::new("same-batch");
+        let mut b = SqliteBackend::open(&dir.0).unwrap();
+        let first = conformance::op("a", "app", Some("k"), OpState::Pending);
+        let out = b
+            .apply(&[
+                Write::Begin(first.clone()),
+                Write::Begin(conformance::op("b", "app", Some("k"), OpState::Pending)),
+            ])
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                Written::Begun(Begun::Inserted),
+                Written::Begun(Begun::Existing(Box::new(first)))
+            ]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_callers_all_answered_one_row_per_key() {
+        let dir = TempDir::new("concurrent");
+        let backend = SqliteBackend::open(&dir.0).unwrap();
+        let store = Store::start(
+            backend,
+            "sqlite",
+            StoreSettings {
+                max_batch: 64,
+                ..StoreSettings::default()
+            },
+        )
+        .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..400 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let key = format!("ref-{}", i % 100);
+                let mut op =
+                    conformance::op(&format!("op-{i}"), "app", Some(&key), OpState::Pending);
+                match s.begin(op.clone()).await.unwrap() {
+                    Begun::Inserted => {
+                        op.state = OpState::Succeeded;
+                        op.result_code = Some(2001);
+                        s.update(op).await.unwrap();
+                        true
+                    }
+                    Begun::Existing(_) => false,
+                }
+            }));
+        }
+        let mut inserted = 0;
+        for t in tasks {
+            if t.await.unwrap() {
+                inserted += 1;
+            }
+        }
+        assert_eq!(inserted, 100, "one row per key");
+        store.flush().await.unwrap();
+        let all = store.operations(OperationFilter::default()).await.unwrap();
+        assert_eq!(all.len(), 100);
+        let keys: std::collections::HashSet<_> = all.iter().filter_map(|o| o.key.clone()).collect();
+        assert_eq!(keys.len(), 100);
+        assert!(all.iter().all(|o| o.state == OpState::Succeeded));
+        assert!(store.unresolved().await.unwrap().is_empty());
+        let m = store.metrics();
+        use std::sync::atomic::Ordering::Relaxed;
+        assert_eq!(m.writes.load(Relaxed), 500);
+        assert_eq!(m.failures.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = TempDir::new("newer");
+        drop(SqliteBackend::open(&dir.0).unwrap());
+        let conn = Connection::open(dir.0.join(FILE_NAME)).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let err = SqliteBackend::open(&dir.0).unwrap_err();
+        assert!(err.0.contains("newer"), "{err}");
+        assert!(
+            err.0
+                .contains(&format!("schema version {}", SCHEMA_VERSION + 1))
+        );
+    }
+
+    #[test]
+    fn a_foreign_file_is_refused() {
+        let dir = TempDir::new("foreign");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let conn = Connection::open(dir.0.join(FILE_NAME)).unwrap();
+        conn.execute_batch("CREATE TABLE t (x)").unwrap();
+        drop(conn);
+        let err = SqliteBackend::open(&dir.0).unwrap_err();
+        assert!(err.0.contains("not a gateway store"), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused() {
+        let dir = TempDir::new("garbage");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        std::fs::write(dir.0.join(FILE_NAME), vec![0x5a_u8; 8192]).unwrap();
+        let err = SqliteBackend::open(&dir.0).unwrap_err();
+        assert!(err.0.contains(FILE_NAME), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_row_is_an_error_naming_it() {
+        let dir = TempDir::new("corrupt");
+        let mut b = SqliteBackend::open(&dir.0).unwrap();
+        b.apply(&[
+            Write::Begin(conformance::op("good", "app", Some("k1"), OpState::Pending)),
+            Write::Begin(conformance::op(
+                "bad-amount",
+                "app",
+                Some("k2"),
+                OpState::Pending,
+            )),
+            Write::Begin(conformance::op(
+                "bad-state",
+                "app",
+                Some("k3"),
+                OpState::Pending,
+            )),
+            Write::Reservation(conformance::reservation("r1", ReservationState::Open, 1)),
+        ])
+        .unwrap();
+        b.conn
+            .execute_batch(
+                "UPDATE operations SET amount = '4,99' WHERE id = 'bad-amount';
+                 UPDATE operations SET state = 'charged?' WHERE id = 'bad-state';
+                 UPDATE operations SET request_number = -1 WHERE id = 'good';
+                 UPDATE reservations SET charged = 'NaN' WHERE id = 'r1';",
+            )
+            .unwrap();
+        let err = b.operation("bad-amount").unwrap_err();
+        assert!(
+            err.0.contains("\"bad-amount\"") && err.0.contains("amount"),
+            "{err}"
+        );
+        let err = b.operation_by_key("app", "k3").unwrap_err();
+        assert!(
+            err.0.contains("\"bad-state\"") && err.0.contains("charged?"),
+            "{err}"
+        );
+        let err = b.operation("good").unwrap_err();
+        assert!(
+            err.0.contains("\"good\"") && err.0.contains("request_number"),
+            "{err}"
+        );
+        assert!(b.unresolved().is_err());
+        let err = b.open_reservations().unwrap_err();
+        assert!(
+            err.0.contains("\"r1\"") && err.0.contains("charged"),
+            "{err}"
+        );
+        // A begin that meets the corrupt row fails its batch instead of replacing it.
+        let err = b
+            .apply(&[Write::Begin(conformance::op(
+                "again",
+                "app",
+                Some("k2"),
+                OpState::Pending,
+            ))])
+            .unwrap_err();
+        assert!(err.0.contains("bad-amount"), "{err}");
+        assert_eq!(b.operation("again").unwrap(), None);
+    }
+
+    #[test]
+    fn open_picks_the_configured_backend() {
+        let cfg = crate::config::StoreConfig {
+            backend: "memory".into(),
+            data_dir: PathBuf::from("/nonexistent/never-created"),
+            max_batch: 1,
+        };
+        let store = Store::open(&cfg).unwrap();
+        assert_eq!(store.backend_name(), "memory");
+        let cfg = crate::config::StoreConfig {
+            backend: "postgres".into(),
+            ..cfg
+        };
+        let err = Store::open(&cfg).unwrap_err();
+        assert!(err.0.contains("postgres"), "{err}");
+    }
+}
