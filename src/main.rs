@@ -6,6 +6,9 @@ use clap::{Parser, Subcommand};
 
 use charging_gateway::cli;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "gateway", version, about = "Diameter Gy/Ro charging gateway")]
 struct Cli {
