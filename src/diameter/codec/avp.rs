@@ -307,15 +307,34 @@ impl<'a> Avp<'a> {
 
     /// An owned copy. `frame` must be the buffer this AVP was read from (its data is then
     /// shared, not copied); `types` says which AVPs are Grouped and which are numbers.
+    ///
+    /// A Grouped AVP whose payload is not a run of well-formed AVPs (only a Failed-AVP can be
+    /// so in a decoded message), or that is nested deeper than [`TO_BUF_MAX_DEPTH`], is kept
+    /// as its raw bytes, so that it still re-encodes exactly as received.
     pub fn to_buf(&self, frame: &Bytes, types: &dyn AvpTypes) -> Result<AvpBuf, DecodeError> {
+        Ok(self.owned_at(frame, types, 0))
+    }
+
+    fn owned_at(self, frame: &Bytes, types: &dyn AvpTypes, depth: usize) -> AvpBuf {
         let ty = types.data_type(self.header.code, self.header.vendor_id.unwrap_or_default());
         let value = match ty {
-            Some(DataType::Grouped) => {
+            Some(DataType::Grouped) if depth < TO_BUF_MAX_DEPTH => {
                 let mut members = Vec::new();
+                let mut sound = true;
                 for m in self.group() {
-                    members.push(m?.to_buf(frame, types)?);
+                    match m {
+                        Ok(m) => members.push(m.owned_at(frame, types, depth + 1)),
+                        Err(_) => {
+                            sound = false;
+                            break;
+                        }
+                    }
                 }
-                AvpValue::Grouped(members)
+                if sound {
+                    AvpValue::Grouped(members)
+                } else {
+                    AvpValue::Bytes(share(frame, self.data))
+                }
             }
             Some(DataType::Integer32 | DataType::Enumerated) => match self.integer32() {
                 Ok(v) => AvpValue::Integer32(v),
@@ -343,14 +362,19 @@ impl<'a> Avp<'a> {
             },
             _ => AvpValue::Bytes(share(frame, self.data)),
         };
-        Ok(AvpBuf {
+        AvpBuf {
             code: self.header.code,
             flags: self.header.flags.without_vendor(),
             vendor_id: self.header.vendor_id,
             value,
-        })
+        }
     }
 }
+
+/// Grouped AVPs nested deeper than this are kept as raw bytes by [`Avp::to_buf`], which
+/// bounds its recursion whatever the [`Limits`](super::Limits) of the decode were (their
+/// depth is a `u8`, so this is never reached for a message the decoder walked whole).
+pub const TO_BUF_MAX_DEPTH: usize = 256;
 
 /// A zero-copy slice of `frame` when `data` lies inside it, a copy otherwise.
 fn share(frame: &Bytes, data: &[u8]) -> Bytes {
