@@ -138,7 +138,7 @@ struct Answer {
 
 fn answer(frame: &[u8], e: &DecodeError) -> Option<Answer> {
     let frame = Bytes::copy_from_slice(frame);
-    let a = messages::decode_error_answer(&ocs(), &frame, e)?;
+    let a = messages::decode_error_answer(&ocs(), &frame, e, dict())?;
     let bytes = a.to_bytes().unwrap();
     // The answer as its receiver reads it: decoded with the dictionary, and re-encoded
     // byte for byte, even when its Failed-AVP holds the very fault it reports.
@@ -224,13 +224,19 @@ fn avp_length_under_the_header_size_5014() {
     let mut f = ccr(ccr_avps());
     let at = top_level_offsets(&f)[1]; // Origin-Host
     set_u24(&mut f, at + 5, 4);
-    // RFC 6733 7.5: the AVP header and a zero-filled payload (the decoder reports 4 octets).
-    let e = assert_answer(&f, 5014, Some(&[0, 0, 1, 8, 0x40, 0, 0, 12, 0, 0, 0, 0]));
+    // RFC 6733 7.5: the AVP header and a zero-filled payload of the minimum length for its
+    // type: 1 octet for a DiameterIdentity (AVP Length 9, then padding).
+    let e = assert_answer(&f, 5014, Some(&[0, 0, 1, 8, 0x40, 0, 0, 9, 0, 0, 0, 0]));
     let loc = e.location().unwrap();
     assert_eq!(
         (loc.code, loc.offset, loc.length),
         (AvpCode::ORIGIN_HOST, at as u32, 4)
     );
+    // An Unsigned32 gets 4 zero octets.
+    let mut f = ccr(ccr_avps());
+    let at = top_level_offsets(&f)[7]; // CC-Request-Number
+    set_u24(&mut f, at + 5, 7);
+    assert_answer(&f, 5014, Some(&[0, 0, 1, 0x9f, 0x40, 0, 0, 12, 0, 0, 0, 0]));
 }
 
 #[test]
@@ -238,7 +244,8 @@ fn avp_length_past_the_end_of_the_message_5014() {
     let mut f = ccr(ccr_avps());
     let last = *top_level_offsets(&f).last().unwrap(); // Subscription-Id
     set_u24(&mut f, last + 5, 40 + 64);
-    let e = assert_answer(&f, 5014, Some(&[0, 0, 1, 0xbb, 0x40, 0, 0, 12, 0, 0, 0, 0]));
+    // A Grouped AVP: "the Grouped AVP header with an empty payload" (RFC 6733 7.1.5).
+    let e = assert_answer(&f, 5014, Some(&[0, 0, 1, 0xbb, 0x40, 0, 0, 8]));
     assert_eq!(e.location().unwrap().length, 104);
     assert_eq!(e.location().unwrap().available, 40);
 }
@@ -255,7 +262,8 @@ fn member_length_past_its_group_5014() {
     assert_eq!(f[group..group + 4], [0, 0, 1, 0xbb]);
     let data = group + 8 + 12; // after the group header and Subscription-Id-Type
     set_u24(&mut f, data + 5, 19 + 8);
-    let e = assert_answer(&f, 5014, Some(&[0, 0, 1, 0xbc, 0x40, 0, 0, 12, 0, 0, 0, 0]));
+    // UTF8String: no minimum, so an empty payload.
+    let e = assert_answer(&f, 5014, Some(&[0, 0, 1, 0xbc, 0x40, 0, 0, 8]));
     assert_eq!(e.location().unwrap().offset, data as u32);
 }
 
@@ -267,7 +275,8 @@ fn truncated_avp_header_is_zero_padded_5014() {
     f.extend_from_slice(&[0, 0, 1, 7]);
     let len = f.len() as u32;
     set_u24(&mut f, 1, len);
-    let e = assert_answer(&f, 5014, Some(&[0, 0, 1, 7, 0, 0, 0, 12, 0, 0, 0, 0]));
+    // Code 263 is Session-Id, a UTF8String: an empty payload.
+    let e = assert_answer(&f, 5014, Some(&[0, 0, 1, 7, 0, 0, 0, 8]));
     assert_eq!(e.location().unwrap().offset, len - 4);
 }
 
