@@ -880,12 +880,12 @@ impl AvpBuf {
     #[inline]
     pub(crate) fn write(&self, w: &mut Writer<'_>, lens: &mut std::slice::Iter<'_, u32>) {
         match &self.value {
-            AvpValue::Unsigned32(v) => self.write_fixed(w, v.to_be_bytes()),
-            AvpValue::Integer32(v) => self.write_fixed(w, v.to_be_bytes()),
-            AvpValue::Float32(v) => self.write_fixed(w, v.to_be_bytes()),
-            AvpValue::Unsigned64(v) => self.write_fixed(w, v.to_be_bytes()),
-            AvpValue::Integer64(v) => self.write_fixed(w, v.to_be_bytes()),
-            AvpValue::Float64(v) => self.write_fixed(w, v.to_be_bytes()),
+            AvpValue::Unsigned32(v) => self.write_word(w, v.to_be_bytes()),
+            AvpValue::Integer32(v) => self.write_word(w, v.to_be_bytes()),
+            AvpValue::Float32(v) => self.write_word(w, v.to_be_bytes()),
+            AvpValue::Unsigned64(v) => self.write_dword(w, v.to_be_bytes()),
+            AvpValue::Integer64(v) => self.write_dword(w, v.to_be_bytes()),
+            AvpValue::Float64(v) => self.write_dword(w, v.to_be_bytes()),
             AvpValue::Bytes(b) => {
                 let len = self.write_header(w, b.len());
                 w.put(b);
@@ -900,16 +900,9 @@ impl AvpBuf {
         }
     }
 
-    /// A 4- or 8-octet value: no padding.
+    /// The first two header words: code, then flags (V from the Vendor-ID) and AVP Length.
     #[inline(always)]
-    fn write_fixed<const N: usize>(&self, w: &mut Writer<'_>, value: [u8; N]) {
-        self.write_header(w, N);
-        w.put_array(value);
-    }
-
-    /// Writes the 8- or 12-octet header for `data_len` octets of data; returns the AVP Length.
-    #[inline(always)]
-    fn write_header(&self, w: &mut Writer<'_>, data_len: usize) -> usize {
+    fn header_words(&self, data_len: usize) -> ([u8; 4], [u8; 4]) {
         let vendor_bit = if self.vendor_id.is_some() {
             AvpFlags::VENDOR
         } else {
@@ -917,8 +910,50 @@ impl AvpBuf {
         };
         let flags = (self.flags.0 & !AvpFlags::VENDOR) | vendor_bit;
         let len = self.header_len() + data_len;
-        let [c0, c1, c2, c3] = self.code.0.to_be_bytes();
-        let [f, l0, l1, l2] = ((u32::from(flags) << 24) | (len as u32 & 0x00FF_FFFF)).to_be_bytes();
+        (
+            self.code.0.to_be_bytes(),
+            ((u32::from(flags) << 24) | (len as u32 & 0x00FF_FFFF)).to_be_bytes(),
+        )
+    }
+
+    /// A 4-octet value (no padding): header and value in one write.
+    #[inline(always)]
+    fn write_word(&self, w: &mut Writer<'_>, [d0, d1, d2, d3]: [u8; 4]) {
+        let ([c0, c1, c2, c3], [f, l0, l1, l2]) = self.header_words(4);
+        match self.vendor_id {
+            None => w.put_array([c0, c1, c2, c3, f, l0, l1, l2, d0, d1, d2, d3]),
+            Some(v) => {
+                let [v0, v1, v2, v3] = v.0.to_be_bytes();
+                w.put_array([
+                    c0, c1, c2, c3, f, l0, l1, l2, v0, v1, v2, v3, d0, d1, d2, d3,
+                ]);
+            }
+        }
+    }
+
+    /// An 8-octet value (no padding): header and value in one write.
+    #[inline(always)]
+    fn write_dword(&self, w: &mut Writer<'_>, value: [u8; 8]) {
+        let ([c0, c1, c2, c3], [f, l0, l1, l2]) = self.header_words(8);
+        let [d0, d1, d2, d3, d4, d5, d6, d7] = value;
+        match self.vendor_id {
+            None => w.put_array([
+                c0, c1, c2, c3, f, l0, l1, l2, d0, d1, d2, d3, d4, d5, d6, d7,
+            ]),
+            Some(v) => {
+                let [v0, v1, v2, v3] = v.0.to_be_bytes();
+                w.put_array([
+                    c0, c1, c2, c3, f, l0, l1, l2, v0, v1, v2, v3, d0, d1, d2, d3, d4, d5, d6, d7,
+                ]);
+            }
+        }
+    }
+
+    /// Writes the 8- or 12-octet header for `data_len` octets of data; returns the AVP Length.
+    #[inline(always)]
+    fn write_header(&self, w: &mut Writer<'_>, data_len: usize) -> usize {
+        let len = self.header_len() + data_len;
+        let ([c0, c1, c2, c3], [f, l0, l1, l2]) = self.header_words(data_len);
         match self.vendor_id {
             None => w.put_array([c0, c1, c2, c3, f, l0, l1, l2]),
             Some(v) => {
