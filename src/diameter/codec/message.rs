@@ -269,7 +269,13 @@ impl MessageBuf {
             return Err(EncodeError::MessageTooLong(len));
         }
         let start = dst.len();
-        dst.resize(start + len, 0);
+        if start == 0 && dst.capacity() < len {
+            // A fresh buffer (the common case): one zeroed allocation of the exact size,
+            // cheaper than growing an empty `BytesMut` and then filling it.
+            *dst = BytesMut::zeroed(len);
+        } else {
+            dst.resize(start + len, 0);
+        }
         let out = dst.get_mut(start..).unwrap_or_default();
         let mut w = Writer::new(out);
         w.put_array(self.header.to_bytes(len as u32));
