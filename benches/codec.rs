@@ -235,11 +235,24 @@ fn bench(c: &mut Criterion) {
             .unwrap_or_else(|e| panic!("{e}"));
         black_box(b);
     });
+    let mut kept = BytesMut::with_capacity(4096);
+    let reused_allocs = allocations_per_call(10_000, || {
+        kept.clear();
+        black_box(&cca)
+            .encode(&mut kept)
+            .unwrap_or_else(|e| panic!("{e}"));
+    });
+    let build_allocs = allocations_per_call(10_000, || {
+        black_box(cca_update().to_bytes().unwrap_or_else(|e| panic!("{e}")));
+    });
     println!(
         "CCR-UPDATE: {} bytes, {avp_count} AVPs; heap allocations per decode+walk: {decode_allocs:.2}",
         frame.len()
     );
-    println!("CCA: {cca_len} bytes; heap allocations per encode: {encode_allocs:.2}");
+    println!(
+        "CCA: {cca_len} bytes; heap allocations per encode: {encode_allocs:.2} (fresh buffer), \
+         {reused_allocs:.2} (reused buffer), {build_allocs:.2} (build and encode)"
+    );
 
     let mut g = c.benchmark_group("codec");
     g.bench_function("decode_ccr_update", |b| {

@@ -307,15 +307,34 @@ impl<'a> Avp<'a> {
 
     /// An owned copy. `frame` must be the buffer this AVP was read from (its data is then
     /// shared, not copied); `types` says which AVPs are Grouped and which are numbers.
+    ///
+    /// A Grouped AVP whose payload is not a run of well-formed AVPs (only a Failed-AVP can be
+    /// so in a decoded message), or that is nested deeper than [`TO_BUF_MAX_DEPTH`], is kept
+    /// as its raw bytes, so that it still re-encodes exactly as received.
     pub fn to_buf(&self, frame: &Bytes, types: &dyn AvpTypes) -> Result<AvpBuf, DecodeError> {
+        Ok(self.owned_at(frame, types, 0))
+    }
+
+    fn owned_at(self, frame: &Bytes, types: &dyn AvpTypes, depth: usize) -> AvpBuf {
         let ty = types.data_type(self.header.code, self.header.vendor_id.unwrap_or_default());
         let value = match ty {
-            Some(DataType::Grouped) => {
+            Some(DataType::Grouped) if depth < TO_BUF_MAX_DEPTH => {
                 let mut members = Vec::new();
+                let mut sound = true;
                 for m in self.group() {
-                    members.push(m?.to_buf(frame, types)?);
+                    match m {
+                        Ok(m) => members.push(m.owned_at(frame, types, depth + 1)),
+                        Err(_) => {
+                            sound = false;
+                            break;
+                        }
+                    }
                 }
-                AvpValue::Grouped(members)
+                if sound {
+                    AvpValue::Grouped(members)
+                } else {
+                    AvpValue::Bytes(share(frame, self.data))
+                }
             }
             Some(DataType::Integer32 | DataType::Enumerated) => match self.integer32() {
                 Ok(v) => AvpValue::Integer32(v),
@@ -343,14 +362,19 @@ impl<'a> Avp<'a> {
             },
             _ => AvpValue::Bytes(share(frame, self.data)),
         };
-        Ok(AvpBuf {
+        AvpBuf {
             code: self.header.code,
             flags: self.header.flags.without_vendor(),
             vendor_id: self.header.vendor_id,
             value,
-        })
+        }
     }
 }
+
+/// Grouped AVPs nested deeper than this are kept as raw bytes by [`Avp::to_buf`], which
+/// bounds its recursion whatever the [`Limits`](super::Limits) of the decode were (their
+/// depth is a `u8`, so this is never reached for a message the decoder walked whole).
+pub const TO_BUF_MAX_DEPTH: usize = 256;
 
 /// A zero-copy slice of `frame` when `data` lies inside it, a copy otherwise.
 fn share(frame: &Bytes, data: &[u8]) -> Bytes {
@@ -856,12 +880,12 @@ impl AvpBuf {
     #[inline]
     pub(crate) fn write(&self, w: &mut Writer<'_>, lens: &mut std::slice::Iter<'_, u32>) {
         match &self.value {
-            AvpValue::Unsigned32(v) => self.write_fixed(w, v.to_be_bytes()),
-            AvpValue::Integer32(v) => self.write_fixed(w, v.to_be_bytes()),
-            AvpValue::Float32(v) => self.write_fixed(w, v.to_be_bytes()),
-            AvpValue::Unsigned64(v) => self.write_fixed(w, v.to_be_bytes()),
-            AvpValue::Integer64(v) => self.write_fixed(w, v.to_be_bytes()),
-            AvpValue::Float64(v) => self.write_fixed(w, v.to_be_bytes()),
+            AvpValue::Unsigned32(v) => self.write_word(w, v.to_be_bytes()),
+            AvpValue::Integer32(v) => self.write_word(w, v.to_be_bytes()),
+            AvpValue::Float32(v) => self.write_word(w, v.to_be_bytes()),
+            AvpValue::Unsigned64(v) => self.write_dword(w, v.to_be_bytes()),
+            AvpValue::Integer64(v) => self.write_dword(w, v.to_be_bytes()),
+            AvpValue::Float64(v) => self.write_dword(w, v.to_be_bytes()),
             AvpValue::Bytes(b) => {
                 let len = self.write_header(w, b.len());
                 w.put(b);
@@ -876,16 +900,9 @@ impl AvpBuf {
         }
     }
 
-    /// A 4- or 8-octet value: no padding.
+    /// The first two header words: code, then flags (V from the Vendor-ID) and AVP Length.
     #[inline(always)]
-    fn write_fixed<const N: usize>(&self, w: &mut Writer<'_>, value: [u8; N]) {
-        self.write_header(w, N);
-        w.put_array(value);
-    }
-
-    /// Writes the 8- or 12-octet header for `data_len` octets of data; returns the AVP Length.
-    #[inline(always)]
-    fn write_header(&self, w: &mut Writer<'_>, data_len: usize) -> usize {
+    fn header_words(&self, data_len: usize) -> ([u8; 4], [u8; 4]) {
         let vendor_bit = if self.vendor_id.is_some() {
             AvpFlags::VENDOR
         } else {
@@ -893,8 +910,50 @@ impl AvpBuf {
         };
         let flags = (self.flags.0 & !AvpFlags::VENDOR) | vendor_bit;
         let len = self.header_len() + data_len;
-        let [c0, c1, c2, c3] = self.code.0.to_be_bytes();
-        let [f, l0, l1, l2] = ((u32::from(flags) << 24) | (len as u32 & 0x00FF_FFFF)).to_be_bytes();
+        (
+            self.code.0.to_be_bytes(),
+            ((u32::from(flags) << 24) | (len as u32 & 0x00FF_FFFF)).to_be_bytes(),
+        )
+    }
+
+    /// A 4-octet value (no padding): header and value in one write.
+    #[inline(always)]
+    fn write_word(&self, w: &mut Writer<'_>, [d0, d1, d2, d3]: [u8; 4]) {
+        let ([c0, c1, c2, c3], [f, l0, l1, l2]) = self.header_words(4);
+        match self.vendor_id {
+            None => w.put_array([c0, c1, c2, c3, f, l0, l1, l2, d0, d1, d2, d3]),
+            Some(v) => {
+                let [v0, v1, v2, v3] = v.0.to_be_bytes();
+                w.put_array([
+                    c0, c1, c2, c3, f, l0, l1, l2, v0, v1, v2, v3, d0, d1, d2, d3,
+                ]);
+            }
+        }
+    }
+
+    /// An 8-octet value (no padding): header and value in one write.
+    #[inline(always)]
+    fn write_dword(&self, w: &mut Writer<'_>, value: [u8; 8]) {
+        let ([c0, c1, c2, c3], [f, l0, l1, l2]) = self.header_words(8);
+        let [d0, d1, d2, d3, d4, d5, d6, d7] = value;
+        match self.vendor_id {
+            None => w.put_array([
+                c0, c1, c2, c3, f, l0, l1, l2, d0, d1, d2, d3, d4, d5, d6, d7,
+            ]),
+            Some(v) => {
+                let [v0, v1, v2, v3] = v.0.to_be_bytes();
+                w.put_array([
+                    c0, c1, c2, c3, f, l0, l1, l2, v0, v1, v2, v3, d0, d1, d2, d3, d4, d5, d6, d7,
+                ]);
+            }
+        }
+    }
+
+    /// Writes the 8- or 12-octet header for `data_len` octets of data; returns the AVP Length.
+    #[inline(always)]
+    fn write_header(&self, w: &mut Writer<'_>, data_len: usize) -> usize {
+        let len = self.header_len() + data_len;
+        let ([c0, c1, c2, c3], [f, l0, l1, l2]) = self.header_words(data_len);
         match self.vendor_id {
             None => w.put_array([c0, c1, c2, c3, f, l0, l1, l2]),
             Some(v) => {

@@ -9,7 +9,8 @@ use std::fmt;
 use bytes::Bytes;
 use thiserror::Error;
 
-use super::avp::{AvpBuf, AvpCode, AvpFlags, AvpValue, VendorId};
+use super::avp::{AvpBuf, AvpCode, AvpFlags, AvpTypes, AvpValue, VendorId};
+use super::value::DataType;
 
 /// A Result-Code value (RFC 6733 section 7.1, RFC 8506 section 9). Unknown values are kept.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -294,6 +295,21 @@ impl DecodeError {
             vendor_id: loc.vendor_id,
             value: AvpValue::Bytes(value),
         })
+    }
+}
+
+impl DecodeError {
+    /// [`DecodeError::failed_avp`] with the zero-filled payload sized from the offending
+    /// AVP's data type, as RFC 6733 section 7.5 asks ("the minimum required length for the
+    /// payloads data type"): 4 octets for an Unsigned32, 8 for an Unsigned64, none for a
+    /// Grouped AVP ("the Grouped AVP header with an empty payload"), an OctetString or an AVP
+    /// `types` does not know.
+    pub fn failed_avp_typed(&self, frame: &[u8], types: &dyn AvpTypes) -> Option<AvpBuf> {
+        let min = self
+            .location()
+            .and_then(|l| types.data_type(l.code, l.vendor_id.unwrap_or_default()))
+            .map_or(0, DataType::min_len);
+        self.failed_avp(frame, min)
     }
 }
 

@@ -184,7 +184,20 @@ impl<T: AvpTypes + ?Sized> Walk<'_, T> {
         if depth >= self.limits.max_depth {
             return Err(too_deep(avp, self.limits.max_depth));
         }
-        self.members(avp.data(), avp.data_offset(), depth + 1)
+        match self.members(avp.data(), avp.data_offset(), depth + 1) {
+            // RFC 6733 7.5: a Failed-AVP carries a copy of what another node could not
+            // process: an AVP with reserved flag bits (3009), or "the offending AVP header"
+            // with its bad length (5014). Refusing the whole answer for it would lose the
+            // Result-Code the answer exists to deliver, so a malformed payload is kept as it
+            // is. Its own length was checked; depth and count limits still apply to what
+            // was walked before the malformed member.
+            Err(DecodeError::InvalidAvpLength(_) | DecodeError::InvalidAvpBits(_))
+                if avp.is(AvpCode::FAILED_AVP, VendorId::IETF) =>
+            {
+                Ok(())
+            }
+            r => r,
+        }
     }
 
     #[inline(never)]
@@ -256,7 +269,13 @@ impl MessageBuf {
             return Err(EncodeError::MessageTooLong(len));
         }
         let start = dst.len();
-        dst.resize(start + len, 0);
+        if start == 0 && dst.capacity() < len {
+            // A fresh buffer (the common case): one zeroed allocation of the exact size,
+            // cheaper than growing an empty `BytesMut` and then filling it.
+            *dst = BytesMut::zeroed(len);
+        } else {
+            dst.resize(start + len, 0);
+        }
         let out = dst.get_mut(start..).unwrap_or_default();
         let mut w = Writer::new(out);
         w.put_array(self.header.to_bytes(len as u32));

@@ -6,7 +6,7 @@
 
 use super::{AvpDef, Dictionary, Grammar};
 use crate::diameter::codec::{
-    Avp, AvpFlags, AvpIter, DataType, DecodeError, Limits, Message, VendorId,
+    Avp, AvpCode, AvpFlags, AvpIter, DataType, DecodeError, Limits, Message, VendorId,
 };
 
 impl Dictionary {
@@ -123,6 +123,12 @@ impl Dictionary {
         }
         if def.data_type != DataType::Grouped {
             return avp.check_value(def.data_type);
+        }
+        if def.code == AvpCode::FAILED_AVP && def.vendor == VendorId::IETF {
+            // RFC 6733 7.5: its members are copies of AVPs that failed somewhere (unknown
+            // with M, bad flags, bad values, bad lengths): judging them again would turn the
+            // report into the error.
+            return Ok(());
         }
         if depth >= max_depth {
             return Err(DecodeError::TooDeep(avp.location(), max_depth));

@@ -538,7 +538,8 @@ impl PeerFsm {
         let cer = match Message::decode(frame.clone(), &*self.dict, &self.limits) {
             Ok(m) => m,
             Err(e) => {
-                if let Some(a) = messages::decode_error_answer(&self.local, &frame, &e) {
+                if let Some(a) = messages::decode_error_answer(&self.local, &frame, &e, &*self.dict)
+                {
                     self.send_buf(Conn::Incoming, &a);
                 }
                 self.actions.push_back(Action::Close(Conn::Incoming));
@@ -668,7 +669,8 @@ impl PeerFsm {
             Ok(m) => m,
             Err(e) => {
                 warn!(peer = %self.settings.name, error = %e, "undecodable message");
-                if let Some(a) = messages::decode_error_answer(&self.local, &frame, &e) {
+                if let Some(a) = messages::decode_error_answer(&self.local, &frame, &e, &*self.dict)
+                {
                     self.send_buf(conn, &a);
                 } else if matches!(self.state, PeerState::WaitICea) && conn == Conn::Initiator {
                     // I-Rcv-Non-CEA: Error.

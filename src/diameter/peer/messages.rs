@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use bytes::Bytes;
 
 use crate::diameter::codec::{
-    ApplicationId, AvpBuf, AvpCode, CommandCode, DecodeError, Header, Message, MessageBuf,
-    ResultCode, VendorId,
+    ApplicationId, AvpBuf, AvpCode, AvpTypes, CommandCode, DecodeError, Header, Message,
+    MessageBuf, ResultCode, VendorId,
 };
 
 /// What this node says about itself in CER/CEA and every answer.
@@ -354,11 +354,13 @@ pub fn error_answer(
 }
 
 /// The answer to a request whose decoding failed with `error`, built from the raw frame (the
-/// header is read without judging it; Session-Id is copied when it can be found).
+/// header is read without judging it; Session-Id is copied when it can be found). `types`
+/// sizes the zero-filled payload of a Failed-AVP whose length was broken (RFC 6733 7.5).
 pub fn decode_error_answer(
     local: &LocalIdentity,
     frame: &Bytes,
     error: &DecodeError,
+    types: &dyn AvpTypes,
 ) -> Option<MessageBuf> {
     let raw = Header::peek(frame)?;
     if !raw.header.flags.is_request() {
@@ -369,7 +371,7 @@ pub fn decode_error_answer(
         .and_then(Result::ok)
         .filter(|a| a.is(AvpCode::SESSION_ID, VendorId::IETF))
         .and_then(|a| a.utf8().ok().map(str::to_string));
-    let failed = error.failed_avp(frame, 4);
+    let failed = error.failed_avp_typed(frame, types);
     Some(error_answer(
         local,
         &raw.header,
