@@ -13,6 +13,7 @@
 //! books can be rebuilt from the journal alone.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iso_currency::Currency;
@@ -25,8 +26,12 @@ use crate::credit_control::{
 };
 use crate::diameter::codec::{AvpCode, ResultCode, VendorId};
 
-/// Journal entries kept in memory (the most recent ones).
-pub const MAX_JOURNAL_IN_MEMORY: usize = 200_000;
+/// Journal entries kept in memory (the most recent ones; the file keeps all of them).
+pub const MAX_JOURNAL_IN_MEMORY: usize = 100_000;
+
+/// Answers remembered for duplicate detection, per generation (two generations are kept:
+/// at least this many of the most recent requests are recognised).
+pub const DEDUP_GENERATION: usize = 100_000;
 
 /// One account.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,15 +94,52 @@ struct Answered {
     style: UnitsStyle,
 }
 
+/// Duplicate detection with bounded memory and no pause: two generations of a map sized once;
+/// when the current one is full it becomes the previous one (the older previous one is
+/// dropped on another thread), so no insert ever rehashes a large map.
+#[derive(Debug)]
+struct Dedup {
+    current: HashMap<(String, u32), Arc<Answered>>,
+    previous: HashMap<(String, u32), Arc<Answered>>,
+    generation: usize,
+}
+
+impl Dedup {
+    fn new(generation: usize) -> Self {
+        Self {
+            current: HashMap::new(),
+            previous: HashMap::new(),
+            generation: generation.max(1),
+        }
+    }
+
+    fn get(&self, key: &(String, u32)) -> Option<&Arc<Answered>> {
+        self.current.get(key).or_else(|| self.previous.get(key))
+    }
+
+    fn insert(&mut self, key: (String, u32), value: Arc<Answered>) {
+        if self.current.len() >= self.generation && !self.current.contains_key(&key) {
+            let fresh = HashMap::with_capacity(self.generation);
+            let full = std::mem::replace(&mut self.current, fresh);
+            let old = std::mem::replace(&mut self.previous, full);
+            // Freeing a generation's entries takes a while: not under the ledger's lock.
+            let _ = std::thread::Builder::new()
+                .name("ocs-dedup-drop".into())
+                .spawn(move || drop(old));
+        } else if self.current.capacity() == 0 {
+            self.current.reserve(self.generation);
+        }
+        self.current.insert(key, value);
+    }
+}
+
 /// The books.
 #[derive(Debug)]
 pub struct Ledger {
     accounts: HashMap<String, Account>,
     reservations: HashMap<String, Reservation>,
-    answered: HashMap<(String, u32), Answered>,
-    answered_order: VecDeque<(String, u32)>,
-    max_answered: usize,
-    pub(crate) journal: Vec<JournalEntry>,
+    answered: Dedup,
+    pub(crate) journal: VecDeque<JournalEntry>,
     seq: u64,
     unknown_users: UnknownUsers,
     default_currency: Currency,
@@ -125,10 +167,8 @@ impl Ledger {
         Self {
             accounts: HashMap::new(),
             reservations: HashMap::new(),
-            answered: HashMap::new(),
-            answered_order: VecDeque::new(),
-            max_answered: 200_000,
-            journal: Vec::new(),
+            answered: Dedup::new(DEDUP_GENERATION),
+            journal: VecDeque::new(),
             seq: 0,
             unknown_users,
             default_currency,
@@ -219,7 +259,10 @@ impl Ledger {
             a.granted = e.granted.map(|g| Units::money(Money::new(g, currency)));
             self.remember(&e.session_id, e.request_number, a, UnitsStyle::CommandLevel);
             self.seq = self.seq.max(e.seq);
-            self.journal.push(e);
+            if self.journal.len() >= MAX_JOURNAL_IN_MEMORY {
+                self.journal.pop_front();
+            }
+            self.journal.push_back(e);
         }
     }
 
@@ -230,19 +273,10 @@ impl Ledger {
         answer: CreditControlAnswer,
         style: UnitsStyle,
     ) {
-        let key = (session_id.to_string(), number);
-        if self
-            .answered
-            .insert(key.clone(), Answered { answer, style })
-            .is_none()
-        {
-            self.answered_order.push_back(key);
-        }
-        while self.answered_order.len() > self.max_answered {
-            if let Some(old) = self.answered_order.pop_front() {
-                self.answered.remove(&old);
-            }
-        }
+        self.answered.insert(
+            (session_id.to_string(), number),
+            Arc::new(Answered { answer, style }),
+        );
     }
 
     fn journal(
@@ -270,12 +304,10 @@ impl Ledger {
             result_code: result.0,
             granted,
         };
-        self.journal.push(entry.clone());
-        // Memory holds the recent journal only (the file, when configured, holds all of it).
-        if self.journal.len() > MAX_JOURNAL_IN_MEMORY + MAX_JOURNAL_IN_MEMORY / 4 {
-            let excess = self.journal.len() - MAX_JOURNAL_IN_MEMORY;
-            self.journal.drain(..excess);
+        if self.journal.len() >= MAX_JOURNAL_IN_MEMORY {
+            self.journal.pop_front();
         }
+        self.journal.push_back(entry.clone());
         entry
     }
 
@@ -287,6 +319,17 @@ impl Ledger {
             .filter(|(_, r)| r.expires <= now)
             .map(|(k, _)| k.clone())
             .collect();
+        self.release_expired(due)
+    }
+
+    fn expire_session(&mut self, session_id: &str, now: Instant) -> Vec<JournalEntry> {
+        match self.reservations.get(session_id) {
+            Some(r) if r.expires <= now => self.release_expired(vec![session_id.to_string()]),
+            _ => Vec::new(),
+        }
+    }
+
+    fn release_expired(&mut self, due: Vec<String>) -> Vec<JournalEntry> {
         let mut out = Vec::new();
         for sid in due {
             if let Some(r) = self.reservations.remove(&sid) {
@@ -327,7 +370,9 @@ impl Ledger {
                 duplicate: true,
             };
         }
-        let mut journaled = self.expire(now);
+        // This session's reservation, if past Tcc, is released first (the others are left to
+        // the periodic supervision: no scan of every reservation per request).
+        let mut journaled = self.expire_session(&req.session_id, now);
         let answer = self.decide(req, now, &mut journaled);
         self.remember(&req.session_id, req.request_number, answer.clone(), style);
         Applied {
@@ -679,6 +724,29 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_detection_keeps_the_last_generations() {
+        let mut d = Dedup::new(3);
+        let a = |n: u32| {
+            let r = req("s", RequestType::Event, n);
+            Arc::new(Answered {
+                answer: CreditControlAnswer::new(&r, ResultCode::SUCCESS),
+                style: UnitsStyle::CommandLevel,
+            })
+        };
+        for n in 0..8 {
+            d.insert(("s".into(), n), a(n));
+        }
+        // Generations of 3: 6 and 7 are current, 3..=5 previous, 0..=2 forgotten.
+        for n in 0..3 {
+            assert!(d.get(&("s".into(), n)).is_none(), "{n}");
+        }
+        for n in 3..8 {
+            assert!(d.get(&("s".into(), n)).is_some(), "{n}");
+        }
+        assert!(d.current.capacity() >= 3, "sized once");
+    }
+
+    #[test]
     fn duplicates_are_not_applied_twice() {
         let mut l = ledger();
         let now = Instant::now();
@@ -740,7 +808,7 @@ mod tests {
         e.requested_action = Some(RequestedAction::DirectDebiting);
         e.requested = money("1.00");
         l.apply(&e, now);
-        let journal = l.journal.clone();
+        let journal: Vec<_> = l.journal.iter().cloned().collect();
         let mut again = ledger();
         again.replay(journal);
         let a = again.account("tel:34671999000").unwrap();

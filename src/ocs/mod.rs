@@ -539,7 +539,9 @@ impl OcsSim {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .journal
-            .clone()
+            .iter()
+            .cloned()
+            .collect()
     }
 
     pub fn open_reservations(&self) -> usize {
