@@ -653,3 +653,77 @@ async fn start_with(store: Store, sim: OcsSimConfig) -> Gateway {
     assert!(gw.wait_ready(Duration::from_secs(5)).await);
     gw
 }
+
+/// A reservation whose validity ran out while the gateway was down is released (CCR-T) once
+/// the gateway is back.
+#[tokio::test]
+async fn a_reservation_expired_during_a_restart_is_released() {
+    let dir = std::env::temp_dir().join(format!("gw-expired-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut sim_cfg = sim_config(&accounts());
+    sim_cfg.journal_path = Some(dir.join("journal.jsonl"));
+    let store = Store::memory();
+    let mut cfg = config("mscc", "2s");
+    cfg.credit_control.reservation_ttl = Duration::from_millis(400);
+    let gw = Gateway::start_with(
+        cfg.clone(),
+        StartOptions {
+            sim: Some(sim_cfg.clone()),
+            store: Some(store.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(gw.wait_ready(Duration::from_secs(5)).await);
+    let r = gw
+        .charging
+        .reserve(
+            &Key::new("app", None),
+            &sub(BOB),
+            BOB,
+            eur("4.00"),
+            &info("x"),
+        )
+        .await
+        .unwrap();
+    let id = r.reservation_id.unwrap();
+    // Down before the reaper's turn: the reservation is still open at the OCS.
+    let Gateway { sim, node, .. } = gw;
+    node.shutdown().await;
+    let sim = sim.unwrap();
+    assert_eq!(sim.account(BOB).unwrap().reserved, d("4.00"));
+    sim.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let gw = Gateway::start_with(
+        cfg,
+        StartOptions {
+            sim: Some(sim_cfg),
+            store: Some(store.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(gw.wait_ready(Duration::from_secs(5)).await);
+    let mut state = None;
+    for _ in 0..100 {
+        let row = store.reservation(&id).await.unwrap().unwrap();
+        if row.state != ReservationState::Open {
+            state = Some(row.state);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state, Some(ReservationState::Expired));
+    let sim = gw.sim.as_ref().unwrap();
+    assert_eq!(sim.account(BOB).unwrap().reserved, d("0"));
+    assert_eq!(balance(&gw, BOB), eur("5.00"));
+    assert!(
+        sim.journal()
+            .iter()
+            .any(|e| e.op == "release" && e.session_id == r.session_id),
+        "released with CCR-T"
+    );
+    gw.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1562,7 +1562,12 @@ impl Charging {
             let mut r = st.row.clone();
             r.updated_ms = now_ms();
             match o {
-                Ok(Outcome::Unknown { .. }) => continue,
+                // Not released yet (no OCS reachable, or no answer): next tick.
+                Ok(
+                    Outcome::Unknown { .. } | Outcome::Unavailable(_) | Outcome::ProtocolError(_),
+                ) => {
+                    continue;
+                }
                 Ok(_) | Err(SessionError::NotFound | SessionError::NotOpen(_)) => {
                     r.state = ReservationState::Expired;
                     r.reserved = Decimal::ZERO;
