@@ -560,16 +560,7 @@ impl Charging {
                 o,
             ));
         }
-        let recorded = Recorded {
-            request_type: RequestType::Event,
-            number: 0,
-            subscriber: subscriber_uri.to_string(),
-            action: Some(action),
-            requested: Some(amount.amount),
-            used: None,
-            currency: amount.currency.code().to_string(),
-            parameters: Recorded::params(&params),
-        };
+        let recorded = Recorded::event(action, subscriber_uri.to_string(), amount, &params);
         let mut row = self.new_row(id, key, kind, hash, session_id, &recorded);
         row.reference_code = info.reference_code.clone();
         let span = info_span!("charge", kind, op = %row.id, session_id = %row.session_id);
@@ -721,16 +712,12 @@ impl Charging {
         }
         let params = info.parameters(&parent.app, "charge-split-amount");
         let session_id = self.client.new_session_id(Some(leg_id));
-        let recorded = Recorded {
-            request_type: RequestType::Event,
-            number: 0,
-            subscriber: uri.to_string(),
-            action: Some(RequestedAction::DirectDebiting),
-            requested: Some(share.amount),
-            used: None,
-            currency: share.currency.code().to_string(),
-            parameters: Recorded::params(&params),
-        };
+        let recorded = Recorded::event(
+            RequestedAction::DirectDebiting,
+            uri.to_string(),
+            share,
+            &params,
+        );
         let mut row = self.new_row(
             leg_id.to_string(),
             leg_key,
@@ -776,16 +763,8 @@ impl Charging {
                 session,
             ));
             let session_id = self.client.new_session_id(Some(&id));
-            let recorded = Recorded {
-                request_type: RequestType::Event,
-                number: 0,
-                subscriber: uri.clone(),
-                action: Some(RequestedAction::RefundAccount),
-                requested: Some(share.amount),
-                used: None,
-                currency: share.currency.code().to_string(),
-                parameters: Recorded::params(&params),
-            };
+            let recorded =
+                Recorded::event(RequestedAction::RefundAccount, uri.clone(), *share, &params);
             let mut row = self.new_row(
                 id,
                 leg_key,

@@ -31,6 +31,25 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    /// A one-time event (CCR EVENT, number 0) of `amount` for `subscriber`.
+    pub fn event(
+        action: RequestedAction,
+        subscriber: impl Into<String>,
+        amount: Money,
+        parameters: &[ServiceParameter],
+    ) -> Self {
+        Self {
+            request_type: RequestType::Event,
+            number: 0,
+            subscriber: subscriber.into(),
+            action: Some(action),
+            requested: Some(amount.amount),
+            used: None,
+            currency: amount.currency.code().to_string(),
+            parameters: Self::params(parameters),
+        }
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
