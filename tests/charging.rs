@@ -727,3 +727,78 @@ async fn a_reservation_expired_during_a_restart_is_released() {
     gw.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A two-step payment's confirmation: one CCR-T charges the amount and releases the rest.
+#[tokio::test]
+async fn settle_charges_and_releases_in_one_termination() {
+    let gw = gateway("mscc").await;
+    let app = Key::new("app", None);
+    let r = gw
+        .charging
+        .reserve(&app, &sub(CAROL), CAROL, eur("10.00"), &info("s"))
+        .await
+        .unwrap();
+    let id = r.reservation_id.unwrap();
+    let over = gw
+        .charging
+        .settle(
+            &Key::new("app", Some("st-0")),
+            &id,
+            eur("10.01"),
+            &info("st-0"),
+        )
+        .await;
+    assert!(
+        matches!(over, Err(Failure::ExceedsReservation { .. })),
+        "{over:?}"
+    );
+    let key = Key::new("app", Some("st-1"));
+    gw.charging
+        .settle(&key, &id, eur("7.25"), &info("st-1"))
+        .await
+        .unwrap();
+    let acct = gw.sim.as_ref().unwrap().account(CAROL).unwrap();
+    assert_eq!((acct.balance, acct.reserved), (d("12.75"), d("0")));
+    let ccrs: Vec<_> = gw
+        .sim
+        .as_ref()
+        .unwrap()
+        .journal()
+        .into_iter()
+        .filter(|e| e.session_id == r.session_id)
+        .map(|e| (e.request_number, e.op))
+        .collect();
+    assert_eq!(
+        ccrs,
+        vec![
+            (0, "reserve".into()),
+            (1, "commit".into()),
+            (1, "release".into())
+        ],
+        "INITIAL, then one TERMINATION that commits and releases"
+    );
+    let row = gw.store.reservation(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (row.state, row.charged),
+        (ReservationState::Released, d("7.25"))
+    );
+    // A retry is answered as the first; the closed reservation takes nothing more.
+    assert!(
+        gw.charging
+            .settle(&key, &id, eur("7.25"), &info("st-1"))
+            .await
+            .unwrap()
+            .replayed
+    );
+    let r = gw
+        .charging
+        .settle(
+            &Key::new("app", Some("st-2")),
+            &id,
+            eur("1.00"),
+            &info("st-2"),
+        )
+        .await;
+    assert!(matches!(r, Err(Failure::ReservationClosed { .. })), "{r:?}");
+    gw.shutdown().await;
+}

@@ -1062,6 +1062,15 @@ impl Backend for BrokenDisk {
     fn open_reservations(&mut self) -> Result<Vec<ReservationRow>, StoreError> {
         Ok(vec![])
     }
+    fn resource(&mut self, _: &str) -> Result<Option<crate::store::ResourceRow>, StoreError> {
+        Ok(None)
+    }
+    fn resources(
+        &mut self,
+        _: &crate::store::ResourceFilter,
+    ) -> Result<(Vec<crate::store::ResourceRow>, usize), StoreError> {
+        Err(StoreError("disk full".into()))
+    }
 }
 
 #[tokio::test]

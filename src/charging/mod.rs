@@ -998,6 +998,19 @@ impl Charging {
         .await
     }
 
+    /// Charges `amount` against a reservation and releases the rest in one CCR TERMINATION
+    /// (USU = amount): a two-step payment's confirmation.
+    pub async fn settle(
+        &self,
+        key: &Key,
+        reservation_id: &str,
+        amount: Money,
+        info: &ChargeInfo,
+    ) -> OpResult {
+        self.reservation_step(key, "settle", reservation_id, amount, info)
+            .await
+    }
+
     async fn slot_currency(&self, slot: &Slot) -> Option<iso_currency::Currency> {
         iso_currency::Currency::from_code(&slot.row.lock().await.row.currency)
     }
@@ -1062,6 +1075,15 @@ impl Charging {
                     amount.amount,
                     (!left.is_zero()).then_some(left),
                 )
+            }
+            "settle" => {
+                if amount.amount > r.reserved {
+                    return Err(Failure::ExceedsReservation {
+                        requested: amount.to_string(),
+                        remaining: Money::new(r.reserved, amount.currency).to_string(),
+                    });
+                }
+                (RequestType::Termination, amount.amount, None)
             }
             _ => (RequestType::Termination, Decimal::ZERO, None),
         };
@@ -1171,7 +1193,7 @@ impl Charging {
                 r.reserved = rec.granted.amount;
                 r.last_request_number = rec.last_request_number.max(r.last_request_number);
                 r.expires_ms = r.updated_ms.saturating_add(millis(rec.expires_in));
-                if result.is_ok() && kind == "charge-reservation" {
+                if result.is_ok() && matches!(kind, "charge-reservation" | "settle") {
                     r.charged += used;
                 }
             }
@@ -1187,7 +1209,7 @@ impl Charging {
                     Err(f) if f.is_unknown() => r.state,
                     Err(_) => ReservationState::Gone,
                 };
-                if result.is_ok() && kind == "charge-reservation" {
+                if result.is_ok() && matches!(kind, "charge-reservation" | "settle") {
                     r.charged += used;
                 }
             }
@@ -1421,6 +1443,11 @@ impl Charging {
             ("release", Ok(_) | Err(Failure::ReservationGone { .. })) => {
                 r.state = ReservationState::Released;
                 r.reserved = Decimal::ZERO;
+            }
+            ("settle", Ok(_)) => {
+                r.state = ReservationState::Released;
+                r.reserved = Decimal::ZERO;
+                r.charged += recorded.used.unwrap_or_default();
             }
             (_, Ok(_)) => {
                 r.reserved = recorded.requested.unwrap_or_default();

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::{
     Backend, Begun, OpState, OperationFilter, OperationRow, ReservationRow, ReservationState,
-    StoreError, Write, Written,
+    ResourceFilter, ResourceRow, StoreError, Write, Written,
 };
 
 #[derive(Debug, Default)]
@@ -15,6 +15,7 @@ pub struct MemoryBackend {
     /// Insertion order, for listings.
     order: Vec<String>,
     reservations: HashMap<String, ReservationRow>,
+    resources: HashMap<String, ResourceRow>,
 }
 
 impl MemoryBackend {
@@ -53,6 +54,10 @@ impl Backend for MemoryBackend {
                 }
                 Write::Reservation(r) => {
                     self.reservations.insert(r.id.clone(), r.clone());
+                    Written::Done
+                }
+                Write::Resource(r) => {
+                    self.resources.insert(r.id.clone(), r.clone());
                     Written::Done
                 }
             });
@@ -112,6 +117,36 @@ impl Backend for MemoryBackend {
 
     fn reservation(&mut self, id: &str) -> Result<Option<ReservationRow>, StoreError> {
         Ok(self.reservations.get(id).cloned())
+    }
+
+    fn resource(&mut self, id: &str) -> Result<Option<ResourceRow>, StoreError> {
+        Ok(self.resources.get(id).cloned())
+    }
+
+    fn resources(&mut self, f: &ResourceFilter) -> Result<(Vec<ResourceRow>, usize), StoreError> {
+        let mut v: Vec<&ResourceRow> = self
+            .resources
+            .values()
+            .filter(|r| f.app.as_ref().is_none_or(|a| *a == r.app))
+            .filter(|r| f.kind.as_ref().is_none_or(|k| *k == r.kind))
+            .filter(|r| f.state.as_ref().is_none_or(|s| *s == r.state))
+            .filter(|r| {
+                f.parent
+                    .as_ref()
+                    .is_none_or(|p| r.parent.as_ref() == Some(p))
+            })
+            .filter(|r| {
+                f.due_before_ms
+                    .is_none_or(|t| r.due_ms.is_some_and(|d| d <= t))
+            })
+            .collect();
+        v.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(b.id.cmp(&a.id)));
+        let total = v.len();
+        let limit = if f.limit == 0 { usize::MAX } else { f.limit };
+        Ok((
+            v.into_iter().skip(f.offset).take(limit).cloned().collect(),
+            total,
+        ))
     }
 
     fn open_reservations(&mut self) -> Result<Vec<ReservationRow>, StoreError> {
@@ -255,6 +290,81 @@ pub(crate) mod conformance {
             .map(|r| r.id)
             .collect();
         assert_eq!(ids, vec!["r1", "r2"]);
+        resources(b);
+    }
+
+    pub fn resource(id: &str, kind: &str, state: &str, created: i64) -> ResourceRow {
+        ResourceRow {
+            id: id.into(),
+            app: "app".into(),
+            kind: kind.into(),
+            state: state.into(),
+            parent: None,
+            due_ms: None,
+            body: format!("{{\"id\":\"{id}\",\"amount\":\"12345.6789\"}}"),
+            created_ms: created,
+            updated_ms: created,
+        }
+    }
+
+    /// Resources: upsert, read back, filters, paging newest first with the total.
+    fn resources(b: &mut impl Backend) {
+        let mut refund = resource("rf-1", "camara.refund", "succeeded", 30);
+        refund.parent = Some("pay-2".into());
+        let mut topup = resource("tp-1", "tmf654.topup", "scheduled", 40);
+        topup.due_ms = Some(1_000);
+        b.apply(&[
+            Write::Resource(resource("pay-1", "camara.payment", "succeeded", 10)),
+            Write::Resource(resource("pay-2", "camara.payment", "processing", 20)),
+            Write::Resource(refund.clone()),
+            Write::Resource(topup.clone()),
+        ])
+        .unwrap();
+        let mut pay2 = resource("pay-2", "camara.payment", "succeeded", 20);
+        pay2.updated_ms = 25;
+        b.apply(&[Write::Resource(pay2.clone())]).unwrap();
+        assert_eq!(b.resource("pay-2").unwrap(), Some(pay2));
+        assert_eq!(b.resource("nope").unwrap(), None);
+        let ids =
+            |f: ResourceFilter, b: &mut dyn FnMut(&ResourceFilter) -> (Vec<ResourceRow>, usize)| {
+                let (rows, total) = b(&f);
+                (rows.into_iter().map(|r| r.id).collect::<Vec<_>>(), total)
+            };
+        let mut q = |f: &ResourceFilter| b.resources(f).unwrap();
+        let kind = |k: &str| ResourceFilter {
+            kind: Some(k.into()),
+            ..ResourceFilter::default()
+        };
+        assert_eq!(
+            ids(kind("camara.payment"), &mut q),
+            (vec!["pay-2".to_string(), "pay-1".to_string()], 2)
+        );
+        let page = ResourceFilter {
+            app: Some("app".into()),
+            offset: 1,
+            limit: 2,
+            ..ResourceFilter::default()
+        };
+        assert_eq!(
+            ids(page, &mut q),
+            (vec!["rf-1".to_string(), "pay-2".to_string()], 4)
+        );
+        let children = ResourceFilter {
+            parent: Some("pay-2".into()),
+            ..ResourceFilter::default()
+        };
+        assert_eq!(ids(children, &mut q), (vec!["rf-1".to_string()], 1));
+        let due = ResourceFilter {
+            due_before_ms: Some(1_000),
+            state: Some("scheduled".into()),
+            ..ResourceFilter::default()
+        };
+        assert_eq!(ids(due, &mut q), (vec!["tp-1".to_string()], 1));
+        let not_yet = ResourceFilter {
+            due_before_ms: Some(999),
+            ..ResourceFilter::default()
+        };
+        assert_eq!(ids(not_yet, &mut q), (vec![], 0));
     }
 }
 

@@ -170,6 +170,43 @@ pub struct ReservationRow {
     pub updated_ms: i64,
 }
 
+/// A REST resource a family keeps (a CAMARA payment or refund, a TMF654 top-up): its own
+/// JSON document, with the columns it is found by. The money-moving operations behind it are
+/// [`OperationRow`]s; this is what the API shows for the resource.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceRow {
+    /// The resource id (unique across kinds).
+    pub id: String,
+    /// The application that owns it.
+    pub app: String,
+    /// `camara.payment`, `camara.refund`, `tmf654.topup`, ...
+    pub kind: String,
+    /// The family's own status (`processing`, `succeeded`, `completed`, ...).
+    pub state: String,
+    /// The resource it belongs to (a refund's payment), if any.
+    pub parent: Option<String>,
+    /// When a scheduled resource is next due (ms since the epoch), if it is.
+    pub due_ms: Option<i64>,
+    /// The family's JSON document.
+    pub body: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// Which resources to list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResourceFilter {
+    pub app: Option<String>,
+    pub kind: Option<String>,
+    pub state: Option<String>,
+    pub parent: Option<String>,
+    /// Only those due at or before this time.
+    pub due_before_ms: Option<i64>,
+    /// Skip this many (newest first), then return at most `limit` (0: no limit).
+    pub offset: usize,
+    pub limit: usize,
+}
+
 /// What [`Store::begin`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Begun {
@@ -188,6 +225,8 @@ pub enum Write {
     Update(OperationRow),
     /// Insert or replace by id.
     Reservation(ReservationRow),
+    /// Insert or replace by id.
+    Resource(ResourceRow),
 }
 
 /// The answer to one [`Write`].
@@ -228,6 +267,12 @@ pub trait Backend: Send + 'static {
     fn unresolved(&mut self) -> Result<Vec<OperationRow>, StoreError>;
     fn reservation(&mut self, id: &str) -> Result<Option<ReservationRow>, StoreError>;
     fn open_reservations(&mut self) -> Result<Vec<ReservationRow>, StoreError>;
+    fn resource(&mut self, id: &str) -> Result<Option<ResourceRow>, StoreError>;
+    /// Resources matching `filter`, newest first (by creation), and how many match in all.
+    fn resources(
+        &mut self,
+        filter: &ResourceFilter,
+    ) -> Result<(Vec<ResourceRow>, usize), StoreError>;
 }
 
 /// Store settings.
@@ -261,6 +306,8 @@ enum Command {
     Unresolved(Reply<Vec<OperationRow>>),
     Reservation(String, Reply<Option<ReservationRow>>),
     OpenReservations(Reply<Vec<ReservationRow>>),
+    Resource(String, Reply<Option<ResourceRow>>),
+    Resources(ResourceFilter, Reply<(Vec<ResourceRow>, usize)>),
     /// Answered once every write queued before it is committed.
     Flush(Reply<()>),
 }
@@ -415,6 +462,24 @@ impl Store {
         self.call(Command::OpenReservations).await
     }
 
+    /// Records a resource's new state (durable on return).
+    pub async fn put_resource(&self, r: ResourceRow) -> Result<(), StoreError> {
+        self.write(Write::Resource(r)).await.map(|_| ())
+    }
+
+    pub async fn resource(&self, id: &str) -> Result<Option<ResourceRow>, StoreError> {
+        let id = id.to_string();
+        self.call(|r| Command::Resource(id, r)).await
+    }
+
+    /// Resources matching `filter`, newest first, and the total that match.
+    pub async fn resources(
+        &self,
+        filter: ResourceFilter,
+    ) -> Result<(Vec<ResourceRow>, usize), StoreError> {
+        self.call(|r| Command::Resources(filter, r)).await
+    }
+
     /// Waits until everything written before is committed (shutdown).
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.call(Command::Flush).await
@@ -511,6 +576,12 @@ fn serve_read(backend: &mut impl Backend, cmd: Command) {
         }
         Command::OpenReservations(reply) => {
             let _ = reply.send(backend.open_reservations());
+        }
+        Command::Resource(id, reply) => {
+            let _ = reply.send(backend.resource(&id));
+        }
+        Command::Resources(filter, reply) => {
+            let _ = reply.send(backend.resources(&filter));
         }
         Command::Flush(reply) => {
             let _ = reply.send(Ok(()));

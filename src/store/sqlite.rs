@@ -27,7 +27,7 @@ use rust_decimal::Decimal;
 
 use super::{
     Backend, Begun, OpState, OperationFilter, OperationRow, ReservationRow, ReservationState,
-    StoreError, Write, Written,
+    ResourceFilter, ResourceRow, StoreError, Write, Written,
 };
 
 /// The file inside the data directory.
@@ -35,7 +35,7 @@ pub const FILE_NAME: &str = "gateway.sqlite3";
 
 /// The schema version this code writes (`PRAGMA user_version`). A file with a higher one was
 /// written by a newer gateway and is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Marks the file as a gateway store (`PRAGMA application_id`): "CGW1".
 const APPLICATION_ID: i64 = 0x4347_5731;
@@ -98,6 +98,23 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
         updated_ms          INTEGER NOT NULL
     ) STRICT;
     CREATE INDEX reservations_open ON reservations (created_ms, id) WHERE state = 'open';
+    "#,
+    // Version 2: the REST resources the families keep (payments, refunds, top-ups).
+    r#"
+    CREATE TABLE resources (
+        id          TEXT PRIMARY KEY,
+        app         TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        parent      TEXT,
+        due_ms      INTEGER,
+        body        TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        updated_ms  INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX resources_app_kind ON resources (app, kind, created_ms);
+    CREATE INDEX resources_parent ON resources (parent) WHERE parent IS NOT NULL;
+    CREATE INDEX resources_due ON resources (due_ms) WHERE due_ms IS NOT NULL;
     "#,
 ];
 
@@ -182,6 +199,14 @@ const UPSERT_RES: &str = "INSERT INTO reservations (id, app, session_id, subscri
     last_request_number = excluded.last_request_number, state = excluded.state, \
     expires_ms = excluded.expires_ms, created_ms = excluded.created_ms, \
     updated_ms = excluded.updated_ms";
+
+const UPSERT_RESOURCE: &str = "INSERT INTO resources (id, app, kind, state, parent, due_ms, \
+    body, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+    ON CONFLICT (id) DO UPDATE SET app = excluded.app, kind = excluded.kind, \
+    state = excluded.state, parent = excluded.parent, due_ms = excluded.due_ms, \
+    body = excluded.body, created_ms = excluded.created_ms, updated_ms = excluded.updated_ms";
+
+const RESOURCE_COLUMNS: &str = "id, app, kind, state, parent, due_ms, body, created_ms, updated_ms";
 
 /// The SQLite backend: one connection, owned by the store's writer thread.
 #[derive(Debug)]
@@ -391,6 +416,24 @@ impl SqliteBackend {
                         .map_err(sql("put reservation"))?;
                     Written::Done
                 }
+                Write::Resource(r) => {
+                    tx.prepare_cached(UPSERT_RESOURCE)
+                        .and_then(|mut s| {
+                            s.execute(params![
+                                r.id,
+                                r.app,
+                                r.kind,
+                                r.state,
+                                r.parent,
+                                r.due_ms,
+                                r.body,
+                                r.created_ms,
+                                r.updated_ms,
+                            ])
+                        })
+                        .map_err(sql("put resource"))?;
+                    Written::Done
+                }
             });
         }
         tx.commit().map_err(sql("commit"))?;
@@ -504,6 +547,97 @@ impl Backend for SqliteBackend {
 
     fn open_reservations(&mut self) -> Result<Vec<ReservationRow>, StoreError> {
         self.query_reservations(RES_OPEN, &[])
+    }
+
+    fn resource(&mut self, id: &str) -> Result<Option<ResourceRow>, StoreError> {
+        let sql = format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE id = ?1");
+        Ok(self.query_resources(&sql, &[&id])?.pop())
+    }
+
+    fn resources(&mut self, f: &ResourceFilter) -> Result<(Vec<ResourceRow>, usize), StoreError> {
+        let mut clause = String::new();
+        let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(7);
+        let filters: [(&str, Option<&dyn rusqlite::ToSql>); 5] = [
+            ("app = ?", f.app.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
+            (
+                "kind = ?",
+                f.kind.as_ref().map(|v| v as &dyn rusqlite::ToSql),
+            ),
+            (
+                "state = ?",
+                f.state.as_ref().map(|v| v as &dyn rusqlite::ToSql),
+            ),
+            (
+                "parent = ?",
+                f.parent.as_ref().map(|v| v as &dyn rusqlite::ToSql),
+            ),
+            (
+                "due_ms <= ?",
+                f.due_before_ms.as_ref().map(|v| v as &dyn rusqlite::ToSql),
+            ),
+        ];
+        for (cond, value) in filters {
+            if let Some(v) = value {
+                clause.push_str(if params.is_empty() {
+                    " WHERE "
+                } else {
+                    " AND "
+                });
+                params.push(v);
+                clause.push_str(&format!("{cond}{}", params.len()));
+            }
+        }
+        let total: i64 = self
+            .conn
+            .prepare_cached(&format!("SELECT count(*) FROM resources{clause}"))
+            .and_then(|mut s| s.query_row(params.as_slice(), |r| r.get(0)))
+            .map_err(self.err("count resources"))?;
+        let limit = match f.limit {
+            0 => -1,
+            n => i64::try_from(n).unwrap_or(-1),
+        };
+        let offset = i64::try_from(f.offset).unwrap_or(i64::MAX);
+        params.push(&limit);
+        let l = params.len();
+        params.push(&offset);
+        let sql = format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources{clause} \
+             ORDER BY created_ms DESC, id DESC LIMIT ?{l} OFFSET ?{}",
+            l + 1
+        );
+        let rows = self.query_resources(&sql, &params)?;
+        Ok((rows, usize::try_from(total).unwrap_or(0)))
+    }
+}
+
+impl SqliteBackend {
+    fn query_resources(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<ResourceRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.err("prepare"))?;
+        let mut rows = stmt.query(params).map_err(self.err("query resources"))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(self.err("read resources"))? {
+            let id: Option<String> = row.get(0).ok();
+            let which = || match &id {
+                Some(id) => format!("{}: resource {id:?}", self.path.display()),
+                None => format!("{}: a resource row", self.path.display()),
+            };
+            out.push(ResourceRow {
+                id: column(row, 0, "id", &which)?,
+                app: column(row, 1, "app", &which)?,
+                kind: column(row, 2, "kind", &which)?,
+                state: column(row, 3, "state", &which)?,
+                parent: column(row, 4, "parent", &which)?,
+                due_ms: column(row, 5, "due_ms", &which)?,
+                body: column(row, 6, "body", &which)?,
+                created_ms: column(row, 7, "created_ms", &which)?,
+                updated_ms: column(row, 8, "updated_ms", &which)?,
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -1091,6 +1225,37 @@ mod tests {
             err.0
                 .contains(&format!("schema version {}", SCHEMA_VERSION + 1))
         );
+    }
+
+    #[test]
+    fn a_version_1_file_is_migrated_and_keeps_its_rows() {
+        let dir = TempDir::new("v1");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        {
+            // A file as version 1 wrote it, with one operation in it.
+            let conn = Connection::open(dir.0.join(FILE_NAME)).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO operations (id, app, kind, request_hash, session_id, \
+                 request_number, state, request, created_ms, updated_ms) \
+                 VALUES ('op-old', 'app', 'charge', 'h', 's', 0, 'succeeded', '{}', 1, 1)",
+                [],
+            )
+            .unwrap();
+        }
+        let mut b = SqliteBackend::open(&dir.0).unwrap();
+        assert_eq!(b.operation("op-old").unwrap().unwrap().kind, "charge");
+        let r = conformance::resource("pay-1", "camara.payment", "succeeded", 1);
+        b.apply(&[Write::Resource(r.clone())]).unwrap();
+        assert_eq!(b.resource("pay-1").unwrap(), Some(r));
+        let version: i64 = b
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[test]
