@@ -16,18 +16,11 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 
-use charging_gateway::charging::{ChargeInfo, Charging, ChargingSettings, Failure, Key};
-use charging_gateway::credit_control::{
-    CcConfig, CcFailureHandling, CreditControlClient, DdFailureHandling, Money, SubscriptionId,
-    UnitsStyle, money::currency,
-};
-use charging_gateway::diameter::codec::Limits;
-use charging_gateway::diameter::dict::Dictionary;
-use charging_gateway::diameter::node::{Node, NodeConfig, PeerConfig};
-use charging_gateway::diameter::peer::{LocalIdentity, PeerSettings};
-use charging_gateway::diameter::router::{NoApplications, PeerSpec, RouterSettings};
+use charging_gateway::charging::{ChargeInfo, Charging, Failure, Key};
+use charging_gateway::config::GatewayConfig;
+use charging_gateway::credit_control::{Money, SubscriptionId, money::currency};
+use charging_gateway::gateway::Gateway;
 use charging_gateway::ocs::{OcsSim, OcsSimConfig, SimAccount};
-use charging_gateway::store::Store;
 
 fn d(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
@@ -36,111 +29,49 @@ fn d(s: &str) -> Decimal {
 const ALICE: &str = "tel:+34671999000";
 
 struct World {
-    sim: OcsSim,
-    _gw: Node,
+    gw: Gateway,
     charging: Arc<Charging>,
 }
 
-/// The simulator with ALICE holding 1000.00 EUR, a gateway node and client, and the charging
-/// service whose resolver ticks every `resolve_every`.
+impl World {
+    fn sim(&self) -> &OcsSim {
+        self.gw.sim.as_ref().unwrap()
+    }
+}
+
+/// The assembled gateway with its simulator (ALICE holding 1000.00 EUR), the charging
+/// service's resolver ticking every `resolve_every`, the reaper out of the way.
 async fn world(resolve_every: Duration) -> World {
-    let dict = Arc::new(Dictionary::builtin().unwrap());
-    let sim = OcsSim::start(
-        OcsSimConfig {
-            listen: "127.0.0.1:0".into(),
-            accounts: vec![SimAccount {
-                subscriber: ALICE.into(),
-                balance: d("1000.00"),
-                currency: "EUR".into(),
-            }],
-            ..OcsSimConfig::default()
-        },
-        Arc::clone(&dict),
+    let mut cfg = GatewayConfig::from_toml(
+        r#"
+[diameter]
+origin_host = "gw.charging.local"
+origin_realm = "charging.local"
+[[diameter.peers]]
+host = "ocs.charging.local"
+realm = "charging.local"
+address = "127.0.0.1:1"
+[credit_control]
+reaper_interval = "1h"
+[store]
+backend = "memory"
+"#,
     )
-    .await
     .unwrap();
-    let gw = Node::start(
-        NodeConfig {
-            local: LocalIdentity {
-                origin_host: "gw.charging.local".into(),
-                origin_realm: "charging.local".into(),
-                host_ip_addresses: vec!["127.0.0.1".parse().unwrap()],
-                vendor_id: 0,
-                product_name: "test".into(),
-                firmware_revision: 1,
-                origin_state_id: 1,
-                auth_application_ids: vec![4],
-                acct_application_ids: vec![],
-                vendor_specific_auth_apps: vec![],
-                supported_vendor_ids: vec![10415],
-            },
-            listen: None,
-            accept_unknown_peers: false,
-            peers: vec![PeerConfig {
-                spec: PeerSpec {
-                    name: "ocs".into(),
-                    host: "ocs.charging.local".into(),
-                    realm: "charging.local".into(),
-                    priority: 1,
-                    weight: 1,
-                },
-                connect: Some(sim.local_addr().unwrap().to_string()),
-            }],
-            peer_settings: PeerSettings::default(),
-            router: RouterSettings::default(),
-            limits: Limits::default(),
-            cer_timeout: Duration::from_secs(2),
-        },
-        Arc::clone(&dict),
-        Arc::new(NoApplications),
-    )
-    .await
-    .unwrap();
-    let client = CreditControlClient::new(
-        gw.router().clone(),
-        CcConfig {
-            service_context_id: "payment.v1@charging.local".into(),
-            destination_realm: "charging.local".into(),
-            destination_host: None,
-            style: UnitsStyle::Mscc,
-            default_currency: currency("EUR").unwrap(),
-            ccfh: CcFailureHandling::Terminate,
-            ddfh: DdFailureHandling::TerminateOrBuffer,
-            tx: Duration::from_secs(5),
-            service_identifier: None,
-            rating_group: None,
-            extra_avps: Vec::new(),
-            max_sessions: 1000,
-            reservation_ttl: Duration::from_secs(3600),
-            resolve_interval: Duration::from_millis(100),
-            resolve_attempts: 10,
-        },
-        None,
-    );
-    for _ in 0..500 {
-        if gw.router().any_usable() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(gw.router().any_usable());
-    let charging = Charging::start(
-        client,
-        Store::memory(),
-        None,
-        ChargingSettings {
-            inflight_wait: Duration::from_secs(5),
-            reaper_interval: Duration::from_secs(3600),
-            resolve_interval: resolve_every,
-        },
-    )
-    .await
-    .unwrap();
-    World {
-        sim,
-        _gw: gw,
-        charging,
-    }
+    cfg.credit_control.resolve_interval = resolve_every;
+    let sim = OcsSimConfig {
+        listen: "127.0.0.1:0".into(),
+        accounts: vec![SimAccount {
+            subscriber: ALICE.into(),
+            balance: d("1000.00"),
+            currency: "EUR".into(),
+        }],
+        ..OcsSimConfig::default()
+    };
+    let gw = Gateway::start(cfg, Some(sim)).await.unwrap();
+    assert!(gw.wait_ready(Duration::from_secs(5)).await);
+    let charging = Arc::clone(&gw.charging);
+    World { gw, charging }
 }
 
 fn info(reference: Option<&str>) -> ChargeInfo {
@@ -175,13 +106,13 @@ async fn the_resolver_leaves_operations_in_flight_alone() {
             .await
             .unwrap_or_else(|f| panic!("reserve-additional {i} on {id}: {f}"));
     }
-    assert_eq!(w.sim.open_reservations(), N);
+    assert_eq!(w.sim().open_reservations(), N);
     assert_eq!(w.charging.open_reservations(), N);
-    let acct = w.sim.account(ALICE).unwrap();
+    let acct = w.sim().account(ALICE).unwrap();
     assert_eq!(acct.reserved, d("120.00"));
     assert_eq!(acct.balance, d("1000.00"));
     // Nothing but reservations and their updates reached the OCS.
-    let ops: Vec<String> = w.sim.journal().iter().map(|e| e.op.clone()).collect();
+    let ops: Vec<String> = w.sim().journal().iter().map(|e| e.op.clone()).collect();
     assert!(
         ops.iter().all(|o| o == "reserve" || o == "commit"),
         "{ops:?}"
@@ -236,6 +167,6 @@ async fn a_retried_reservation_operation_gets_its_first_outcome() {
         .await
         .unwrap();
     assert_eq!(late.operation_id, first.operation_id);
-    assert_eq!(w.sim.account(ALICE).unwrap().balance, d("992.00"));
-    assert_eq!(w.sim.open_reservations(), 0);
+    assert_eq!(w.sim().account(ALICE).unwrap().balance, d("992.00"));
+    assert_eq!(w.sim().open_reservations(), 0);
 }
