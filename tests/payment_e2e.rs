@@ -109,6 +109,7 @@ max_amount = "50.00"
 [[apps]]
 id = "other"
 api_key = "other-key"
+admin = true
 "#,
                 dict = Path::new(env!("CARGO_MANIFEST_DIR"))
                     .join("dictionaries")
@@ -216,6 +217,24 @@ api_key = "other-key"
         )
         .await
         .unwrap()
+    }
+
+    /// Sends SIGTERM (the graceful stop) without waiting.
+    fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Waits (up to 20 s) for the process to end; its exit status.
+    fn wait_exit(mut self) -> Option<std::process::ExitStatus> {
+        for _ in 0..400 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// SIGTERM, and wait for the process to end.
@@ -566,6 +585,65 @@ async fn a_reservation_survives_a_restart_of_the_gateway() {
     assert_eq!(s, 204, "{body}");
     let acct = sim.account(CAROL).unwrap();
     assert_eq!((acct.balance, acct.reserved), (d("15.00"), d("0")));
+    gw.stop();
+    sim.shutdown().await;
+}
+
+/// SIGTERM while a charge is in flight: the charge finishes (204), the process says DPR
+/// (REBOOTING) to the OCS and exits cleanly, and the outcome is on record for a retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_finishes_in_flight_requests_and_says_goodbye() {
+    use charging_gateway::diameter::peer::DisconnectCause;
+    let dir = TempDir::new("stop");
+    let sim = simulator(&dir.0).await;
+    let gw = Arc::new(GatewayProcess::start(&dir.0, sim.local_addr().unwrap()).await);
+    sim.set_faults(|f| f.latency = Duration::from_millis(700));
+    let g = Arc::clone(&gw);
+    let inflight = tokio::spawn(async move {
+        g.pay("charge-amount", charge("2.00", ALICE, "stop-1"))
+            .await
+    });
+    // Stop once the charge is recorded (pending: its CCR is out, its answer 700 ms away).
+    let mut recorded = false;
+    for _ in 0..200 {
+        let (s, v) = gw
+            .request(
+                "GET",
+                "/admin/operations?referenceCode=stop-1&app=shop",
+                Some("Bearer other-key"),
+                None,
+            )
+            .await
+            .unwrap();
+        if s == 200 && v.as_array().is_some_and(|a| !a.is_empty()) {
+            recorded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(recorded, "the charge reached the gateway");
+    gw.terminate();
+    let (s, body) = inflight.await.unwrap();
+    assert_eq!(s, 204, "the request in flight finishes: {body}");
+    let Ok(gw) = Arc::try_unwrap(gw) else {
+        panic!("still shared")
+    };
+    let status = gw.wait_exit().expect("the gateway exits");
+    assert!(status.success(), "{status}");
+    assert_eq!(balance(&sim, ALICE), d("98.00"));
+    let said_goodbye = sim.router().peers().iter().any(|p| {
+        let st = p.stats();
+        st.dpr_received >= 1 && st.last_dpr_cause == Some(DisconnectCause::Rebooting)
+    });
+    assert!(said_goodbye, "DPR with REBOOTING reached the OCS");
+    // The outcome was flushed: a new process answers the retry from the store.
+    sim.clear_faults();
+    let gw = GatewayProcess::start(&dir.0, sim.local_addr().unwrap()).await;
+    let (s, _) = gw
+        .pay("charge-amount", charge("2.00", ALICE, "stop-1"))
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(balance(&sim, ALICE), d("98.00"), "not charged twice");
     gw.stop();
     sim.shutdown().await;
 }
