@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod camara;
 pub mod error;
 pub mod openapi;
 pub mod payment;
@@ -110,7 +111,7 @@ pub fn routes() -> Vec<Route> {
         access,
         handler,
     };
-    vec![
+    let mut routes = vec![
         r(
             Method::POST,
             Operation::ChargeAmount.path(),
@@ -174,7 +175,9 @@ pub fn routes() -> Vec<Route> {
             Access::Admin,
             get(admin::reservation),
         ),
-    ]
+    ];
+    routes.extend(camara::routes());
+    routes
 }
 
 /// The REST router: every route of [`routes`], the body limit (`http.max_body_bytes`, 413),
