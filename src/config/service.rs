@@ -389,6 +389,12 @@ pub const OPERATIONS: &[&str] = &[
     "reserve-additional-amount",
     "charge-reservation",
     "release-reservation",
+    // CAMARA Carrier Billing (src/api/camara): the scopes of the CAMARA definitions.
+    "carrier-billing:payments:create",
+    "carrier-billing:payments:write",
+    "carrier-billing:payments:read",
+    "carrier-billing-refund:refunds:create",
+    "carrier-billing-refund:refunds:read",
 ];
 
 pub(super) fn validate_service(c: &super::GatewayConfig) -> Result<(), ConfigError> {

@@ -139,8 +139,13 @@ impl Backend for MemoryBackend {
                 f.due_before_ms
                     .is_none_or(|t| r.due_ms.is_some_and(|d| d <= t))
             })
+            .filter(|r| f.created_from_ms.is_none_or(|t| r.created_ms >= t))
+            .filter(|r| f.created_to_ms.is_none_or(|t| r.created_ms <= t))
             .collect();
         v.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(b.id.cmp(&a.id)));
+        if f.ascending {
+            v.reverse();
+        }
         let total = v.len();
         let limit = if f.limit == 0 { usize::MAX } else { f.limit };
         Ok((
@@ -365,6 +370,54 @@ pub(crate) mod conformance {
             ..ResourceFilter::default()
         };
         assert_eq!(ids(not_yet, &mut q), (vec![], 0));
+        // Creation-time range (both ends inclusive), oldest first, paged in that order.
+        let range = |from, to, ascending, offset, limit| ResourceFilter {
+            app: Some("app".into()),
+            created_from_ms: from,
+            created_to_ms: to,
+            ascending,
+            offset,
+            limit,
+            ..ResourceFilter::default()
+        };
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            ids(range(Some(20), Some(30), false, 0, 0), &mut q),
+            (s(&["rf-1", "pay-2"]), 2)
+        );
+        assert_eq!(
+            ids(range(Some(20), None, true, 0, 0), &mut q),
+            (s(&["pay-2", "rf-1", "tp-1"]), 3)
+        );
+        assert_eq!(
+            ids(range(None, Some(20), true, 0, 0), &mut q),
+            (s(&["pay-1", "pay-2"]), 2)
+        );
+        assert_eq!(
+            ids(range(None, None, true, 1, 2), &mut q),
+            (s(&["pay-2", "rf-1"]), 4)
+        );
+        assert_eq!(
+            ids(range(Some(31), Some(39), false, 0, 0), &mut q),
+            (vec![], 0)
+        );
+        // Same creation time: the id decides, and ascending is the exact reverse.
+        b.apply(&[Write::Resource(resource(
+            "pay-0",
+            "camara.payment",
+            "succeeded",
+            10,
+        ))])
+        .unwrap();
+        let mut q = |f: &ResourceFilter| b.resources(f).unwrap();
+        assert_eq!(
+            ids(range(None, Some(10), false, 0, 0), &mut q),
+            (s(&["pay-1", "pay-0"]), 2)
+        );
+        assert_eq!(
+            ids(range(None, Some(10), true, 0, 0), &mut q),
+            (s(&["pay-0", "pay-1"]), 2)
+        );
     }
 }
 

@@ -202,7 +202,13 @@ pub struct ResourceFilter {
     pub parent: Option<String>,
     /// Only those due at or before this time.
     pub due_before_ms: Option<i64>,
-    /// Skip this many (newest first), then return at most `limit` (0: no limit).
+    /// Only those created at or after this time (ms since the epoch).
+    pub created_from_ms: Option<i64>,
+    /// Only those created at or before this time (ms since the epoch).
+    pub created_to_ms: Option<i64>,
+    /// Oldest first instead of newest first (by creation, then id).
+    pub ascending: bool,
+    /// Skip this many (in the order asked), then return at most `limit` (0: no limit).
     pub offset: usize,
     pub limit: usize,
 }
@@ -268,7 +274,8 @@ pub trait Backend: Send + 'static {
     fn reservation(&mut self, id: &str) -> Result<Option<ReservationRow>, StoreError>;
     fn open_reservations(&mut self) -> Result<Vec<ReservationRow>, StoreError>;
     fn resource(&mut self, id: &str) -> Result<Option<ResourceRow>, StoreError>;
-    /// Resources matching `filter`, newest first (by creation), and how many match in all.
+    /// Resources matching `filter`, newest first (by creation; oldest first when
+    /// `filter.ascending`), and how many match in all.
     fn resources(
         &mut self,
         filter: &ResourceFilter,
@@ -472,7 +479,7 @@ impl Store {
         self.call(|r| Command::Resource(id, r)).await
     }
 
-    /// Resources matching `filter`, newest first, and the total that match.
+    /// Resources matching `filter`, newest first (or oldest first), and the total that match.
     pub async fn resources(
         &self,
         filter: ResourceFilter,

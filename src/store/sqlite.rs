@@ -556,8 +556,8 @@ impl Backend for SqliteBackend {
 
     fn resources(&mut self, f: &ResourceFilter) -> Result<(Vec<ResourceRow>, usize), StoreError> {
         let mut clause = String::new();
-        let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(7);
-        let filters: [(&str, Option<&dyn rusqlite::ToSql>); 5] = [
+        let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(9);
+        let filters: [(&str, Option<&dyn rusqlite::ToSql>); 7] = [
             ("app = ?", f.app.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
             (
                 "kind = ?",
@@ -574,6 +574,16 @@ impl Backend for SqliteBackend {
             (
                 "due_ms <= ?",
                 f.due_before_ms.as_ref().map(|v| v as &dyn rusqlite::ToSql),
+            ),
+            (
+                "created_ms >= ?",
+                f.created_from_ms
+                    .as_ref()
+                    .map(|v| v as &dyn rusqlite::ToSql),
+            ),
+            (
+                "created_ms <= ?",
+                f.created_to_ms.as_ref().map(|v| v as &dyn rusqlite::ToSql),
             ),
         ];
         for (cond, value) in filters {
@@ -600,9 +610,10 @@ impl Backend for SqliteBackend {
         params.push(&limit);
         let l = params.len();
         params.push(&offset);
+        let order = if f.ascending { "ASC" } else { "DESC" };
         let sql = format!(
             "SELECT {RESOURCE_COLUMNS} FROM resources{clause} \
-             ORDER BY created_ms DESC, id DESC LIMIT ?{l} OFFSET ?{}",
+             ORDER BY created_ms {order}, id {order} LIMIT ?{l} OFFSET ?{}",
             l + 1
         );
         let rows = self.query_resources(&sql, &params)?;

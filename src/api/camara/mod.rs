@@ -1,0 +1,536 @@
+//! CAMARA Carrier Billing (payments, v0.5.0) and Carrier Billing Refund (v0.3.0), sync mode,
+//! over [`Charging`](crate::charging::Charging): the definitions of
+//! `reference/camara/carrier-billing-v0.5.yaml` and `carrier-billing-refund-v0.3.yaml`, with the
+//! Commonalities r3.3 error model (API.md sections 1, 2, 6.2, 9.1, 10).
+//!
+//! ```text
+//! POST /carrier-billing/v0.5/payments                     1-step: CCR EVENT DIRECT_DEBITING   201 succeeded
+//! POST /carrier-billing/v0.5/payments/prepare             2-step: CCR INITIAL                 201 reserved
+//! POST /carrier-billing/v0.5/payments/{paymentId}/confirm CCR TERMINATION, USU = the amount   202 -> succeeded
+//! POST /carrier-billing/v0.5/payments/{paymentId}/cancel  CCR TERMINATION, USU 0              202 -> cancelled
+//! GET  /carrier-billing/v0.5/payments[/{paymentId}]       the caller's payments (page, perPage, filters)
+//! POST /carrier-billing-refund/v0.3/payments/{paymentId}/refunds   CCR EVENT REFUND_ACCOUNT   201 succeeded
+//! GET  /carrier-billing-refund/v0.3/payments/{paymentId}/refunds[/{refundId}|/remaining-amount]
+//! ```
+//!
+//! Every payment and refund is a [`ResourceRow`](crate::store::ResourceRow) (kinds
+//! `camara.payment`, `camara.refund`), written `processing` before its CCR and with its final
+//! state after, both durably; the money-moving operations behind it are `Charging`'s, keyed per
+//! application by the resource id (itself derived from the application and its
+//! `clientCorrelator`, else its `referenceCode`), so that a retry or a read after a restart
+//! learns the outcome instead of charging again. The payment states (API.md 1.4, 10):
+//!
+//! ```text
+//!   create:  processing --2001--> succeeded        refused: no payment (sync), or denied once shown
+//!   prepare: processing --2001--> reserved         outcome unknown: stays processing (201)
+//!   confirm: reserved --> processing --2001--> succeeded | denied | reserved (nothing sent)
+//!   cancel:  reserved --> processing --2001--> cancelled | reserved (nothing sent)
+//!   expiry:  reserved --(reaper released the reservation)--> cancelled (seen when read)
+//! ```
+//!
+//! Mode: sync only. A request with `sink` (async mode, CloudEvents notifications) is refused
+//! with 400 INVALID_ARGUMENT saying so; `validatePayment` (OTP) is not offered, so no payment is
+//! ever `pending_validation`.
+
+pub mod error;
+mod list;
+pub mod model;
+mod payments;
+mod refunds;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use dashmap::DashMap;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use utoipa::OpenApi;
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+
+use super::auth::Caller;
+use super::{Access, ApiState, Route};
+use error::CamaraError;
+
+/// A path of the Carrier Billing API: its base (`servers[0].url` of carrier-billing v0.5.0,
+/// without `{apiRoot}`) and `$tail`.
+macro_rules! payment_path {
+    ($tail:literal) => {
+        concat!("/carrier-billing/v0.5", $tail)
+    };
+}
+
+/// A path of the Carrier Billing Refund API (base: `servers[0].url` of carrier-billing-refund
+/// v0.3.0).
+macro_rules! refund_path {
+    ($tail:literal) => {
+        concat!("/carrier-billing-refund/v0.3", $tail)
+    };
+}
+
+/// Base path of the Carrier Billing API.
+pub const PAYMENT_BASE: &str = payment_path!("");
+/// Base path of the Carrier Billing Refund API.
+pub const REFUND_BASE: &str = refund_path!("");
+pub const PAYMENTS: &str = payment_path!("/payments");
+pub const PAYMENTS_PREPARE: &str = payment_path!("/payments/prepare");
+pub const PAYMENT: &str = payment_path!("/payments/{paymentId}");
+pub const PAYMENT_CONFIRM: &str = payment_path!("/payments/{paymentId}/confirm");
+pub const PAYMENT_CANCEL: &str = payment_path!("/payments/{paymentId}/cancel");
+pub const REFUNDS: &str = refund_path!("/payments/{paymentId}/refunds");
+pub const REFUND: &str = refund_path!("/payments/{paymentId}/refunds/{refundId}");
+pub const REMAINING_AMOUNT: &str = refund_path!("/payments/{paymentId}/refunds/remaining-amount");
+
+/// Resource kind of a payment shown to its application.
+pub const KIND_PAYMENT: &str = "camara.payment";
+/// A payment request that created no payment (refused in sync mode, or nothing sent): kept
+/// so that a retry with the same `clientCorrelator` is answered the same.
+pub const KIND_PAYMENT_VOID: &str = "camara.payment.void";
+/// A refund shown to its application.
+pub const KIND_REFUND: &str = "camara.refund";
+/// A refund request that created no refund.
+pub const KIND_REFUND_VOID: &str = "camara.refund.void";
+/// Which payment or refund holds a `referenceCode` (the row's `parent`).
+pub const KIND_REFERENCE: &str = "camara.reference";
+
+/// The CAMARA scopes, used as operation names in `[[apps]] allowed_operations`.
+pub mod scope {
+    pub const PAYMENTS_CREATE: &str = "carrier-billing:payments:create";
+    pub const PAYMENTS_WRITE: &str = "carrier-billing:payments:write";
+    pub const PAYMENTS_READ: &str = "carrier-billing:payments:read";
+    pub const REFUNDS_CREATE: &str = "carrier-billing-refund:refunds:create";
+    pub const REFUNDS_READ: &str = "carrier-billing-refund:refunds:read";
+    pub const ALL: [&str; 5] = [
+        PAYMENTS_CREATE,
+        PAYMENTS_WRITE,
+        PAYMENTS_READ,
+        REFUNDS_CREATE,
+        REFUNDS_READ,
+    ];
+}
+
+/// The family's routes, for the gateway's route table.
+pub fn routes() -> Vec<Route> {
+    let r = |method: Method, path: &'static str, handler: axum::routing::MethodRouter<ApiState>| {
+        Route {
+            method,
+            path,
+            access: Access::Family,
+            handler: handler.layer(middleware::from_fn(x_correlator)),
+        }
+    };
+    vec![
+        r(Method::POST, PAYMENTS, post(payments::create_payment)),
+        r(Method::GET, PAYMENTS, get(payments::retrieve_payments)),
+        r(
+            Method::POST,
+            PAYMENTS_PREPARE,
+            post(payments::prepare_payment),
+        ),
+        r(Method::GET, PAYMENT, get(payments::retrieve_payment)),
+        r(
+            Method::POST,
+            PAYMENT_CONFIRM,
+            post(payments::confirm_payment),
+        ),
+        r(Method::POST, PAYMENT_CANCEL, post(payments::cancel_payment)),
+        r(Method::POST, REFUNDS, post(refunds::create_refund)),
+        r(Method::GET, REFUNDS, get(refunds::retrieve_refunds)),
+        r(
+            Method::GET,
+            REMAINING_AMOUNT,
+            get(refunds::retrieve_remaining_amount),
+        ),
+        r(Method::GET, REFUND, get(refunds::retrieve_refund)),
+    ]
+}
+
+// ---- x-correlator ----------------------------------------------------------------------------
+
+/// `x-correlator` (Commonalities `XCorrelator`): `^[a-zA-Z0-9-_:;.\/<>{}]{0,256}$`.
+pub fn valid_correlator(v: &str) -> bool {
+    v.len() <= 256
+        && v.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'_' | b':' | b';' | b'.' | b'/' | b'<' | b'>' | b'{' | b'}'
+                )
+        })
+}
+
+/// Refuses a malformed `x-correlator` (400 INVALID_ARGUMENT) and echoes a valid, non-empty one
+/// in the answer, whatever it is.
+async fn x_correlator(req: Request, next: Next) -> Response {
+    let given = match req.headers().get("x-correlator") {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(s) if valid_correlator(s) => (!s.is_empty()).then(|| v.clone()),
+            _ => {
+                return CamaraError::invalid(
+                    "x-correlator: must match ^[a-zA-Z0-9-_:;.\\/<>{}]{0,256}$",
+                )
+                .into_response();
+            }
+        },
+    };
+    let mut res = next.run(req).await;
+    if let Some(v) = given {
+        res.headers_mut().insert("x-correlator", v);
+    }
+    res
+}
+
+// ---- the caller ------------------------------------------------------------------------------
+
+/// The authenticated application (HTTP Basic, `X-API-Key` or `Authorization: Bearer`, as for
+/// every family); a refusal is 401 UNAUTHENTICATED in the CAMARA model.
+#[derive(Clone, Debug)]
+pub struct Client(pub Caller);
+
+impl FromRequestParts<ApiState> for Client {
+    type Rejection = CamaraError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &ApiState) -> Result<Self, CamaraError> {
+        match st.apps.authenticate(&parts.headers) {
+            Ok(caller) => {
+                tracing::Span::current().record("app", caller.id());
+                Ok(Self(caller))
+            }
+            Err(e) => {
+                // The reason, without the OCSG message id in front.
+                let reason = e
+                    .message
+                    .split_once("authentication required: ")
+                    .map(|(_, r)| r.to_string())
+                    .unwrap_or_default();
+                Err(CamaraError::unauthenticated(reason))
+            }
+        }
+    }
+}
+
+impl Client {
+    pub fn id(&self) -> &str {
+        self.0.id()
+    }
+
+    /// 403 PERMISSION_DENIED unless `allowed_operations` grants the scope.
+    pub fn require(&self, scope: &str) -> Result<(), CamaraError> {
+        if self.0.may_call(scope) {
+            Ok(())
+        } else {
+            Err(CamaraError::permission(format!(
+                "Application \"{}\" is not allowed {scope}.",
+                self.id()
+            )))
+        }
+    }
+}
+
+// ---- request bodies --------------------------------------------------------------------------
+
+/// A JSON body: `Content-Type: application/json` (else 415), within `http.max_body_bytes`
+/// (else 413), parsed by [`Body::parse`].
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = CamaraError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, CamaraError> {
+        if !is_json(req.headers()) {
+            return Err(CamaraError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                error::code::UNSUPPORTED_MEDIA_TYPE,
+                "The server refuses to accept the request because the payload format is in an \
+                 unsupported format. Content-Type: application/json expected.",
+            ));
+        }
+        match Bytes::from_request(req, state).await {
+            Ok(b) => Ok(Self(b)),
+            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(CamaraError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                error::code::PAYLOAD_TOO_LARGE,
+                "The request body is larger than the gateway accepts (http.max_body_bytes).",
+            )),
+            Err(r) => Err(CamaraError::invalid(format!("body: {}", r.body_text()))),
+        }
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| ct.split(';').next().unwrap_or_default().trim())
+        .is_some_and(|e| e.eq_ignore_ascii_case("application/json"))
+}
+
+impl Body {
+    /// The body as `T` (a JSON object); an error names the property (`amountTransaction.
+    /// paymentAmount.chargingInformation.amount`). Unknown properties are ignored.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, CamaraError> {
+        let mut de = serde_json::Deserializer::from_slice(&self.0);
+        let value: T = match serde_path_to_error::deserialize(&mut de) {
+            Ok(model::Obj(v)) => v,
+            Err(e) => {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if inner.is_syntax() || inner.is_eof() {
+                    return Err(CamaraError::invalid(format!(
+                        "body: not valid JSON: {inner}"
+                    )));
+                }
+                if path == "." {
+                    return Err(CamaraError::invalid(format!("body: {inner}")));
+                }
+                return Err(CamaraError::invalid(format!("{path}: {inner}")));
+            }
+        };
+        de.end()
+            .map_err(|e| CamaraError::invalid(format!("body: not valid JSON: {e}")))?;
+        Ok(value)
+    }
+}
+
+// ---- identifiers and locks -------------------------------------------------------------------
+
+/// A resource id of this gateway: what `pay-`/`rf-` ids are made of (anything else is refused
+/// as an argument, before any lookup).
+pub fn valid_id(v: &str) -> bool {
+    (1..=64).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `prefix` + 24 hex digits of SHA-256 over the parts (NUL-separated): stable ids, so that a
+/// retry with the same key finds its resource in one read.
+pub fn derived_id(prefix: &str, parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    let digest = hex::encode(h.finalize());
+    format!("{prefix}{}", digest.get(..24).unwrap_or(&digest))
+}
+
+/// SHA-256 (hex) of a canonical request.
+pub fn request_hash(kind: &str, body: &impl serde::Serialize) -> String {
+    let mut h = Sha256::new();
+    h.update(kind.as_bytes());
+    h.update([0]);
+    h.update(serde_json::to_vec(body).unwrap_or_default());
+    hex::encode(h.finalize())
+}
+
+type LockMap = DashMap<String, Arc<tokio::sync::Mutex<()>>>;
+
+fn lock_map() -> &'static LockMap {
+    static LOCKS: OnceLock<LockMap> = OnceLock::new();
+    LOCKS.get_or_init(DashMap::new)
+}
+
+/// The lock of `key` (created when absent). The DashMap guard is dropped before any await.
+fn lock_entry(key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    let entry = lock_map()
+        .entry(key.to_string())
+        .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())));
+    Arc::clone(entry.value())
+}
+
+/// One operation at a time per payment (and per `referenceCode`) in this process: the checks
+/// of a request (key used? amount left?) and its first durable write are one step. The store
+/// of a gateway belongs to one process (SQLite), so an in-process lock is enough.
+pub struct KeyGuard {
+    key: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl KeyGuard {
+    pub async fn lock(key: &str) -> Self {
+        let m = lock_entry(key);
+        Self {
+            key: key.to_string(),
+            guard: Some(m.lock_owned().await),
+        }
+    }
+
+    /// The lock if nobody holds it now (reads do not wait for an operation in flight).
+    pub fn try_lock(key: &str) -> Option<Self> {
+        let m = lock_entry(key);
+        let guard = m.try_lock_owned().ok()?;
+        Some(Self {
+            key: key.to_string(),
+            guard: Some(guard),
+        })
+    }
+}
+
+impl Drop for KeyGuard {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        // Forget the lock when nobody else holds or waits for it.
+        lock_map().remove_if(&self.key, |_, m| Arc::strong_count(m) == 1);
+    }
+}
+
+// ---- times -----------------------------------------------------------------------------------
+
+/// RFC 3339 with the zone (UTC), milliseconds: `2026-12-01T10:00:00.123Z`.
+pub fn rfc3339(ms: i64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// An RFC 3339 date-time with its zone (`Z` or `+hh:mm`), in ms since the epoch.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+// ---- OpenAPI ---------------------------------------------------------------------------------
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        payments::create_payment,
+        payments::retrieve_payments,
+        payments::prepare_payment,
+        payments::retrieve_payment,
+        payments::confirm_payment,
+        payments::cancel_payment,
+        refunds::create_refund,
+        refunds::retrieve_refunds,
+        refunds::retrieve_remaining_amount,
+        refunds::retrieve_refund,
+    ),
+    components(schemas(error::ErrorInfo)),
+    modifiers(&CamaraErrors),
+    tags(
+        (name = "camara-payment", description = "CAMARA Carrier Billing v0.5.0 (sync mode): \
+            /carrier-billing/v0.5/payments"),
+        (name = "camara-refund", description = "CAMARA Carrier Billing Refund v0.3.0 (sync \
+            mode): /carrier-billing-refund/v0.3/payments/{paymentId}/refunds"),
+    )
+)]
+struct CamaraDoc;
+
+/// This family's part of the gateway's OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    CamaraDoc::openapi()
+}
+
+/// Statuses every CAMARA operation may answer with `ErrorInfo`.
+const ERRORS: &[(&str, &str)] = &[
+    (
+        "400",
+        "INVALID_ARGUMENT (schema, amounts, currency, clientCorrelator reused for another \
+         request, sink), OUT_OF_RANGE, CARRIER_BILLING.INVALID_DATE_RANGE, \
+         CARRIER_BILLING.TOO_MANY_MATCHING_RECORDS (and the CARRIER_BILLING_REFUND. ones)",
+    ),
+    ("401", "UNAUTHENTICATED"),
+    (
+        "403",
+        "PERMISSION_DENIED (application policy), CARRIER_BILLING.PAYMENT_DENIED, \
+         CARRIER_BILLING_REFUND.REFUND_DENIED, CARRIER_BILLING_REFUND.PAYMENT_NOT_ELIGIBLE_FOR_REFUND",
+    ),
+    (
+        "404",
+        "NOT_FOUND (payment, refund), IDENTIFIER_NOT_FOUND (phoneNumber)",
+    ),
+    (
+        "409",
+        "ALREADY_EXISTS (referenceCode), CARRIER_BILLING.PAYMENT_CONFIRMED, \
+         CARRIER_BILLING.PAYMENT_CANCELLED, ABORTED (concurrent operation), CONFLICT",
+    ),
+    (
+        "413",
+        "PAYLOAD_TOO_LARGE (not a CAMARA code): body over http.max_body_bytes",
+    ),
+    ("415", "UNSUPPORTED_MEDIA_TYPE"),
+    (
+        "422",
+        "MISSING_IDENTIFIER, SERVICE_NOT_APPLICABLE, CARRIER_BILLING.UNAUTHORIZED_AMOUNT, \
+         CARRIER_BILLING_REFUND.UNAUTHORIZED_AMOUNT, INVALID_PAYMENT_STATUS, \
+         TAXES_MANAGEMENT_MISMATCH, REFUND_DETAILS_MISMATCH, USER_AMOUNT_THRESHOLD_OVERPASSED",
+    ),
+    ("500", "INTERNAL"),
+    (
+        "503",
+        "UNAVAILABLE (no OCS reached; nothing charged): retry",
+    ),
+];
+
+struct CamaraErrors;
+
+impl utoipa::Modify for CamaraErrors {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::SecurityRequirement;
+        for (_, item) in doc.paths.paths.iter_mut() {
+            for op in [item.get.as_mut(), item.post.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                for (status, description) in ERRORS {
+                    op.responses.responses.insert(
+                        (*status).to_string(),
+                        ResponseBuilder::new()
+                            .description(*description)
+                            .content(
+                                "application/json",
+                                ContentBuilder::new()
+                                    .schema(Some(Ref::from_schema_name("ErrorInfo")))
+                                    .build(),
+                            )
+                            .build()
+                            .into(),
+                    );
+                }
+                op.security = Some(vec![
+                    SecurityRequirement::new("basic", Vec::<String>::new()),
+                    SecurityRequirement::new("apiKey", Vec::<String>::new()),
+                    SecurityRequirement::new("bearer", Vec::<String>::new()),
+                ]);
+            }
+        }
+    }
+}
+
+/// Shared by the handlers: the payment a path names, read for `client` (404 otherwise).
+pub(crate) fn path_id(name: &str, v: &str) -> Result<String, CamaraError> {
+    if valid_id(v) {
+        Ok(v.to_string())
+    } else {
+        Err(CamaraError::invalid(format!(
+            "{name}: not an identifier of this gateway (1 to 64 of A-Z a-z 0-9 - _)"
+        )))
+    }
+}
+
+/// The answer of a handler.
+pub(crate) fn answer(r: Result<Response, CamaraError>) -> Response {
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `Location` of a created resource.
+pub(crate) fn location(path: &str) -> (header::HeaderName, HeaderValue) {
+    (
+        header::LOCATION,
+        HeaderValue::from_str(path).unwrap_or_else(|_| HeaderValue::from_static("/")),
+    )
+}

@@ -1,0 +1,1007 @@
+//! Payments (carrier-billing v0.5.0): the 1-step and 2-step flows, their state machine, the
+//! reads, and the stored document behind each payment.
+//!
+//! ```text
+//! request -> checks (schema, amounts, currency, policy)      nothing stored, nothing sent
+//!         -> lock (payment id, then referenceCode)           one operation per payment here
+//!         -> existing? same clientCorrelator + body: the payment as it is (resolved if needed)
+//!                      other body: 400;  same referenceCode, no clientCorrelator: 409
+//!         -> ResourceRow processing  (durable)  -> Charging (CCR, idempotent per key)
+//!         -> ResourceRow final state (durable)  -> answer
+//! ```
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+
+use super::error::{CamaraError, Effect, ErrorInfo, Step, code, effect, from_failure};
+use super::list::{self, ListQuery, Names};
+use super::model::{
+    self, AmountTransaction, CreatePayment, MAX_KEY, Payment, PaymentAmount, PhoneNumberInput,
+};
+use super::{
+    Body, Client, KIND_PAYMENT, KIND_PAYMENT_VOID, KIND_REFERENCE, KeyGuard, answer, derived_id,
+    location, path_id, request_hash, rfc3339, scope,
+};
+use crate::api::ApiState;
+use crate::charging::{ChargeInfo, Failure, Key, OpResult};
+use crate::credit_control::{Money, SubscriptionId};
+use crate::store::{ResourceFilter, ResourceRow, now_ms};
+
+/// A payment's status (`paymentStatus`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Processing,
+    PendingValidation,
+    Reserved,
+    Succeeded,
+    Denied,
+    Cancelled,
+}
+
+impl Status {
+    pub const NAMES: &'static [&'static str] = &[
+        "processing",
+        "pending_validation",
+        "denied",
+        "reserved",
+        "succeeded",
+        "cancelled",
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Processing => "processing",
+            Self::PendingValidation => "pending_validation",
+            Self::Reserved => "reserved",
+            Self::Succeeded => "succeeded",
+            Self::Denied => "denied",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// 1-step (createPayment) or 2-step (preparePayment, then confirm or cancel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flow {
+    OneStep,
+    TwoStep,
+}
+
+/// The operation of a payment in flight (while `processing`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pending {
+    Create,
+    Prepare,
+    Confirm,
+    Cancel,
+}
+
+impl Pending {
+    fn step(self) -> Step {
+        match self {
+            Self::Create => Step::Create,
+            Self::Prepare => Step::Prepare,
+            Self::Confirm => Step::Confirm,
+            Self::Cancel => Step::Cancel,
+        }
+    }
+}
+
+/// What an action on a payment in a given state leads to (API.md 1.4, 10): go on, or the
+/// refusal of 1.6. Exhaustive over states: the table the handlers follow.
+pub fn transition(
+    status: Status,
+    pending: Option<Pending>,
+    action: Pending,
+) -> Result<(), CamaraError> {
+    use Pending::*;
+    let confirmed = || {
+        CamaraError::new(
+            StatusCode::CONFLICT,
+            code::PAYMENT_CONFIRMED,
+            "Payment has been confirmed.",
+        )
+    };
+    let cancelled = || {
+        CamaraError::new(
+            StatusCode::CONFLICT,
+            code::PAYMENT_CANCELLED,
+            "Payment has been cancelled.",
+        )
+    };
+    match (status, action) {
+        (Status::Reserved, Confirm | Cancel) => Ok(()),
+        // A retry of the operation in flight resolves it.
+        (Status::Processing, a) if pending == Some(a) => Ok(()),
+        (Status::Processing, _) => Err(match pending {
+            Some(Confirm) => CamaraError::new(
+                StatusCode::CONFLICT,
+                code::ALREADY_EXISTS,
+                "The resource that a client tried to create already exists. A confirmation of \
+                 this payment is in progress; its outcome is not known yet.",
+            ),
+            Some(Cancel) => CamaraError::new(
+                StatusCode::CONFLICT,
+                code::ALREADY_EXISTS,
+                "The resource that a client tried to create already exists. A cancellation of \
+                 this payment is in progress; its outcome is not known yet.",
+            ),
+            _ => CamaraError::new(
+                StatusCode::CONFLICT,
+                code::ABORTED,
+                "Concurrency conflict. The payment is still being prepared; retry.",
+            ),
+        }),
+        (Status::Succeeded, _) => Err(confirmed()),
+        (Status::Cancelled, _) => Err(cancelled()),
+        (Status::Denied, Confirm) => Err(CamaraError::new(
+            StatusCode::FORBIDDEN,
+            code::PAYMENT_DENIED,
+            "Payment denied by business. The payment was denied before.",
+        )),
+        (Status::Denied, _) => Err(CamaraError::new(
+            StatusCode::CONFLICT,
+            code::CONFLICT,
+            "A specified resource duplicate entry found. The payment was denied: there is \
+             nothing to cancel.",
+        )),
+        (Status::PendingValidation | Status::Reserved, _) => Err(CamaraError::new(
+            StatusCode::CONFLICT,
+            code::CONFLICT,
+            "The payment is not in a state this operation applies to.",
+        )),
+    }
+}
+
+/// The stored document of a payment (`ResourceRow::body`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentDoc {
+    pub id: String,
+    pub flow: Flow,
+    pub status: Status,
+    /// What is in flight while `processing`.
+    #[serde(default)]
+    pub pending: Option<Pending>,
+    /// Hash of the canonical request (a `clientCorrelator` reused for another one: 400).
+    pub hash: String,
+    /// Which attempt of the creation (a new one after a creation that created nothing): part of
+    /// the charging key.
+    pub attempt: u32,
+    #[serde(default)]
+    pub client_correlator: Option<String>,
+    pub reference_code: String,
+    pub phone_number: String,
+    pub payment_amount: PaymentAmount,
+    #[serde(default)]
+    pub reservation_id: Option<String>,
+    /// Diameter Session-Id of the charge or reservation (`serverReferenceCode`; a refund's
+    /// Service-Parameter-Info 6).
+    #[serde(default)]
+    pub server_reference_code: Option<String>,
+    pub created_ms: i64,
+    #[serde(default)]
+    pub payment_ms: Option<i64>,
+    /// The answer that refused it, and to which step.
+    #[serde(default)]
+    pub refusal: Option<(Pending, ErrorInfo)>,
+}
+
+impl PaymentDoc {
+    pub fn view(&self) -> Payment {
+        Payment {
+            payment_id: self.id.clone(),
+            amount_transaction: AmountTransaction {
+                phone_number: self.phone_number.clone(),
+                client_correlator: self.client_correlator.clone(),
+                payment_amount: self.payment_amount.clone(),
+                reference_code: self.reference_code.clone(),
+                resource_url: Some(format!("urn:payments:{}", self.id)),
+                server_reference_code: self.server_reference_code.clone(),
+            },
+            payment_status: self.status.name().to_string(),
+            payment_creation_date: rfc3339(self.created_ms),
+            payment_date: self.payment_ms.map(rfc3339),
+        }
+    }
+
+    /// The amount, exactly as checked on the way in.
+    pub fn money(&self) -> Result<Money, CamaraError> {
+        let ci = &self.payment_amount.charging_information;
+        let cur = iso_currency::Currency::from_code(&ci.currency)
+            .ok_or_else(|| CamaraError::internal(format!("payment {}: bad currency", self.id)))?;
+        Ok(Money::new(ci.amount.0, cur))
+    }
+
+    pub fn subscriber(&self) -> Result<SubscriptionId, CamaraError> {
+        SubscriptionId::parse(&self.phone_number)
+            .map_err(|e| CamaraError::internal(format!("payment {}: {e}", self.id)))
+    }
+
+    pub fn merchant(&self) -> Option<String> {
+        self.payment_amount
+            .charging_meta_data
+            .as_ref()
+            .and_then(|m| m.merchant_identifier.clone())
+    }
+
+    fn info(&self) -> ChargeInfo {
+        ChargeInfo {
+            description: Some(self.payment_amount.charging_information.description.clone()),
+            code: None,
+            reference_code: Some(self.reference_code.clone()),
+            merchant: self.merchant(),
+        }
+    }
+
+    /// The `Charging` key of a step: one outcome per key and application.
+    fn charging_key(&self, p: Pending) -> String {
+        match p {
+            Pending::Create => format!("camara:{}:create:{}", self.id, self.attempt),
+            Pending::Prepare => format!("camara:{}:prepare:{}", self.id, self.attempt),
+            Pending::Confirm => format!("camara:{}:confirm", self.id),
+            Pending::Cancel => format!("camara:{}:cancel", self.id),
+        }
+    }
+}
+
+/// Where a payment document is kept: shown (`camara.payment`), or a request that created
+/// nothing (`camara.payment.void`: `refused`, or `not_sent`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    Shown,
+    Refused,
+    NotSent,
+}
+
+fn store_err(e: crate::store::StoreError) -> CamaraError {
+    CamaraError::internal(format!("the gateway's store failed: {e}"))
+}
+
+/// The payment `id` of `app` with its row, shown or void.
+pub(crate) async fn load(
+    st: &ApiState,
+    app: &str,
+    id: &str,
+) -> Result<Option<(ResourceRow, PaymentDoc)>, CamaraError> {
+    let Some(row) = st.charging.store().resource(id).await.map_err(store_err)? else {
+        return Ok(None);
+    };
+    if row.app != app || (row.kind != KIND_PAYMENT && row.kind != KIND_PAYMENT_VOID) {
+        return Ok(None);
+    }
+    let doc: PaymentDoc = serde_json::from_str(&row.body)
+        .map_err(|e| CamaraError::internal(format!("payment {id}: unreadable record: {e}")))?;
+    Ok(Some((row, doc)))
+}
+
+/// The payment `id` of `app` if it is shown (404 NOT_FOUND otherwise).
+pub(crate) async fn load_shown(
+    st: &ApiState,
+    app: &str,
+    id: &str,
+) -> Result<PaymentDoc, CamaraError> {
+    match load(st, app, id).await? {
+        Some((row, doc)) if row.kind == KIND_PAYMENT => Ok(doc),
+        _ => Err(CamaraError::not_found(format!("No payment \"{id}\"."))),
+    }
+}
+
+async fn save(st: &ApiState, app: &str, doc: &PaymentDoc, place: Place) -> Result<(), CamaraError> {
+    let (kind, state) = match place {
+        Place::Shown => (KIND_PAYMENT, doc.status.name()),
+        Place::Refused => (KIND_PAYMENT_VOID, "refused"),
+        Place::NotSent => (KIND_PAYMENT_VOID, "not_sent"),
+    };
+    let body = serde_json::to_string(doc)
+        .map_err(|e| CamaraError::internal(format!("payment {}: {e}", doc.id)))?;
+    st.charging
+        .store()
+        .put_resource(ResourceRow {
+            id: doc.id.clone(),
+            app: app.to_string(),
+            kind: kind.to_string(),
+            state: state.to_string(),
+            parent: None,
+            due_ms: None,
+            body,
+            created_ms: doc.created_ms,
+            updated_ms: now_ms(),
+        })
+        .await
+        .map_err(store_err)
+}
+
+/// Runs the charging operation of `p` for `doc` in its own task: a client that hangs up never
+/// cuts it between its record and its outcome.
+async fn call(st: &ApiState, app: &str, doc: &PaymentDoc, p: Pending) -> OpResult {
+    let prepared = (|| -> Result<_, CamaraError> { Ok((doc.subscriber()?, doc.money()?)) })();
+    let (sub, money) = match prepared {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(Failure::Invalid {
+                field: "payment".into(),
+                reason: e.message,
+            });
+        }
+    };
+    let charging = Arc::clone(&st.charging);
+    let key = Key::new(app, Some(&doc.charging_key(p)));
+    let uri = sub.key();
+    let info = doc.info();
+    let rid = doc.reservation_id.clone().unwrap_or_default();
+    let span = tracing::Span::current();
+    let task = async move {
+        match p {
+            Pending::Create => charging.charge(&key, &sub, &uri, money, &info).await,
+            Pending::Prepare => charging.reserve(&key, &sub, &uri, money, &info).await,
+            Pending::Confirm => charging.settle(&key, &rid, money, &info).await,
+            Pending::Cancel => charging.release(&key, &rid).await,
+        }
+    };
+    let result = match tokio::spawn(task.instrument(span.clone())).await {
+        Ok(r) => r,
+        Err(e) => Err(Failure::OutcomeUnknown {
+            operation_id: String::new(),
+            reason: format!("the charging task failed: {e}"),
+        }),
+    };
+    if let Ok(done) = &result
+        && !done.session_id.is_empty()
+    {
+        span.record("session_id", done.session_id.as_str());
+    }
+    result
+}
+
+/// The document after `result` of `p`, where it is kept, and the answer's error if any
+/// (`None`: answer with the payment). `fresh`: the outcome of the request that created the
+/// payment (a refusal then creates nothing, in sync mode); otherwise the payment was shown as
+/// `processing` and a refusal makes it `denied`.
+fn apply(
+    mut doc: PaymentDoc,
+    p: Pending,
+    result: OpResult,
+    fresh: bool,
+) -> (PaymentDoc, Place, Option<CamaraError>) {
+    let step = p.step();
+    match result {
+        Ok(done) => {
+            doc.pending = None;
+            match p {
+                Pending::Create | Pending::Prepare => {
+                    if !done.session_id.is_empty() {
+                        doc.server_reference_code = Some(done.session_id);
+                    }
+                    if p == Pending::Create {
+                        doc.status = Status::Succeeded;
+                        doc.payment_ms = Some(now_ms());
+                    } else {
+                        doc.status = Status::Reserved;
+                        doc.reservation_id = done.reservation_id.or(doc.reservation_id);
+                    }
+                }
+                Pending::Confirm => {
+                    doc.status = Status::Succeeded;
+                    doc.payment_ms = Some(now_ms());
+                }
+                Pending::Cancel => doc.status = Status::Cancelled,
+            }
+            (doc, Place::Shown, None)
+        }
+        Err(f) => {
+            let e = from_failure(step, &f);
+            match (effect(step, &f), p) {
+                (Effect::Unknown, _) => (doc, Place::Shown, None),
+                (effect, Pending::Create | Pending::Prepare) => {
+                    if fresh {
+                        let place = if effect == Effect::Refused {
+                            doc.refusal = Some((p, e.info()));
+                            Place::Refused
+                        } else {
+                            Place::NotSent
+                        };
+                        (doc, place, Some(e))
+                    } else {
+                        doc.status = Status::Denied;
+                        doc.pending = None;
+                        doc.refusal = Some((p, e.info()));
+                        (doc, Place::Shown, Some(e))
+                    }
+                }
+                (Effect::ReservationEnded, _) => {
+                    doc.status = Status::Cancelled;
+                    doc.pending = None;
+                    let e = (p == Pending::Confirm).then_some(e);
+                    (doc, Place::Shown, e)
+                }
+                (Effect::Refused, Pending::Confirm) => {
+                    doc.status = Status::Denied;
+                    doc.pending = None;
+                    doc.refusal = Some((p, e.info()));
+                    (doc, Place::Shown, Some(e))
+                }
+                (Effect::Refused | Effect::NotApplied, _) => {
+                    // Nothing happened to the reservation: still reserved (a read finds it
+                    // cancelled if the OCS ended it).
+                    doc.status = Status::Reserved;
+                    doc.pending = None;
+                    (doc, Place::Shown, Some(e))
+                }
+            }
+        }
+    }
+}
+
+/// How much work a read may do to bring a payment up to date.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refresh {
+    /// Resolve an operation in flight, sending its request again if needed (GET one, retry).
+    Full,
+    /// Only what the store already knows (listings).
+    Cheap,
+}
+
+/// Brings `doc` up to date: a reservation the reaper released (expiry) or the OCS forgot makes
+/// it `cancelled`; an operation left `processing` is resolved through `Charging` (its stored
+/// outcome, or its request sent again with the T flag). The caller holds the payment's lock.
+/// `None`: the payment turned out never to have been created.
+pub(crate) async fn refresh(
+    st: &ApiState,
+    app: &str,
+    mut doc: PaymentDoc,
+    how: Refresh,
+) -> Result<Option<PaymentDoc>, CamaraError> {
+    match doc.status {
+        Status::Reserved => {
+            let open = match &doc.reservation_id {
+                Some(rid) => st
+                    .charging
+                    .reservation(app, rid)
+                    .await
+                    .is_some_and(|v| v.state == "open"),
+                None => false,
+            };
+            if !open {
+                tracing::info!(payment = %doc.id, "reservation ended (expired or released): cancelled");
+                doc.status = Status::Cancelled;
+                save(st, app, &doc, Place::Shown).await?;
+            }
+            Ok(Some(doc))
+        }
+        Status::Processing => {
+            let Some(p) = doc.pending else {
+                return Ok(Some(doc));
+            };
+            let op = st
+                .charging
+                .store()
+                .operation_by_key(app, &doc.charging_key(p))
+                .await
+                .map_err(store_err)?;
+            match (&op, p) {
+                // Never reached Charging (the gateway stopped in between): nothing was sent.
+                (None, Pending::Create | Pending::Prepare) => {
+                    save(st, app, &doc, Place::NotSent).await?;
+                    return Ok(None);
+                }
+                (None, Pending::Confirm) => {
+                    doc.status = Status::Reserved;
+                    doc.pending = None;
+                    save(st, app, &doc, Place::Shown).await?;
+                    return Box::pin(refresh(st, app, doc, how)).await;
+                }
+                // A release may be repeated safely.
+                (None, Pending::Cancel) => {}
+                (Some(op), _) if how == Refresh::Cheap && !op.state.is_final() => {
+                    return Ok(Some(doc));
+                }
+                (Some(_), _) => {}
+            }
+            let result = call(st, app, &doc, p).await;
+            let (doc, place, _) = apply(doc, p, result, false);
+            save(st, app, &doc, place).await?;
+            Ok((place == Place::Shown).then_some(doc))
+        }
+        _ => Ok(Some(doc)),
+    }
+}
+
+// ---- creation --------------------------------------------------------------------------------
+
+/// The canonical request: what makes two requests the same.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    flow: Flow,
+    phone_number: &'a str,
+    client_correlator: Option<&'a str>,
+    reference_code: &'a str,
+    payment_amount: &'a PaymentAmount,
+}
+
+fn created(doc: &PaymentDoc) -> Response {
+    (
+        StatusCode::CREATED,
+        [location(&format!("{}/{}", super::PAYMENTS, doc.id))],
+        axum::Json(doc.view()),
+    )
+        .into_response()
+}
+
+fn already_exists(detail: impl std::fmt::Display) -> CamaraError {
+    CamaraError::new(
+        StatusCode::CONFLICT,
+        code::ALREADY_EXISTS,
+        format!("The resource that a client tried to create already exists. {detail}"),
+    )
+}
+
+fn correlator_reused() -> CamaraError {
+    CamaraError::new(
+        StatusCode::BAD_REQUEST,
+        code::INVALID_ARGUMENT,
+        "clientCorrelator already exist on server. It was used for a different request.",
+    )
+}
+
+/// The answer for a payment found under the same key with the same request.
+async fn replay(st: &ApiState, app: &str, doc: PaymentDoc) -> Result<Response, CamaraError> {
+    let Some(doc) = refresh(st, app, doc, Refresh::Full).await? else {
+        return Err(CamaraError::unavailable(
+            "The earlier request with this key was interrupted before anything was sent: retry.",
+        ));
+    };
+    match &doc.refusal {
+        Some((Pending::Create | Pending::Prepare, e)) if doc.status == Status::Denied => {
+            Err(CamaraError::from_info(e))
+        }
+        _ => Ok(created(&doc)),
+    }
+}
+
+async fn create(
+    st: ApiState,
+    client: Client,
+    body: Body,
+    flow: Flow,
+) -> Result<Response, CamaraError> {
+    client.require(scope::PAYMENTS_CREATE)?;
+    let req: CreatePayment = body.parse()?;
+    model::no_sink(&req.sink, &req.sink_credential)?;
+    let Some(at) = req.amount_transaction else {
+        return Err(CamaraError::missing("amountTransaction"));
+    };
+    let Some(pa) = at.payment_amount else {
+        return Err(CamaraError::missing("amountTransaction.paymentAmount"));
+    };
+    let base = "amountTransaction.paymentAmount";
+    let (ci, money) = model::charging_information(
+        &format!("{base}.chargingInformation"),
+        pa.charging_information,
+    )?;
+    let meta = model::meta_data(&format!("{base}.chargingMetaData"), pa.charging_meta_data)?;
+    let details = model::payment_details(
+        &format!("{base}.paymentDetails"),
+        pa.payment_details,
+        money.currency,
+    )?;
+    let reference = model::text(
+        "amountTransaction.referenceCode",
+        at.reference_code,
+        MAX_KEY,
+    )?;
+    let cc = model::opt_text(
+        "amountTransaction.clientCorrelator",
+        at.client_correlator,
+        MAX_KEY,
+    )?;
+    let phone = match at.phone_number {
+        Some(p) if model::valid_phone(&p) => p,
+        Some(_) => {
+            return Err(CamaraError::invalid(
+                "amountTransaction.phoneNumber: must match ^\\+[1-9][0-9]{4,14}$",
+            ));
+        }
+        None => {
+            return Err(CamaraError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code::MISSING_IDENTIFIER,
+                "The phone number cannot be identified. This gateway's access is 2-legged: \
+                 amountTransaction.phoneNumber is required.",
+            ));
+        }
+    };
+    let app = client.id().to_string();
+    let code_ = money.currency.code();
+    if !client.0.may_use_currency(code_) {
+        return Err(CamaraError::currency(format!(
+            "Application \"{app}\" may not pay in {code_}."
+        )));
+    }
+    if let Some(max) = client.0.max_amount()
+        && money.amount > max
+    {
+        return Err(CamaraError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            code::UNAUTHORIZED_AMOUNT,
+            format!(
+                "Unauthorized amount requested. {money} is above the limit of application \
+                 \"{app}\" ({max} per payment)."
+            ),
+        ));
+    }
+    let payment_amount = PaymentAmount {
+        charging_information: ci,
+        charging_meta_data: meta,
+        payment_details: details,
+    };
+    let hash = request_hash(
+        "camara.payment",
+        &Canonical {
+            flow,
+            phone_number: &phone,
+            client_correlator: cc.as_deref(),
+            reference_code: &reference,
+            payment_amount: &payment_amount,
+        },
+    );
+    let id = match &cc {
+        Some(c) => derived_id("pay-", &[&app, "payment", "cc", c]),
+        None => derived_id("pay-", &[&app, "payment", "ref", &reference]),
+    };
+    let marker = derived_id("cbref-", &[&app, "payment", &reference]);
+    tracing::Span::current().record("operation_id", id.as_str());
+    let _id_lock = KeyGuard::lock(&id).await;
+    let _ref_lock = KeyGuard::lock(&marker).await;
+
+    let mut attempt = 1;
+    if let Some((row, doc)) = load(&st, &app, &id).await? {
+        let shown = row.kind == KIND_PAYMENT;
+        match (shown, cc.is_some()) {
+            (true, true) if doc.hash == hash => return replay(&st, &app, doc).await,
+            (true, true) => return Err(correlator_reused()),
+            (true, false)
+                if doc.hash == hash
+                    && doc.status == Status::Processing
+                    && matches!(doc.pending, Some(Pending::Create | Pending::Prepare)) =>
+            {
+                // No clientCorrelator, but this is the request whose outcome was unknown.
+                return replay(&st, &app, doc).await;
+            }
+            (true, false) => {
+                return Err(already_exists(format!(
+                    "referenceCode \"{reference}\" is payment {id}."
+                )));
+            }
+            (false, true) if row.state == "refused" && doc.hash == hash => {
+                return Err(match &doc.refusal {
+                    Some((_, e)) => CamaraError::from_info(e),
+                    None => CamaraError::internal("a refused request without its answer"),
+                });
+            }
+            (false, true) if row.state == "refused" => return Err(correlator_reused()),
+            // A request that created nothing: this one is a new attempt.
+            (false, _) => attempt = doc.attempt.saturating_add(1),
+        }
+    }
+    let store = st.charging.store();
+    if let Some(m) = store.resource(&marker).await.map_err(store_err)?
+        && let Some(owner) = m.parent.filter(|o| *o != id)
+        && let Some((orow, _)) = load(&st, &app, &owner).await?
+        && orow.kind == KIND_PAYMENT
+    {
+        return Err(already_exists(format!(
+            "referenceCode \"{reference}\" is payment {owner}."
+        )));
+    }
+    let now = now_ms();
+    store
+        .put_resource(ResourceRow {
+            id: marker.clone(),
+            app: app.clone(),
+            kind: KIND_REFERENCE.into(),
+            state: "held".into(),
+            parent: Some(id.clone()),
+            due_ms: None,
+            body: "{}".into(),
+            created_ms: now,
+            updated_ms: now,
+        })
+        .await
+        .map_err(store_err)?;
+    let p = match flow {
+        Flow::OneStep => Pending::Create,
+        Flow::TwoStep => Pending::Prepare,
+    };
+    let doc = PaymentDoc {
+        id: id.clone(),
+        flow,
+        status: Status::Processing,
+        pending: Some(p),
+        hash,
+        attempt,
+        client_correlator: cc,
+        reference_code: reference,
+        phone_number: phone,
+        payment_amount,
+        reservation_id: None,
+        server_reference_code: None,
+        created_ms: now,
+        payment_ms: None,
+        refusal: None,
+    };
+    // Durable before the CCR: a restart finds it and resolves it.
+    save(&st, &app, &doc, Place::Shown).await?;
+    let result = call(&st, &app, &doc, p).await;
+    let (doc, place, error) = apply(doc, p, result, true);
+    save(&st, &app, &doc, place).await?;
+    match error {
+        Some(e) => Err(e),
+        None => Ok(created(&doc)),
+    }
+}
+
+// ---- handlers --------------------------------------------------------------------------------
+
+/// createPayment: a 1-step payment (CCR EVENT, DIRECT_DEBITING).
+#[utoipa::path(
+    post, path = super::PAYMENTS, tag = "camara-payment", operation_id = "createPayment",
+    request_body(content = CreatePayment, content_type = "application/json"),
+    params(("x-correlator" = Option<String>, Header, description = "Echoed; ^[a-zA-Z0-9-_:;.\\/<>{}]{0,256}$")),
+    responses(
+        (status = 201, description = "Charged (`succeeded`); `processing` when the OCS's answer \
+            is not known yet (GET it, or retry with the same clientCorrelator)", body = Payment),
+    )
+)]
+pub(crate) async fn create_payment(
+    State(st): State<ApiState>,
+    client: Client,
+    body: Body,
+) -> Response {
+    answer(create(st, client, body, Flow::OneStep).await)
+}
+
+/// preparePayment: step 1 of a 2-step payment (CCR INITIAL: the amount is reserved).
+#[utoipa::path(
+    post, path = super::PAYMENTS_PREPARE, tag = "camara-payment", operation_id = "preparePayment",
+    request_body(content = CreatePayment, content_type = "application/json"),
+    params(("x-correlator" = Option<String>, Header, description = "Echoed")),
+    responses((status = 201, description = "Reserved (`reserved`)", body = Payment))
+)]
+pub(crate) async fn prepare_payment(
+    State(st): State<ApiState>,
+    client: Client,
+    body: Body,
+) -> Response {
+    answer(create(st, client, body, Flow::TwoStep).await)
+}
+
+async fn second_step(
+    st: ApiState,
+    client: Client,
+    id: String,
+    body: Body,
+    p: Pending,
+) -> Result<Response, CamaraError> {
+    client.require(scope::PAYMENTS_WRITE)?;
+    let id = path_id("paymentId", &id)?;
+    let req: PhoneNumberInput = body.parse()?;
+    if let Some(n) = &req.phone_number
+        && !model::valid_phone(n)
+    {
+        return Err(CamaraError::invalid(
+            "phoneNumber: must match ^\\+[1-9][0-9]{4,14}$",
+        ));
+    }
+    tracing::Span::current().record("operation_id", id.as_str());
+    let app = client.id().to_string();
+    let _lock = KeyGuard::lock(&id).await;
+    let doc = load_shown(&st, &app, &id).await?;
+    if let Some(n) = &req.phone_number
+        && *n != doc.phone_number
+    {
+        return Err(CamaraError::not_found(format!(
+            "No payment \"{id}\" for this phoneNumber."
+        )));
+    }
+    let Some(mut doc) = refresh(&st, &app, doc, Refresh::Full).await? else {
+        return Err(CamaraError::not_found(format!("No payment \"{id}\".")));
+    };
+    transition(doc.status, doc.pending, p)?;
+    if doc.status == Status::Reserved {
+        doc.status = Status::Processing;
+        doc.pending = Some(p);
+        // Durable before the CCR-T.
+        save(&st, &app, &doc, Place::Shown).await?;
+    }
+    let result = call(&st, &app, &doc, p).await;
+    let (doc, place, error) = apply(doc, p, result, false);
+    save(&st, &app, &doc, place).await?;
+    match error {
+        Some(e) => Err(e),
+        None => Ok(StatusCode::ACCEPTED.into_response()),
+    }
+}
+
+/// confirmPayment: step 2 (CCR TERMINATION charging the reserved amount).
+#[utoipa::path(
+    post, path = super::PAYMENT_CONFIRM, tag = "camara-payment", operation_id = "confirmPayment",
+    request_body(content = PhoneNumberInput, content_type = "application/json"),
+    params(
+        ("paymentId" = String, Path, description = "From preparePayment"),
+        ("x-correlator" = Option<String>, Header, description = "Echoed")),
+    responses((status = 202, description = "Confirmed: the payment is `succeeded` (or \
+        `processing` while the OCS's answer is not known)"))
+)]
+pub(crate) async fn confirm_payment(
+    State(st): State<ApiState>,
+    client: Client,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    answer(second_step(st, client, id, body, Pending::Confirm).await)
+}
+
+/// cancelPayment: step 2 (CCR TERMINATION releasing the reservation).
+#[utoipa::path(
+    post, path = super::PAYMENT_CANCEL, tag = "camara-payment", operation_id = "cancelPayment",
+    request_body(content = PhoneNumberInput, content_type = "application/json"),
+    params(
+        ("paymentId" = String, Path, description = "From preparePayment"),
+        ("x-correlator" = Option<String>, Header, description = "Echoed")),
+    responses((status = 202, description = "Cancelled: the payment is `cancelled`"))
+)]
+pub(crate) async fn cancel_payment(
+    State(st): State<ApiState>,
+    client: Client,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    answer(second_step(st, client, id, body, Pending::Cancel).await)
+}
+
+/// Reads a payment for `app`, brought up to date when nobody is working on it.
+pub(crate) async fn read(
+    st: &ApiState,
+    app: &str,
+    id: &str,
+    how: Refresh,
+) -> Result<PaymentDoc, CamaraError> {
+    let doc = load_shown(st, app, id).await?;
+    if !matches!(doc.status, Status::Processing | Status::Reserved) {
+        return Ok(doc);
+    }
+    let Some(_lock) = KeyGuard::try_lock(id) else {
+        return Ok(doc);
+    };
+    // Read again under the lock: an operation may have finished meanwhile.
+    let doc = load_shown(st, app, id).await?;
+    refresh(st, app, doc, how)
+        .await?
+        .ok_or_else(|| CamaraError::not_found(format!("No payment \"{id}\".")))
+}
+
+/// retrievePayment.
+#[utoipa::path(
+    get, path = super::PAYMENT, tag = "camara-payment", operation_id = "retrievePayment",
+    params(
+        ("paymentId" = String, Path, description = "A payment of the caller"),
+        ("x-correlator" = Option<String>, Header, description = "Echoed")),
+    responses((status = 200, description = "The payment", body = Payment))
+)]
+pub(crate) async fn retrieve_payment(
+    State(st): State<ApiState>,
+    client: Client,
+    Path(id): Path<String>,
+) -> Response {
+    answer(
+        async {
+            client.require(scope::PAYMENTS_READ)?;
+            let id = path_id("paymentId", &id)?;
+            let doc = read(&st, client.id(), &id, Refresh::Full).await?;
+            Ok(axum::Json(doc.view()).into_response())
+        }
+        .await,
+    )
+}
+
+pub(crate) const NAMES: Names = Names {
+    date: "paymentCreationDate",
+    status: "paymentStatus",
+    statuses: Status::NAMES,
+    invalid_date_range: code::INVALID_DATE_RANGE,
+    too_many: code::TOO_MANY_MATCHING_RECORDS,
+};
+
+/// retrievePayments: the caller's payments, newest first unless `order=asc`.
+#[utoipa::path(
+    get, path = super::PAYMENTS, tag = "camara-payment", operation_id = "retrievePayments",
+    params(
+        ("x-correlator" = Option<String>, Header, description = "Echoed"),
+        ("page" = Option<usize>, Query, description = "From 1 (default 1)"),
+        ("perPage" = Option<usize>, Query, description = "1 to 100 (default 10)"),
+        ("paymentCreationDate.gte" = Option<String>, Query, description = "RFC 3339 with zone"),
+        ("paymentCreationDate.lte" = Option<String>, Query, description = "RFC 3339 with zone (default: now when .gte is given)"),
+        ("order" = Option<String>, Query, description = "desc (default) or asc, by paymentCreationDate"),
+        ("paymentStatus" = Option<Vec<String>>, Query, description = "Repeated or comma-separated"),
+        ("merchantIdentifier" = Option<String>, Query, description = "chargingMetaData.merchantIdentifier")),
+    responses((status = 200, description = "One page; headers X-Total-Count (all that match) and \
+        Content-Last-Key (position from 1 of the page's last item)", body = Vec<Payment>))
+)]
+pub(crate) async fn retrieve_payments(
+    State(st): State<ApiState>,
+    client: Client,
+    uri: Uri,
+) -> Response {
+    answer(
+        async {
+            client.require(scope::PAYMENTS_READ)?;
+            let q = ListQuery::parse(&uri, &NAMES)?;
+            let app = client.id();
+            bring_up_to_date(&st, app).await?;
+            let page = list::list(
+                st.charging.store(),
+                app,
+                KIND_PAYMENT,
+                None,
+                &q,
+                &NAMES,
+                |r| {
+                    serde_json::from_str::<PaymentDoc>(&r.body)
+                        .ok()
+                        .and_then(|d| d.merchant())
+                },
+            )
+            .await?;
+            let mut items = Vec::with_capacity(page.rows.len());
+            for r in &page.rows {
+                let d: PaymentDoc = serde_json::from_str(&r.body).map_err(|e| {
+                    CamaraError::internal(format!("payment {}: unreadable record: {e}", r.id))
+                })?;
+                items.push(d.view());
+            }
+            Ok(list::answer(&items, page.total, page.offset))
+        }
+        .await,
+    )
+}
+
+/// Before a listing: the caller's `reserved` and `processing` payments brought up to date from
+/// what is known without sending anything (expired reservations, outcomes already recorded),
+/// so that the status filter and the totals see current states.
+async fn bring_up_to_date(st: &ApiState, app: &str) -> Result<(), CamaraError> {
+    for state in ["reserved", "processing"] {
+        let (rows, _) = st
+            .charging
+            .store()
+            .resources(ResourceFilter {
+                app: Some(app.to_string()),
+                kind: Some(KIND_PAYMENT.into()),
+                state: Some(state.into()),
+                limit: list::MAX_SCAN,
+                ..ResourceFilter::default()
+            })
+            .await
+            .map_err(store_err)?;
+        for r in rows {
+            read(st, app, &r.id, Refresh::Cheap)
+                .await
+                .map(|_| ())
+                .or_else(|e| {
+                    if e.status == StatusCode::NOT_FOUND {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })?;
+        }
+    }
+    Ok(())
+}

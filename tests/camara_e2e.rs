@@ -1,0 +1,755 @@
+//! CAMARA Carrier Billing end to end: real HTTP -> the `gateway` process (`gateway serve`) ->
+//! Diameter over TCP -> the OCS simulator, which runs in this test process so that its balances
+//! and journal can be read. 1-step and 2-step payments, refusals, refunds and the remaining
+//! amount, idempotent retries, listings, bad input, reservation expiry, and a prepared payment
+//! confirmed after a hard restart of the gateway.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+
+use charging_gateway::diameter::dict::Dictionary;
+use charging_gateway::ocs::{OcsSim, OcsSimConfig, SimAccount};
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+const ALICE: &str = "+34671999000";
+const BOB: &str = "+34600000001";
+const CAROL: &str = "+34600000002";
+
+const PAY: &str = "/carrier-billing/v0.5/payments";
+const REFUND: &str = "/carrier-billing-refund/v0.3/payments";
+
+/// A scratch directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!(
+            "gw-camara-{name}-{}-{}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The gateway process; killed on drop (a hard crash: nothing flushed beyond what was
+/// acknowledged).
+struct GatewayProcess {
+    child: Child,
+    base: String,
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Resp {
+    status: u16,
+    headers: hyper::HeaderMap,
+    body: Value,
+}
+
+impl Resp {
+    fn code(&self) -> &str {
+        assert_eq!(self.body["status"], json!(self.status), "{}", self.body);
+        self.body["code"].as_str().unwrap_or_default()
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl GatewayProcess {
+    /// `gateway serve` with a SQLite store in `dir`, pointing at the simulator at `ocs`;
+    /// `credit_control` adds keys to that section. Waits until the REST API is ready.
+    async fn start(dir: &Path, ocs: std::net::SocketAddr, credit_control: &str) -> Self {
+        let config = dir.join("gateway.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[diameter]
+origin_host = "gw.charging.local"
+origin_realm = "charging.local"
+dictionaries = "{dict}"
+
+[diameter.timers]
+request_timeout = "2s"
+reconnect_min = "200ms"
+reconnect_max = "1s"
+
+[[diameter.peers]]
+host = "ocs.charging.local"
+realm = "charging.local"
+address = "{ocs}"
+
+[credit_control]
+style = "mscc"
+resolve_interval = "300ms"
+{credit_control}
+
+[http]
+listen = "127.0.0.1:0"
+max_body_bytes = 8192
+
+[store]
+backend = "sqlite"
+data_dir = "{data}"
+
+[ocs_sim]
+enabled = false
+
+[[apps]]
+id = "shop"
+username = "shop"
+password = "shop-secret"
+max_amount = "50.00"
+
+[[apps]]
+id = "other"
+api_key = "other-key"
+"#,
+                dict = Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("dictionaries")
+                    .display(),
+                data = dir.join("data").display(),
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .env("LOG_FORMAT", "text")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the gateway binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent
+                    && line.contains("REST API listening")
+                    && let Some(a) = line.split("address=").nth(1)
+                {
+                    let addr = a.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                    sent = true;
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the gateway logs its REST address");
+        let gw = Self {
+            child,
+            base: format!("http://{addr}"),
+        };
+        for _ in 0..200 {
+            if let Ok(r) = gw.request("GET", "/health/ready", None, None, &[]).await
+                && r.status == 200
+            {
+                return gw;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the gateway never became ready");
+    }
+
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<String>,
+        extra: &[(&str, &str)],
+    ) -> Result<Resp, String> {
+        let host = self.base.trim_start_matches("http://").to_string();
+        let stream = tokio::net::TcpStream::connect(&host)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &host)
+            .header("content-type", "application/json");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| e.to_string())?;
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok(Resp {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Resp {
+        self.request("POST", path, Some(&shop()), Some(body.to_string()), &[])
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, path: &str) -> Resp {
+        self.request("GET", path, Some(&shop()), None, &[])
+            .await
+            .unwrap()
+    }
+
+    async fn status_of(&self, id: &str) -> String {
+        let r = self.get(&format!("{PAY}/{id}")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["paymentStatus"].as_str().unwrap().to_string()
+    }
+
+    /// SIGTERM, and wait for the process to end.
+    fn stop(mut self) {
+        #[cfg(unix)]
+        {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+        }
+        for _ in 0..200 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+fn shop() -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("shop:shop-secret")
+    )
+}
+
+async fn simulator(dir: &Path) -> OcsSim {
+    OcsSim::start(
+        OcsSimConfig {
+            listen: "127.0.0.1:0".into(),
+            journal_path: Some(dir.join("ocs-journal.jsonl")),
+            accounts: [(ALICE, "100.00"), (BOB, "5.00"), (CAROL, "20.00")]
+                .iter()
+                .map(|(s, b)| SimAccount {
+                    subscriber: format!("tel:{s}"),
+                    balance: d(b),
+                    currency: "EUR".into(),
+                })
+                .collect(),
+            ..OcsSimConfig::default()
+        },
+        Arc::new(Dictionary::builtin().unwrap()),
+    )
+    .await
+    .unwrap()
+}
+
+fn balance(sim: &OcsSim, who: &str) -> Decimal {
+    sim.balance(&format!("tel:{who}")).unwrap().amount
+}
+
+fn reserved(sim: &OcsSim, who: &str) -> Decimal {
+    sim.account(&format!("tel:{who}")).unwrap().reserved
+}
+
+fn journal(sim: &OcsSim, op: &str) -> usize {
+    sim.journal().iter().filter(|e| e.op == op).count()
+}
+
+fn number(s: &str) -> Value {
+    Value::Number(serde_json::Number::from_str(s).unwrap())
+}
+
+fn payment(who: &str, amount: &str, reference: &str, cc: Option<&str>) -> Value {
+    let mut v = json!({
+        "amountTransaction": {
+            "phoneNumber": who,
+            "referenceCode": reference,
+            "paymentAmount": {
+                "chargingInformation": {
+                    "amount": number(amount), "currency": "EUR", "description": "Game credits"
+                },
+                "chargingMetaData": {"merchantIdentifier": "eas-12345"}
+            }
+        }
+    });
+    if let Some(c) = cc {
+        v["amountTransaction"]["clientCorrelator"] = json!(c);
+    }
+    v
+}
+
+fn partial(amount: &str, reference: &str) -> Value {
+    json!({"type": "partial", "amountTransaction": {"referenceCode": reference, "refundAmount": {
+        "chargingInformation": {"amount": number(amount), "currency": "EUR", "description": "refund"}}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn camara_payments_and_refunds_end_to_end() {
+    let dir = TempDir::new("flows");
+    let sim = simulator(&dir.0).await;
+    let gw = GatewayProcess::start(&dir.0, sim.local_addr().unwrap(), "").await;
+
+    // 1-step: 201 succeeded, debited once; x-correlator echoed.
+    let body = payment(ALICE, "4.99", "e2e-pay-1", Some("e2e-cc-1"));
+    let r = gw
+        .request(
+            "POST",
+            PAY,
+            Some(&shop()),
+            Some(body.to_string()),
+            &[("x-correlator", "e2e-corr-1")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.header("x-correlator"), Some("e2e-corr-1"));
+    assert_eq!(r.body["paymentStatus"], "succeeded");
+    let one = r.body["paymentId"].as_str().unwrap().to_string();
+    let session = r.body["amountTransaction"]["serverReferenceCode"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(balance(&sim, ALICE), d("95.01"));
+    let debits: Vec<_> = sim
+        .journal()
+        .into_iter()
+        .filter(|e| e.op == "debit")
+        .collect();
+    assert_eq!(debits.len(), 1);
+    assert_eq!(
+        (debits[0].amount, debits[0].session_id.as_str()),
+        (d("4.99"), session.as_str())
+    );
+    // Retries with the clientCorrelator: the same payment, never charged twice.
+    for _ in 0..3 {
+        let r = gw.post(PAY, &body).await;
+        assert_eq!(
+            (r.status, r.body["paymentId"].as_str()),
+            (201, Some(one.as_str()))
+        );
+    }
+    assert_eq!(journal(&sim, "debit"), 1);
+    // The same clientCorrelator for another request, the same referenceCode without one.
+    let r = gw
+        .post(PAY, &payment(ALICE, "5.99", "e2e-pay-1", Some("e2e-cc-1")))
+        .await;
+    assert_eq!((r.status, r.code()), (400, "INVALID_ARGUMENT"));
+    let r = gw
+        .post(PAY, &payment(ALICE, "4.99", "e2e-pay-1", None))
+        .await;
+    assert_eq!((r.status, r.code()), (409, "ALREADY_EXISTS"));
+    assert_eq!(balance(&sim, ALICE), d("95.01"));
+
+    // Denied by the OCS, unknown user: no payment, nothing moved.
+    let r = gw.post(PAY, &payment(BOB, "6.00", "e2e-bob", None)).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (403, "CARRIER_BILLING.PAYMENT_DENIED"),
+        "{}",
+        r.body
+    );
+    let r = gw
+        .post(PAY, &payment("+34699999999", "1.00", "e2e-nobody", None))
+        .await;
+    assert_eq!((r.status, r.code()), (404, "IDENTIFIER_NOT_FOUND"));
+    assert_eq!(balance(&sim, BOB), d("5.00"));
+    // Over the application's limit: 422, nothing sent.
+    let r = gw
+        .post(PAY, &payment(ALICE, "50.01", "e2e-big", None))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (422, "CARRIER_BILLING.UNAUTHORIZED_AMOUNT")
+    );
+
+    // 2-step, confirmed: reserved, then charged by the CCR-T.
+    let r = gw
+        .post(
+            &format!("{PAY}/prepare"),
+            &payment(CAROL, "8.00", "e2e-two-1", Some("e2e-two-1")),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["paymentStatus"].as_str()),
+        (201, Some("reserved")),
+        "{}",
+        r.body
+    );
+    let two = r.body["paymentId"].as_str().unwrap().to_string();
+    assert_eq!(
+        (balance(&sim, CAROL), reserved(&sim, CAROL)),
+        (d("20.00"), d("8.00"))
+    );
+    let r = gw.post(&format!("{PAY}/{two}/confirm"), &json!({})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(gw.status_of(&two).await, "succeeded");
+    assert_eq!(
+        (balance(&sim, CAROL), reserved(&sim, CAROL)),
+        (d("12.00"), d("0"))
+    );
+    let r = gw.post(&format!("{PAY}/{two}/confirm"), &json!({})).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "CARRIER_BILLING.PAYMENT_CONFIRMED")
+    );
+    assert_eq!((journal(&sim, "reserve"), journal(&sim, "commit")), (1, 1));
+    // 2-step, cancelled: reserved, then released.
+    let r = gw
+        .post(
+            &format!("{PAY}/prepare"),
+            &payment(CAROL, "5.00", "e2e-two-2", None),
+        )
+        .await;
+    let three = r.body["paymentId"].as_str().unwrap().to_string();
+    assert_eq!(reserved(&sim, CAROL), d("5.00"));
+    let r = gw.post(&format!("{PAY}/{three}/cancel"), &json!({})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(gw.status_of(&three).await, "cancelled");
+    assert_eq!(
+        (balance(&sim, CAROL), reserved(&sim, CAROL)),
+        (d("12.00"), d("0"))
+    );
+    let r = gw.post(&format!("{PAY}/{three}/confirm"), &json!({})).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "CARRIER_BILLING.PAYMENT_CANCELLED")
+    );
+    assert_eq!(journal(&sim, "commit"), 1);
+
+    // Refunds of the 1-step payment: partial, beyond what is left, then total.
+    let rr = |tail: &str| format!("{REFUND}/{one}/refunds{tail}");
+    let r = gw.post(&rr(""), &partial("1.99", "e2e-rf-1")).await;
+    assert_eq!(
+        (r.status, r.body["refundStatus"].as_str()),
+        (201, Some("succeeded")),
+        "{}",
+        r.body
+    );
+    let rf1 = r.body["refundId"].as_str().unwrap().to_string();
+    assert_eq!(balance(&sim, ALICE), d("97.00"));
+    let r = gw.get(&rr("/remaining-amount")).await;
+    assert_eq!(
+        (r.body["amount"].clone(), r.body["currency"].clone()),
+        (number("3.00"), json!("EUR"))
+    );
+    let r = gw.post(&rr(""), &partial("3.01", "e2e-rf-2")).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (422, "CARRIER_BILLING_REFUND.UNAUTHORIZED_AMOUNT")
+    );
+    let r = gw
+        .post(&rr(""), &json!({"type": "total", "amountTransaction": {"referenceCode": "e2e-rf-3", "refundAmount": {}}}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(balance(&sim, ALICE), d("100.00"));
+    let r = gw.get(&rr("/remaining-amount")).await;
+    assert_eq!(r.body["amount"], number("0.00"));
+    let r = gw.post(&rr(""), &partial("0.01", "e2e-rf-4")).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (
+            403,
+            "CARRIER_BILLING_REFUND.PAYMENT_NOT_ELIGIBLE_FOR_REFUND"
+        )
+    );
+    assert_eq!(balance(&sim, ALICE), d("100.00"));
+    assert_eq!(journal(&sim, "refund"), 2);
+    let refunds: Vec<_> = sim
+        .journal()
+        .into_iter()
+        .filter(|e| e.op == "refund")
+        .collect();
+    assert_eq!(
+        (refunds[0].amount, refunds[1].amount),
+        (d("1.99"), d("3.00"))
+    );
+    let r = gw.get(&rr(&format!("/{rf1}"))).await;
+    assert_eq!((r.status, r.body["type"].as_str()), (200, Some("partial")));
+    let r = gw.get(&rr("")).await;
+    assert_eq!((r.status, r.header("x-total-count")), (200, Some("2")));
+    // A refund of a reserved-then-cancelled payment: not completed.
+    let r = gw
+        .post(
+            &format!("{REFUND}/{three}/refunds"),
+            &partial("1.00", "e2e-rf-5"),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (422, "CARRIER_BILLING_REFUND.INVALID_PAYMENT_STATUS")
+    );
+
+    // Listing: the caller's payments only, paged.
+    let r = gw.get(&format!("{PAY}?perPage=2")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-total-count"), Some("3"));
+    assert_eq!(r.header("content-last-key"), Some("2"));
+    assert_eq!(r.body.as_array().unwrap().len(), 2);
+    let r = gw.get(&format!("{PAY}?perPage=2&page=2")).await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1);
+    assert_eq!(r.header("content-last-key"), Some("3"));
+    let r = gw.get(&format!("{PAY}?paymentStatus=cancelled")).await;
+    assert_eq!(r.body[0]["paymentId"], three.as_str());
+    let r = gw
+        .request("GET", PAY, None, None, &[("x-api-key", "other-key")])
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.body.clone()), (200, json!([])));
+    let r = gw
+        .request(
+            "GET",
+            &format!("{PAY}/{one}"),
+            None,
+            None,
+            &[("x-api-key", "other-key")],
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.code()), (404, "NOT_FOUND"));
+
+    // Bad input: 4xx in the CAMARA model, nothing charged.
+    let before = balance(&sim, ALICE);
+    let mut wrong_type = payment(ALICE, "1.00", "b-1", None);
+    wrong_type["amountTransaction"]["paymentAmount"]["chargingInformation"]["amount"] =
+        json!("1.00");
+    let mut bad_phone = payment(ALICE, "1.00", "b-2", None);
+    bad_phone["amountTransaction"]["phoneNumber"] = json!("0034671999000");
+    let mut bad_currency = payment(ALICE, "1.00", "b-3", None);
+    bad_currency["amountTransaction"]["paymentAmount"]["chargingInformation"]["currency"] =
+        json!("EUX");
+    let mut sink = payment(ALICE, "1.00", "b-4", None);
+    sink["sink"] = json!("https://merchant.example.com/cb");
+    for (body, status, code, what) in [
+        (
+            "{not json".to_string(),
+            400,
+            "INVALID_ARGUMENT",
+            "malformed JSON",
+        ),
+        (
+            json!({"amountTransaction": {}}).to_string(),
+            400,
+            "INVALID_ARGUMENT",
+            "missing fields",
+        ),
+        (
+            wrong_type.to_string(),
+            400,
+            "INVALID_ARGUMENT",
+            "wrong type",
+        ),
+        (
+            bad_phone.to_string(),
+            400,
+            "INVALID_ARGUMENT",
+            "phone pattern",
+        ),
+        (
+            payment(ALICE, "1.0001", "b-5", None).to_string(),
+            400,
+            "INVALID_ARGUMENT",
+            "4 decimals",
+        ),
+        (
+            payment(ALICE, "1.005", "b-6", None).to_string(),
+            400,
+            "INVALID_ARGUMENT",
+            "beyond the minor unit",
+        ),
+        (
+            payment(ALICE, "0", "b-7", None).to_string(),
+            400,
+            "INVALID_ARGUMENT",
+            "zero",
+        ),
+        (
+            payment(ALICE, "-1", "b-8", None).to_string(),
+            400,
+            "INVALID_ARGUMENT",
+            "negative",
+        ),
+        (
+            bad_currency.to_string(),
+            400,
+            "INVALID_ARGUMENT",
+            "unknown currency",
+        ),
+        (sink.to_string(), 400, "INVALID_ARGUMENT", "async mode"),
+        (
+            format!("{{\"x\": \"{}\"}}", "y".repeat(10_000)),
+            413,
+            "PAYLOAD_TOO_LARGE",
+            "too large",
+        ),
+    ] {
+        let r = gw
+            .request("POST", PAY, Some(&shop()), Some(body), &[])
+            .await
+            .unwrap();
+        assert_eq!((r.status, r.code()), (status, code), "{what}: {}", r.body);
+    }
+    let r = gw.get(&format!("{PAY}/pay-000000000000000000000000")).await;
+    assert_eq!((r.status, r.code()), (404, "NOT_FOUND"));
+    let r = gw
+        .request("POST", PAY, None, Some(body.to_string()), &[])
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.code()), (401, "UNAUTHENTICATED"));
+    assert_eq!(balance(&sim, ALICE), before);
+    assert_eq!(journal(&sim, "debit"), 1);
+    // The OpenAPI document lists the family.
+    let r = gw
+        .request("GET", "/openapi.json", None, None, &[])
+        .await
+        .unwrap();
+    assert!(
+        r.body["paths"]["/carrier-billing/v0.5/payments/{paymentId}/confirm"]["post"].is_object()
+    );
+    gw.stop();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_reservation_ends_the_payment_cancelled() {
+    let dir = TempDir::new("expiry");
+    let sim = simulator(&dir.0).await;
+    let gw = GatewayProcess::start(
+        &dir.0,
+        sim.local_addr().unwrap(),
+        "reservation_ttl = \"300ms\"\nreaper_interval = \"100ms\"",
+    )
+    .await;
+    let r = gw
+        .post(
+            &format!("{PAY}/prepare"),
+            &payment(ALICE, "15.00", "exp-1", None),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["paymentId"].as_str().unwrap().to_string();
+    // The reaper releases it after its expiry; the payment then reads as cancelled.
+    let mut status = String::new();
+    for _ in 0..200 {
+        status = gw.status_of(&id).await;
+        if status != "reserved" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "cancelled");
+    assert_eq!(
+        (balance(&sim, ALICE), reserved(&sim, ALICE)),
+        (d("100.00"), d("0"))
+    );
+    assert_eq!(journal(&sim, "release"), 1);
+    let r = gw.post(&format!("{PAY}/{id}/confirm"), &json!({})).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "CARRIER_BILLING.PAYMENT_CANCELLED")
+    );
+    assert_eq!(journal(&sim, "commit"), 0);
+    gw.stop();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_payment_is_confirmed_after_a_restart() {
+    let dir = TempDir::new("restart");
+    let sim = simulator(&dir.0).await;
+    let gw = GatewayProcess::start(&dir.0, sim.local_addr().unwrap(), "").await;
+    let body = payment(CAROL, "9.00", "rs-1", Some("rs-cc-1"));
+    let r = gw.post(&format!("{PAY}/prepare"), &body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["paymentId"].as_str().unwrap().to_string();
+    let one = gw
+        .post(PAY, &payment(CAROL, "1.00", "rs-2", Some("rs-cc-2")))
+        .await;
+    assert_eq!(one.status, 201);
+    // A hard crash: the process is killed, nothing is flushed beyond what was acknowledged.
+    drop(gw);
+    let gw = GatewayProcess::start(&dir.0, sim.local_addr().unwrap(), "").await;
+    assert_eq!(gw.status_of(&id).await, "reserved");
+    // The retry of an acknowledged prepare is answered from the store, not reserved again.
+    let r = gw.post(&format!("{PAY}/prepare"), &body).await;
+    assert_eq!(
+        (r.status, r.body["paymentId"].as_str()),
+        (201, Some(id.as_str()))
+    );
+    assert_eq!(journal(&sim, "reserve"), 1);
+    let r = gw.post(&format!("{PAY}/{id}/confirm"), &json!({})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(gw.status_of(&id).await, "succeeded");
+    assert_eq!(
+        (balance(&sim, CAROL), reserved(&sim, CAROL)),
+        (d("10.00"), d("0"))
+    );
+    assert_eq!((journal(&sim, "commit"), journal(&sim, "debit")), (1, 1));
+    // The 1-step payment and its retry survive too.
+    let r = gw
+        .post(PAY, &payment(CAROL, "1.00", "rs-2", Some("rs-cc-2")))
+        .await;
+    assert_eq!(r.body["paymentId"], one.body["paymentId"]);
+    assert_eq!(journal(&sim, "debit"), 1);
+    let r = gw.get(PAY).await;
+    assert_eq!(r.header("x-total-count"), Some("2"));
+    gw.stop();
+    sim.shutdown().await;
+}
