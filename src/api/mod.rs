@@ -88,6 +88,9 @@ pub enum Access {
     App,
     /// An application with `admin = true`.
     Admin,
+    /// An application of `[[apps]]`, authenticated by the family's own handlers so that a
+    /// refusal is in that family's error model (CAMARA `UNAUTHENTICATED`, ...).
+    Family,
 }
 
 /// One route the router serves.
@@ -178,10 +181,12 @@ pub fn routes() -> Vec<Route> {
 /// the request timeout (`http.request_timeout`), request metrics and a tracing span per
 /// request.
 pub fn router(state: ApiState, http: &HttpConfig) -> Router {
-    let mut app = Router::new();
+    // Routes of one path (GET and POST of a collection) share one method router, which gets
+    // the 405 fallback once: axum refuses to merge two that each have one.
+    let mut paths: Vec<(&'static str, MethodRouter<ApiState>)> = Vec::new();
     for route in routes() {
         let handler = match route.access {
-            Access::Public => route.handler,
+            Access::Public | Access::Family => route.handler,
             Access::App => route.handler.route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 auth::require_app,
@@ -191,7 +196,14 @@ pub fn router(state: ApiState, http: &HttpConfig) -> Router {
                 auth::require_admin,
             )),
         };
-        app = app.route(route.path, handler.fallback(method_not_allowed));
+        match paths.iter_mut().find(|(p, _)| *p == route.path) {
+            Some((_, m)) => *m = std::mem::take(m).merge(handler),
+            None => paths.push((route.path, handler)),
+        }
+    }
+    let mut app = Router::new();
+    for (path, handler) in paths {
+        app = app.route(path, handler.fallback(method_not_allowed));
     }
     let timeout = http.request_timeout;
     app.fallback(not_found)
