@@ -233,6 +233,27 @@ impl Caller {
     }
 }
 
+/// Policy questions for families whose operations are not OCSG [`Operation`]s (CAMARA, ...):
+/// the family answers a refusal in its own error model.
+impl Caller {
+    /// `allowed_operations` lets the application call the operation named `name` (empty: all).
+    pub fn may_call(&self, name: &str) -> bool {
+        let ops = &self.0.operations;
+        ops.is_empty() || ops.iter().any(|o| o == name)
+    }
+
+    /// `allowed_currencies` lets the application move money in `code` (empty: any).
+    pub fn may_use_currency(&self, code: &str) -> bool {
+        let cur = &self.0.currencies;
+        cur.is_empty() || cur.iter().any(|c| c == code)
+    }
+
+    /// `max_amount`: the largest amount of one operation, if limited.
+    pub fn max_amount(&self) -> Option<Decimal> {
+        self.0.max_amount
+    }
+}
+
 /// Middleware of the payment routes: authenticates, and hands the [`Caller`] to the handler.
 pub(crate) async fn require_app(
     State(st): State<ApiState>,
@@ -409,6 +430,13 @@ mod tests {
         for op in Operation::ALL {
             assert!(ops.permit(op).is_ok());
         }
+        // The same policy, asked by name (other families).
+        assert!(shop.may_call("charge-amount") && !shop.may_call("refund-amount"));
+        assert!(ops.may_call("carrier-billing:payments:create"));
+        assert!(shop.may_use_currency("EUR") && !shop.may_use_currency("USD"));
+        assert!(ops.may_use_currency("USD"));
+        assert_eq!(shop.max_amount(), Some(Decimal::new(50, 0)));
+        assert_eq!(ops.max_amount(), None);
         assert!(ops.0.is_admin() && !shop.0.is_admin());
     }
 
