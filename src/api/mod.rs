@@ -17,6 +17,7 @@ pub mod auth;
 pub mod error;
 pub mod openapi;
 pub mod payment;
+pub mod tmf654;
 
 #[cfg(test)]
 mod tests;
@@ -110,7 +111,7 @@ pub fn routes() -> Vec<Route> {
         access,
         handler,
     };
-    vec![
+    let mut routes = vec![
         r(
             Method::POST,
             Operation::ChargeAmount.path(),
@@ -174,7 +175,9 @@ pub fn routes() -> Vec<Route> {
             Access::Admin,
             get(admin::reservation),
         ),
-    ]
+    ];
+    routes.extend(tmf654::routes());
+    routes
 }
 
 /// The REST router: every route of [`routes`], the body limit (`http.max_body_bytes`, 413),

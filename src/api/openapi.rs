@@ -49,7 +49,9 @@ pub struct ApiDoc;
 
 /// The document.
 pub fn document() -> Doc {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(super::tmf654::Tmf654Doc::openapi());
+    doc
 }
 
 struct Security;
