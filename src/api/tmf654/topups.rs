@@ -295,7 +295,11 @@ impl Topups {
         if rec.is_final() || rec.schedule.is_some() {
             return Ok(rec);
         }
-        let _held = lock(id).await;
+        // A request or the scheduler working on it now will record its outcome: a read does
+        // not wait for that (up to Tx), it answers what is recorded.
+        let Some(_held) = try_lock(id) else {
+            return Ok(rec);
+        };
         let rec = self.load(app, id).await?;
         self.settle(rec, now, false, None).await
     }
