@@ -18,6 +18,7 @@ pub mod camara;
 pub mod error;
 pub mod openapi;
 pub mod payment;
+pub mod tmf654;
 
 #[cfg(test)]
 mod tests;
@@ -177,6 +178,7 @@ pub fn routes() -> Vec<Route> {
         ),
     ];
     routes.extend(camara::routes());
+    routes.extend(tmf654::routes());
     routes
 }
 

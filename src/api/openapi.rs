@@ -51,6 +51,7 @@ pub struct ApiDoc;
 pub fn document() -> Doc {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::camara::openapi());
+    doc.merge(super::tmf654::Tmf654Doc::openapi());
     doc
 }
 

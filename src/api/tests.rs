@@ -2024,7 +2024,8 @@ async fn the_openapi_document_lists_every_route() {
             .send(route.method.clone(), &path, &h, Body::from("{}"))
             .await;
         assert!(
-            r.status != StatusCode::NOT_FOUND || path.starts_with("/admin/reservations/"),
+            // A made-up id is not found, by a route that is served.
+            r.status != StatusCode::NOT_FOUND || route.path.contains("{id}"),
             "{} {path}: {}",
             route.method,
             r.status

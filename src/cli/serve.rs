@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! SIGINT / SIGTERM -> stop accepting REST connections, let in-flight requests finish
-//!                     (http.shutdown_grace) -> Gateway::shutdown: in-flight Diameter answers
+//!                     (http.shutdown_grace) -> the TMF654 scheduler stopped (its pass in
+//!                     progress finished) -> Gateway::shutdown: in-flight Diameter answers
 //!                     drained, DPR (REBOOTING) to every peer, store flushed, simulator stopped
 //! ```
 
@@ -54,6 +55,13 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
     if !gw.wait_ready(Duration::from_secs(10)).await {
         warn!("no OCS peer is open yet: /health/ready answers 503 until one is");
     }
+    // TMF654: automatic top-up periods and pending top-ups (stopped before the gateway).
+    let topups = api::tmf654::Scheduler::new(
+        Arc::clone(&gw.charging),
+        (&gw.config.tmf654).into(),
+        Arc::new(api::tmf654::SystemClock),
+    )
+    .spawn();
     let router = gw.node.router().clone();
     let ready = Arc::new(move || router.any_usable());
     let state = ApiState::new(Arc::clone(&gw.charging), apps, ready, Some(metrics));
@@ -86,6 +94,7 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
         Err(_) => warn!("in-flight REST requests still running after the grace period"),
     }
     gauges.abort();
+    topups.stop(http.shutdown_grace).await;
     gw.shutdown().await;
     Ok(String::new())
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use service::{
     AppConfig, AvpTemplate, CreditControlConfig, EmbeddedSimConfig, HttpConfig, StoreConfig,
+    Tmf654Config,
 };
 
 use crate::diameter::codec::Limits;
@@ -37,6 +38,8 @@ pub struct GatewayConfig {
     pub store: StoreConfig,
     #[serde(default)]
     pub ocs_sim: EmbeddedSimConfig,
+    #[serde(default)]
+    pub tmf654: Tmf654Config,
     /// Applications allowed to call the REST API.
     #[serde(default)]
     pub apps: Vec<AppConfig>,

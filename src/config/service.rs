@@ -348,6 +348,51 @@ impl Default for EmbeddedSimConfig {
     }
 }
 
+/// `[tmf654]`: the TMF654 Prepay Balance Management family's background work.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tmf654Config {
+    /// How often the scheduler looks for due work: periods of automatic top-ups, top-ups
+    /// whose outcome is pending, top-ups that reached no OCS. A period runs at most this long
+    /// after it is due.
+    #[serde(with = "humantime_serde")]
+    pub scheduler_interval: Duration,
+    /// How long a top-up that reached no OCS (no peer, protocol error) is retried with the
+    /// same key before it is failed ("nothing was topped up").
+    #[serde(with = "humantime_serde")]
+    pub retry_window: Duration,
+    /// Most due top-ups handled in one pass (the rest wait for the next).
+    pub scheduler_batch: usize,
+}
+
+impl Default for Tmf654Config {
+    fn default() -> Self {
+        Self {
+            scheduler_interval: Duration::from_secs(10),
+            retry_window: Duration::from_secs(900),
+            scheduler_batch: 256,
+        }
+    }
+}
+
+impl Tmf654Config {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.scheduler_interval.is_zero() {
+            return Err(bad("tmf654.scheduler_interval", "must be above zero"));
+        }
+        if self.retry_window < self.scheduler_interval {
+            return Err(bad(
+                "tmf654.retry_window",
+                "must be at least tmf654.scheduler_interval (one retry)",
+            ));
+        }
+        if self.scheduler_batch == 0 {
+            return Err(bad("tmf654.scheduler_batch", "must be above zero"));
+        }
+        Ok(())
+    }
+}
+
 /// `[[apps]]`: an application allowed to call the REST API, and its policy.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -395,10 +440,14 @@ pub const OPERATIONS: &[&str] = &[
     "carrier-billing:payments:read",
     "carrier-billing-refund:refunds:create",
     "carrier-billing-refund:refunds:read",
+    // TMF654: POST / GET / PATCH / DELETE /topupBalance, and GET /bucket (CHECK_BALANCE).
+    "topup-balance",
+    "query-balance",
 ];
 
 pub(super) fn validate_service(c: &super::GatewayConfig) -> Result<(), ConfigError> {
     c.credit_control.validate()?;
+    c.tmf654.validate()?;
     if c.http.listen.parse::<SocketAddr>().is_err() {
         return Err(bad(
             "http.listen",
@@ -543,6 +592,13 @@ password = "p"
 allowed_currencies = ["EUR"]
 "#;
         assert_eq!(with(app).unwrap().apps.len(), 1);
+        assert_eq!(c.tmf654, Tmf654Config::default());
+        let t = with("[tmf654]\nscheduler_interval = \"250ms\"\nretry_window = \"1m\"").unwrap();
+        assert_eq!(t.tmf654.scheduler_interval, Duration::from_millis(250));
+        let ops = with(&format!(
+            "{app}allowed_operations = [\"topup-balance\", \"query-balance\"]"
+        ));
+        assert_eq!(ops.unwrap().apps[0].allowed_operations.len(), 2);
         for (text, key) in [
             ("[http]\nlisten = \"here\"", "http.listen"),
             ("[http]\nrequest_timeout = \"5s\"", "http.request_timeout"),
@@ -566,6 +622,15 @@ allowed_currencies = ["EUR"]
             ),
             (&format!("{app}{app}"), "apps[1].id"),
             (&format!("{app}max_amount = \"-1\""), "apps[0].max_amount"),
+            (
+                "[tmf654]\nscheduler_interval = \"0s\"",
+                "tmf654.scheduler_interval",
+            ),
+            (
+                "[tmf654]\nscheduler_interval = \"1m\"\nretry_window = \"10s\"",
+                "tmf654.retry_window",
+            ),
+            ("[tmf654]\nscheduler_batch = 0", "tmf654.scheduler_batch"),
         ] {
             let e = with(text).expect_err(text);
             assert_eq!(e.key, key, "{text}: {e}");
