@@ -4,21 +4,20 @@
 //! amount, idempotent retries, listings, bad input, reservation expiry, and a prepared payment
 //! confirmed after a hard restart of the gateway.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use charging_gateway::diameter::dict::Dictionary;
 use charging_gateway::ocs::{OcsSim, OcsSimConfig, SimAccount};
+
+mod support;
+use support::process::{Answer, GatewayProcess, TempDir, dictionaries};
 
 fn d(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
@@ -31,68 +30,11 @@ const CAROL: &str = "+34600000002";
 const PAY: &str = "/carrier-billing/v0.5/payments";
 const REFUND: &str = "/carrier-billing-refund/v0.3/payments";
 
-/// A scratch directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "gw-camara-{name}-{}-{}",
-            std::process::id(),
-            fastrand::u32(..)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The gateway process; killed on drop (a hard crash: nothing flushed beyond what was
-/// acknowledged).
-struct GatewayProcess {
-    child: Child,
-    base: String,
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Resp {
-    status: u16,
-    headers: hyper::HeaderMap,
-    body: Value,
-}
-
-impl Resp {
-    fn code(&self) -> &str {
-        assert_eq!(self.body["status"], json!(self.status), "{}", self.body);
-        self.body["code"].as_str().unwrap_or_default()
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
-impl GatewayProcess {
-    /// `gateway serve` with a SQLite store in `dir`, pointing at the simulator at `ocs`;
-    /// `credit_control` adds keys to that section. Waits until the REST API is ready.
-    async fn start(dir: &Path, ocs: std::net::SocketAddr, credit_control: &str) -> Self {
-        let config = dir.join("gateway.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
+/// `gateway serve` with a SQLite store in `dir`, pointing at the simulator at `ocs`;
+/// `credit_control` adds keys to that section. Waits until the REST API is ready.
+async fn start(dir: &Path, ocs: std::net::SocketAddr, credit_control: &str) -> GatewayProcess {
+    let config = format!(
+        r#"
 [diameter]
 origin_host = "gw.charging.local"
 origin_realm = "charging.local"
@@ -134,117 +76,43 @@ max_amount = "50.00"
 id = "other"
 api_key = "other-key"
 "#,
-                dict = Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("dictionaries")
-                    .display(),
-                data = dir.join("data").display(),
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .env("LOG_FORMAT", "text")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the gateway binary starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent
-                    && line.contains("REST API listening")
-                    && let Some(a) = line.split("address=").nth(1)
-                {
-                    let addr = a.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
-                    sent = true;
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the gateway logs its REST address");
-        let gw = Self {
-            child,
-            base: format!("http://{addr}"),
-        };
-        for _ in 0..200 {
-            if let Ok(r) = gw.request("GET", "/health/ready", None, None, &[]).await
-                && r.status == 200
-            {
-                return gw;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the gateway never became ready");
-    }
+        dict = dictionaries().display(),
+        data = dir.join("data").display(),
+    );
+    GatewayProcess::start(dir, &config).await
+}
 
-    async fn request(
+/// The CAMARA error code of an answer, after checking the body is that shape.
+trait Code {
+    fn code(&self) -> &str;
+}
+
+impl Code for Answer {
+    fn code(&self) -> &str {
+        assert_eq!(self.body["status"], json!(self.status), "{}", self.body);
+        self.body["code"].as_str().unwrap_or_default()
+    }
+}
+
+/// The calls these tests make.
+trait Calls {
+    async fn req(
         &self,
         method: &str,
         path: &str,
         auth: Option<&str>,
         body: Option<String>,
         extra: &[(&str, &str)],
-    ) -> Result<Resp, String> {
-        let host = self.base.trim_start_matches("http://").to_string();
-        let stream = tokio::net::TcpStream::connect(&host)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &host)
-            .header("content-type", "application/json");
-        if let Some(a) = auth {
-            req = req.header("authorization", a);
-        }
-        for (k, v) in extra {
-            req = req.header(*k, *v);
-        }
-        let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Ok(Resp {
-            status,
-            headers,
-            body,
-        })
-    }
+    ) -> Result<Answer, String>;
 
-    async fn post(&self, path: &str, body: &Value) -> Resp {
-        self.request("POST", path, Some(&shop()), Some(body.to_string()), &[])
+    async fn post(&self, path: &str, body: &Value) -> Answer {
+        self.req("POST", path, Some(&shop()), Some(body.to_string()), &[])
             .await
             .unwrap()
     }
 
-    async fn get(&self, path: &str) -> Resp {
-        self.request("GET", path, Some(&shop()), None, &[])
+    async fn get(&self, path: &str) -> Answer {
+        self.req("GET", path, Some(&shop()), None, &[])
             .await
             .unwrap()
     }
@@ -254,22 +122,18 @@ api_key = "other-key"
         assert_eq!(r.status, 200, "{}", r.body);
         r.body["paymentStatus"].as_str().unwrap().to_string()
     }
+}
 
-    /// SIGTERM, and wait for the process to end.
-    fn stop(mut self) {
-        #[cfg(unix)]
-        {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.child.id().to_string()])
-                .status();
-        }
-        for _ in 0..200 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
+impl Calls for GatewayProcess {
+    async fn req(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<String>,
+        extra: &[(&str, &str)],
+    ) -> Result<Answer, String> {
+        self.request(method, path, auth, extra, body).await
     }
 }
 
@@ -345,12 +209,12 @@ fn partial(amount: &str, reference: &str) -> Value {
 async fn camara_payments_and_refunds_end_to_end() {
     let dir = TempDir::new("flows");
     let sim = simulator(&dir.0).await;
-    let gw = GatewayProcess::start(&dir.0, sim.local_addr().unwrap(), "").await;
+    let gw = start(&dir.0, sim.local_addr().unwrap(), "").await;
 
     // 1-step: 201 succeeded, debited once; x-correlator echoed.
     let body = payment(ALICE, "4.99", "e2e-pay-1", Some("e2e-cc-1"));
     let r = gw
-        .request(
+        .req(
             "POST",
             PAY,
             Some(&shop()),
@@ -549,12 +413,12 @@ async fn camara_payments_and_refunds_end_to_end() {
     let r = gw.get(&format!("{PAY}?paymentStatus=cancelled")).await;
     assert_eq!(r.body[0]["paymentId"], three.as_str());
     let r = gw
-        .request("GET", PAY, None, None, &[("x-api-key", "other-key")])
+        .req("GET", PAY, None, None, &[("x-api-key", "other-key")])
         .await
         .unwrap();
     assert_eq!((r.status, r.body.clone()), (200, json!([])));
     let r = gw
-        .request(
+        .req(
             "GET",
             &format!("{PAY}/{one}"),
             None,
@@ -641,7 +505,7 @@ async fn camara_payments_and_refunds_end_to_end() {
         ),
     ] {
         let r = gw
-            .request("POST", PAY, Some(&shop()), Some(body), &[])
+            .req("POST", PAY, Some(&shop()), Some(body), &[])
             .await
             .unwrap();
         assert_eq!((r.status, r.code()), (status, code), "{what}: {}", r.body);
@@ -649,7 +513,7 @@ async fn camara_payments_and_refunds_end_to_end() {
     let r = gw.get(&format!("{PAY}/pay-000000000000000000000000")).await;
     assert_eq!((r.status, r.code()), (404, "NOT_FOUND"));
     let r = gw
-        .request("POST", PAY, None, Some(body.to_string()), &[])
+        .req("POST", PAY, None, Some(body.to_string()), &[])
         .await
         .unwrap();
     assert_eq!((r.status, r.code()), (401, "UNAUTHENTICATED"));
@@ -657,7 +521,7 @@ async fn camara_payments_and_refunds_end_to_end() {
     assert_eq!(journal(&sim, "debit"), 1);
     // The OpenAPI document lists the family.
     let r = gw
-        .request("GET", "/openapi.json", None, None, &[])
+        .req("GET", "/openapi.json", None, None, &[])
         .await
         .unwrap();
     assert!(
@@ -671,7 +535,7 @@ async fn camara_payments_and_refunds_end_to_end() {
 async fn an_expired_reservation_ends_the_payment_cancelled() {
     let dir = TempDir::new("expiry");
     let sim = simulator(&dir.0).await;
-    let gw = GatewayProcess::start(
+    let gw = start(
         &dir.0,
         sim.local_addr().unwrap(),
         "reservation_ttl = \"300ms\"\nreaper_interval = \"100ms\"",
@@ -714,7 +578,7 @@ async fn an_expired_reservation_ends_the_payment_cancelled() {
 async fn a_prepared_payment_is_confirmed_after_a_restart() {
     let dir = TempDir::new("restart");
     let sim = simulator(&dir.0).await;
-    let gw = GatewayProcess::start(&dir.0, sim.local_addr().unwrap(), "").await;
+    let gw = start(&dir.0, sim.local_addr().unwrap(), "").await;
     let body = payment(CAROL, "9.00", "rs-1", Some("rs-cc-1"));
     let r = gw.post(&format!("{PAY}/prepare"), &body).await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -725,7 +589,7 @@ async fn a_prepared_payment_is_confirmed_after_a_restart() {
     assert_eq!(one.status, 201);
     // A hard crash: the process is killed, nothing is flushed beyond what was acknowledged.
     drop(gw);
-    let gw = GatewayProcess::start(&dir.0, sim.local_addr().unwrap(), "").await;
+    let gw = start(&dir.0, sim.local_addr().unwrap(), "").await;
     assert_eq!(gw.status_of(&id).await, "reserved");
     // The retry of an acknowledged prepare is answered from the store, not reserved again.
     let r = gw.post(&format!("{PAY}/prepare"), &body).await;

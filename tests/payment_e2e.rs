@@ -3,21 +3,19 @@
 //! read. Every operation of the Payment API, idempotency, a concurrency test on one account,
 //! and a restart of the gateway process with a reservation open.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use charging_gateway::diameter::dict::Dictionary;
+
+mod support;
 use charging_gateway::ocs::{OcsSim, OcsSimConfig, SimAccount};
+use support::process::{GatewayProcess, TempDir, basic, dictionaries};
 
 fn d(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
@@ -27,50 +25,10 @@ const ALICE: &str = "tel:+34671999000";
 const BOB: &str = "tel:+34600000001";
 const CAROL: &str = "sip:carol@example.com";
 
-/// A scratch directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "gw-e2e-{name}-{}-{}",
-            std::process::id(),
-            fastrand::u32(..)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The gateway process; killed on drop.
-struct GatewayProcess {
-    child: Child,
-    base: String,
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl GatewayProcess {
-    /// Starts `gateway serve` with a configuration pointing at the simulator at `ocs`, and
-    /// waits until the REST API listens and its readiness says a peer is open.
-    async fn start(dir: &Path, ocs: std::net::SocketAddr) -> Self {
-        let config = dir.join("gateway.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
+/// The gateway's configuration for these tests: the simulator at `ocs`, SQLite in `dir`.
+fn config(dir: &Path, ocs: std::net::SocketAddr) -> String {
+    format!(
+        r#"
 [diameter]
 origin_host = "gw.charging.local"
 origin_realm = "charging.local"
@@ -111,105 +69,31 @@ id = "other"
 api_key = "other-key"
 admin = true
 "#,
-                dict = Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("dictionaries")
-                    .display(),
-                data = dir.join("data").display(),
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .env("LOG_FORMAT", "text")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the gateway binary starts");
-        // The REST address is in the "REST API listening" log line.
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent
-                    && line.contains("REST API listening")
-                    && let Some(a) = line.split("address=").nth(1)
-                {
-                    let addr = a.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
-                    sent = true;
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the gateway logs its REST address");
-        let gw = Self {
-            child,
-            base: format!("http://{addr}"),
-        };
-        for _ in 0..200 {
-            if let Ok((200, _)) = gw.get("/health/ready").await {
-                return gw;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the gateway never became ready");
-    }
+        dict = dictionaries().display(),
+        data = dir.join("data").display(),
+    )
+}
 
-    async fn request(
+async fn start(dir: &Path, ocs: std::net::SocketAddr) -> GatewayProcess {
+    GatewayProcess::start(dir, &config(dir, ocs)).await
+}
+
+/// The calls these tests make, answering (status, body).
+trait Calls {
+    async fn call(
         &self,
         method: &str,
         path: &str,
         auth: Option<&str>,
         body: Option<String>,
-    ) -> Result<(u16, Value), String> {
-        let host = self.base.trim_start_matches("http://").to_string();
-        let stream = tokio::net::TcpStream::connect(&host)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &host)
-            .header("content-type", "application/json");
-        if let Some(a) = auth {
-            req = req.header("authorization", a);
-        }
-        let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        let v = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Ok((status, v))
-    }
+    ) -> Result<(u16, Value), String>;
 
     async fn get(&self, path: &str) -> Result<(u16, Value), String> {
-        self.request("GET", path, None, None).await
+        self.call("GET", path, None, None).await
     }
 
     async fn pay(&self, op: &str, body: Value) -> (u16, Value) {
-        self.request(
+        self.call(
             "POST",
             &format!("/rest/payment/{op}"),
             Some(&basic("shop", "shop-secret")),
@@ -218,48 +102,19 @@ admin = true
         .await
         .unwrap()
     }
-
-    /// Sends SIGTERM (the graceful stop) without waiting.
-    fn terminate(&self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-    }
-
-    /// Waits (up to 20 s) for the process to end; its exit status.
-    fn wait_exit(mut self) -> Option<std::process::ExitStatus> {
-        for _ in 0..400 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-
-    /// SIGTERM, and wait for the process to end.
-    fn stop(mut self) {
-        #[cfg(unix)]
-        {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.child.id().to_string()])
-                .status();
-        }
-        for _ in 0..200 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-    }
 }
 
-fn basic(user: &str, pass: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-    )
+impl Calls for GatewayProcess {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<String>,
+    ) -> Result<(u16, Value), String> {
+        let a = self.request(method, path, auth, &[], body).await?;
+        Ok((a.status, a.body))
+    }
 }
 
 async fn simulator(dir: &Path) -> OcsSim {
@@ -306,7 +161,7 @@ fn message(v: &Value) -> String {
 async fn every_operation_end_to_end() {
     let dir = TempDir::new("ops");
     let sim = simulator(&dir.0).await;
-    let gw = GatewayProcess::start(&dir.0, sim.local_addr().unwrap()).await;
+    let gw = start(&dir.0, sim.local_addr().unwrap()).await;
 
     // charge-amount: 204, the OCS debited it, and the journal has one debit for it.
     let (s, body) = gw
@@ -425,7 +280,7 @@ async fn every_operation_end_to_end() {
     assert_eq!(s, 400, "{body}");
     // Authentication: none, wrong, and another application's key.
     let (s, _) = gw
-        .request(
+        .call(
             "POST",
             "/rest/payment/charge-amount",
             None,
@@ -435,7 +290,7 @@ async fn every_operation_end_to_end() {
         .unwrap();
     assert_eq!(s, 401);
     let (s, _) = gw
-        .request(
+        .call(
             "POST",
             "/rest/payment/charge-amount",
             Some(&basic("shop", "wrong")),
@@ -463,7 +318,7 @@ async fn every_operation_end_to_end() {
         ),
     ] {
         let (s, v) = gw
-            .request(
+            .call(
                 "POST",
                 "/rest/payment/charge-amount",
                 Some(&basic("shop", "shop-secret")),
@@ -475,7 +330,7 @@ async fn every_operation_end_to_end() {
         assert!(v["error"]["message"].is_string(), "{what}: {v}");
     }
     let (s, _) = gw
-        .request(
+        .call(
             "POST",
             "/rest/payment/charge-amount",
             Some(&basic("shop", "shop-secret")),
@@ -494,7 +349,7 @@ async fn every_operation_end_to_end() {
     assert_eq!(s, 200);
     assert!(doc["paths"]["/rest/payment/charge-amount"].is_object());
     let (s, metrics) = gw
-        .request("GET", "/metrics", Some(&basic("shop", "shop-secret")), None)
+        .call("GET", "/metrics", Some(&basic("shop", "shop-secret")), None)
         .await
         .unwrap();
     assert_eq!(s, 403, "metrics need an admin application: {metrics}");
@@ -506,7 +361,7 @@ async fn every_operation_end_to_end() {
 async fn hundreds_of_parallel_charges_on_one_account_are_exact() {
     let dir = TempDir::new("conc");
     let sim = simulator(&dir.0).await;
-    let gw = Arc::new(GatewayProcess::start(&dir.0, sim.local_addr().unwrap()).await);
+    let gw = Arc::new(start(&dir.0, sim.local_addr().unwrap()).await);
     let mut tasks = Vec::new();
     for i in 0..300 {
         let gw = Arc::clone(&gw);
@@ -545,7 +400,7 @@ async fn hundreds_of_parallel_charges_on_one_account_are_exact() {
 async fn a_reservation_survives_a_restart_of_the_gateway() {
     let dir = TempDir::new("restart");
     let sim = simulator(&dir.0).await;
-    let gw = GatewayProcess::start(&dir.0, sim.local_addr().unwrap()).await;
+    let gw = start(&dir.0, sim.local_addr().unwrap()).await;
     let (s, body) = gw
         .pay(
             "reserve-amount",
@@ -563,7 +418,7 @@ async fn a_reservation_survives_a_restart_of_the_gateway() {
     assert_eq!(s, 204);
     // A hard crash: no graceful shutdown, nothing flushed beyond what was acknowledged.
     drop(gw);
-    let gw = GatewayProcess::start(&dir.0, sim.local_addr().unwrap()).await;
+    let gw = start(&dir.0, sim.local_addr().unwrap()).await;
     // The retry of an acknowledged charge is answered from the store, not charged again.
     let (s, _) = gw
         .pay(
@@ -596,7 +451,7 @@ async fn a_graceful_stop_finishes_in_flight_requests_and_says_goodbye() {
     use charging_gateway::diameter::peer::DisconnectCause;
     let dir = TempDir::new("stop");
     let sim = simulator(&dir.0).await;
-    let gw = Arc::new(GatewayProcess::start(&dir.0, sim.local_addr().unwrap()).await);
+    let gw = Arc::new(start(&dir.0, sim.local_addr().unwrap()).await);
     sim.set_faults(|f| f.latency = Duration::from_millis(700));
     let g = Arc::clone(&gw);
     let inflight = tokio::spawn(async move {
@@ -607,7 +462,7 @@ async fn a_graceful_stop_finishes_in_flight_requests_and_says_goodbye() {
     let mut recorded = false;
     for _ in 0..200 {
         let (s, v) = gw
-            .request(
+            .call(
                 "GET",
                 "/admin/operations?referenceCode=stop-1&app=shop",
                 Some("Bearer other-key"),
@@ -638,7 +493,7 @@ async fn a_graceful_stop_finishes_in_flight_requests_and_says_goodbye() {
     assert!(said_goodbye, "DPR with REBOOTING reached the OCS");
     // The outcome was flushed: a new process answers the retry from the store.
     sim.clear_faults();
-    let gw = GatewayProcess::start(&dir.0, sim.local_addr().unwrap()).await;
+    let gw = start(&dir.0, sim.local_addr().unwrap()).await;
     let (s, _) = gw
         .pay("charge-amount", charge("2.00", ALICE, "stop-1"))
         .await;

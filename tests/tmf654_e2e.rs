@@ -5,22 +5,20 @@
 //! automatic top-up cancelled, and a top-up whose outcome was unknown when the gateway
 //! process was killed, resolved by the restarted process.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use charging_gateway::diameter::codec::ResultCode;
 use charging_gateway::diameter::dict::Dictionary;
 use charging_gateway::ocs::{OcsSim, OcsSimConfig, SimAccount};
+
+mod support;
+use support::process::{Answer, GatewayProcess, TempDir, basic, dictionaries};
 
 const ALICE: &str = "tel:+34671999000";
 const BOB: &str = "tel:+34600000001";
@@ -30,54 +28,12 @@ fn d(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
 }
 
-/// A scratch directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "gw-tmf654-{name}-{}-{}",
-            std::process::id(),
-            fastrand::u32(..)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
+/// The TMF Error code of an answer, after checking the body is that shape.
+trait Code {
+    fn code(&self) -> String;
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The gateway process; killed on drop (a hard stop: nothing flushed beyond what it
-/// acknowledged).
-struct GatewayProcess {
-    child: Child,
-    host: String,
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Answer {
-    status: u16,
-    headers: hyper::HeaderMap,
-    body: Value,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The TMF Error code, after checking the body is that shape.
+impl Code for Answer {
     fn code(&self) -> String {
         for k in ["code", "reason", "message", "status", "@type"] {
             assert!(self.body.get(k).is_some(), "{k} in {}", self.body);
@@ -87,20 +43,10 @@ impl Answer {
     }
 }
 
-fn basic(user: &str, pass: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-    )
-}
-
-impl GatewayProcess {
-    async fn start(dir: &Path, ocs: std::net::SocketAddr) -> Self {
-        let config = dir.join("gateway.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
+/// `gateway serve` with a SQLite store in `dir`, pointing at the simulator at `ocs`.
+async fn start(dir: &Path, ocs: std::net::SocketAddr) -> GatewayProcess {
+    let config = format!(
+        r#"
 [diameter]
 origin_host = "gw.charging.local"
 origin_realm = "charging.local"
@@ -145,106 +91,24 @@ id = "other"
 api_key = "other-key"
 allowed_operations = ["query-balance"]
 "#,
-                dict = Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("dictionaries")
-                    .display(),
-                data = dir.join("data").display(),
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .env("LOG_FORMAT", "text")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the gateway binary starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent
-                    && line.contains("REST API listening")
-                    && let Some(a) = line.split("address=").nth(1)
-                {
-                    let _ = tx.send(a.split_whitespace().next().unwrap_or("").to_string());
-                    sent = true;
-                }
-            }
-        });
-        let host = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the gateway logs its REST address");
-        let gw = Self { child, host };
-        for _ in 0..200 {
-            if let Ok(a) = gw.request("GET", "/health/ready", None, &[], None).await
-                && a.status == 200
-            {
-                return gw;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the gateway never became ready");
-    }
+        dict = dictionaries().display(),
+        data = dir.join("data").display(),
+    );
+    GatewayProcess::start(dir, &config).await
+}
 
-    async fn request(
+/// A request of the application "shop" under the TMF654 base path.
+trait Shop {
+    async fn shop(
         &self,
         method: &str,
         path: &str,
-        auth: Option<&str>,
-        headers: &[(&str, &str)],
-        body: Option<String>,
-    ) -> Result<Answer, String> {
-        let stream = tokio::net::TcpStream::connect(&self.host)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &self.host);
-        if body.is_some() {
-            req = req.header("content-type", "application/json;charset=utf-8");
-        }
-        if let Some(a) = auth {
-            req = req.header("authorization", a);
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Ok(Answer {
-            status,
-            headers,
-            body,
-        })
-    }
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer;
+}
 
+impl Shop for GatewayProcess {
     async fn shop(
         &self,
         method: &str,
@@ -252,7 +116,10 @@ allowed_operations = ["query-balance"]
         key: Option<&str>,
         body: Option<Value>,
     ) -> Answer {
-        let h: Vec<(&str, &str)> = key.iter().map(|k| ("idempotency-key", *k)).collect();
+        let mut h: Vec<(&str, &str)> = key.iter().map(|k| ("idempotency-key", *k)).collect();
+        if body.is_some() {
+            h.push(("content-type", "application/json;charset=utf-8"));
+        }
         self.request(
             method,
             &format!("{BASE}{path}"),
@@ -262,22 +129,6 @@ allowed_operations = ["query-balance"]
         )
         .await
         .unwrap()
-    }
-
-    fn stop(mut self) {
-        #[cfg(unix)]
-        {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.child.id().to_string()])
-                .status();
-        }
-        for _ in 0..200 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
     }
 }
 
@@ -325,7 +176,7 @@ fn topup(amount: Value, msisdn: &str) -> Value {
 async fn tmf654_end_to_end() {
     let dir = TempDir::new("ops");
     let sim = simulator(&dir.0).await;
-    let gw = GatewayProcess::start(&dir.0, sim.local_addr().unwrap()).await;
+    let gw = start(&dir.0, sim.local_addr().unwrap()).await;
 
     // A top-up (API.md 6.3 D): 201 completed; the OCS credited exactly 10.00 once.
     let a = gw
@@ -645,7 +496,7 @@ async fn tmf654_end_to_end() {
 async fn an_unknown_outcome_survives_a_crash_and_credits_once() {
     let dir = TempDir::new("crash");
     let sim = simulator(&dir.0).await;
-    let gw = GatewayProcess::start(&dir.0, sim.local_addr().unwrap()).await;
+    let gw = start(&dir.0, sim.local_addr().unwrap()).await;
     // The OCS applies the top-up but answers after the gateway's Tx (1 s): the gateway
     // cannot know whether it was applied. 201 created, never completed.
     sim.set_faults(|f| f.latency = Duration::from_millis(1500));
@@ -671,7 +522,7 @@ async fn an_unknown_outcome_survives_a_crash_and_credits_once() {
     }
     assert_eq!(balance(&sim, ALICE), d("107.50"));
     sim.clear_faults();
-    let gw = GatewayProcess::start(&dir.0, sim.local_addr().unwrap()).await;
+    let gw = start(&dir.0, sim.local_addr().unwrap()).await;
     // The restarted gateway re-sends the recorded request (T flag, same Session-Id and
     // number): the OCS knows it as a duplicate and answers its first answer. Completed, and
     // credited once.

@@ -1,3 +1,6 @@
-//! Helpers shared by integration tests that drive real external peers.
+//! Helpers shared by integration tests: real external peers (freeDiameter) and the gateway
+//! as a separate process. Each test crate uses only part of them.
+#![allow(dead_code)]
 
 pub mod freediameter;
+pub mod process;
