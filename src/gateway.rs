@@ -179,3 +179,88 @@ impl Gateway {
 fn open_store(cfg: &GatewayConfig) -> Result<Store, String> {
     Store::open(&cfg.store).map_err(|e| format!("store ({}): {e}", cfg.store.backend))
 }
+
+/// The assembled gateway for the crate's own tests: the simulator (when `accounts` are given)
+/// on a run-time loopback port, the given store (else memory), Tx `tx`, reservations released
+/// after `reservation_ttl`, the resolver every 100 ms.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::time::Duration;
+
+    use rust_decimal::Decimal;
+
+    use super::{Gateway, StartOptions};
+    use crate::config::GatewayConfig;
+    use crate::ocs::{OcsSimConfig, SimAccount};
+    use crate::store::Store;
+
+    pub(crate) struct TestGateway<'a> {
+        /// (subscriber, balance, currency); `None`: no simulator, no peer.
+        pub accounts: Option<&'a [(String, Decimal, &'a str)]>,
+        pub tx: Duration,
+        pub reservation_ttl: Duration,
+        /// How often the reaper runs (tests that reap themselves set an hour).
+        pub reaper_interval: Duration,
+        pub store: Option<Store>,
+    }
+
+    pub(crate) async fn start(t: TestGateway<'_>) -> Gateway {
+        let mut cfg = GatewayConfig::from_toml(
+            r#"
+[diameter]
+origin_host = "gw.charging.local"
+origin_realm = "charging.local"
+[diameter.timers]
+reconnect_min = "100ms"
+reconnect_max = "500ms"
+drain_timeout = "1s"
+[[diameter.peers]]
+host = "ocs.charging.local"
+realm = "charging.local"
+address = "127.0.0.1:1"
+[credit_control]
+max_sessions = 1000
+resolve_interval = "100ms"
+resolve_attempts = 200
+[http]
+request_timeout = "1h"
+[store]
+backend = "memory"
+"#,
+        )
+        .expect("the test configuration is valid");
+        cfg.diameter.timers.request_timeout = t.tx;
+        cfg.credit_control.reservation_ttl = t.reservation_ttl;
+        cfg.credit_control.reaper_interval = t.reaper_interval;
+        cfg.ocs_sim.enabled = t.accounts.is_some();
+        let sim = t.accounts.map(|accounts| OcsSimConfig {
+            listen: "127.0.0.1:0".into(),
+            accounts: accounts
+                .iter()
+                .map(|(s, b, c)| SimAccount {
+                    subscriber: s.clone(),
+                    balance: *b,
+                    currency: (*c).into(),
+                })
+                .collect(),
+            ..OcsSimConfig::default()
+        });
+        let with_sim = sim.is_some();
+        let gw = Gateway::start_with(
+            cfg,
+            StartOptions {
+                sim,
+                store: t.store,
+            },
+        )
+        .await
+        .expect("the test gateway starts");
+        if with_sim {
+            assert!(
+                gw.wait_ready(Duration::from_secs(5)).await,
+                "never connected to the simulator"
+            );
+        }
+        gw
+    }
+}

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -18,28 +18,16 @@ use tower::ServiceExt;
 
 use super::error::{POLICY_EXCEPTION, SERVICE_EXCEPTION, from_failure};
 use super::*;
-use crate::charging::{Charging, ChargingSettings, Failure};
+use crate::charging::{Charging, Failure};
 use crate::config::{AppConfig, HttpConfig};
-use crate::credit_control::{CcConfig, CcFailureHandling, CreditControlClient, DdFailureHandling};
-use crate::credit_control::{UnitsStyle, money::currency};
-use crate::diameter::codec::{Limits, ResultCode};
-use crate::diameter::dict::Dictionary;
-use crate::diameter::node::{Node, NodeConfig, PeerConfig};
-use crate::diameter::peer::{LocalIdentity, PeerSettings};
-use crate::diameter::router::{NoApplications, PeerSpec, RouterSettings};
-use crate::ocs::{OcsSim, OcsSimConfig, SimAccount};
+use crate::diameter::codec::ResultCode;
+use crate::ocs::OcsSim;
 use crate::store::{
     Backend, OperationFilter, OperationRow, ReservationRow, Store, StoreError, StoreSettings,
     Write, Written,
 };
 
 // ---- harness ---------------------------------------------------------------------------------
-
-fn dict() -> Arc<Dictionary> {
-    static D: OnceLock<Arc<Dictionary>> = OnceLock::new();
-    D.get_or_init(|| Arc::new(Dictionary::builtin().unwrap()))
-        .clone()
-}
 
 fn d(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
@@ -119,8 +107,7 @@ impl Default for Opts {
 }
 
 struct World {
-    sim: Option<OcsSim>,
-    _gw: Node,
+    gw: crate::gateway::Gateway,
     charging: Arc<Charging>,
     router: Router,
     ready: Arc<AtomicBool>,
@@ -183,121 +170,24 @@ fn ops() -> Auth {
 }
 
 async fn world(o: Opts) -> World {
-    let sim = if o.sim {
-        Some(
-            OcsSim::start(
-                OcsSimConfig {
-                    listen: "127.0.0.1:0".into(),
-                    accounts: [
-                        (ALICE, "100.00"),
-                        (BOB, "5.00"),
-                        (CAROL, "50.00"),
-                        (DAVE, "20.00"),
-                    ]
-                    .iter()
-                    .map(|(s, b)| SimAccount {
-                        subscriber: (*s).into(),
-                        balance: d(b),
-                        currency: "EUR".into(),
-                    })
-                    .collect(),
-                    ..OcsSimConfig::default()
-                },
-                dict(),
-            )
-            .await
-            .unwrap(),
-        )
-    } else {
-        None
-    };
-    let peers = match &sim {
-        Some(s) => vec![PeerConfig {
-            spec: PeerSpec {
-                name: "ocs".into(),
-                host: "ocs.charging.local".into(),
-                realm: "charging.local".into(),
-                priority: 1,
-                weight: 1,
-            },
-            connect: Some(s.local_addr().unwrap().to_string()),
-        }],
-        None => vec![],
-    };
-    let gw = Node::start(
-        NodeConfig {
-            local: LocalIdentity {
-                origin_host: "gw.charging.local".into(),
-                origin_realm: "charging.local".into(),
-                host_ip_addresses: vec!["127.0.0.1".parse().unwrap()],
-                vendor_id: 0,
-                product_name: "api-test".into(),
-                firmware_revision: 1,
-                origin_state_id: 1,
-                auth_application_ids: vec![4],
-                acct_application_ids: vec![],
-                vendor_specific_auth_apps: vec![],
-                supported_vendor_ids: vec![10415],
-            },
-            listen: None,
-            accept_unknown_peers: false,
-            peers,
-            peer_settings: PeerSettings::default(),
-            router: RouterSettings {
-                request_timeout: Duration::from_secs(10),
-                drain_timeout: Duration::from_secs(1),
-            },
-            limits: Limits::default(),
-            cer_timeout: Duration::from_secs(2),
-        },
-        dict(),
-        Arc::new(NoApplications),
-    )
-    .await
-    .unwrap();
-    let (tx, resolutions) = tokio::sync::mpsc::unbounded_channel();
-    let client = CreditControlClient::new(
-        gw.router().clone(),
-        CcConfig {
-            service_context_id: "payment.v1@charging.local".into(),
-            destination_realm: "charging.local".into(),
-            destination_host: None,
-            style: UnitsStyle::Mscc,
-            default_currency: currency("EUR").unwrap(),
-            ccfh: CcFailureHandling::Terminate,
-            ddfh: DdFailureHandling::TerminateOrBuffer,
-            tx: o.tx,
-            service_identifier: None,
-            rating_group: None,
-            extra_avps: Vec::new(),
-            max_sessions: 1000,
-            reservation_ttl: Duration::from_secs(3600),
-            resolve_interval: Duration::from_millis(100),
-            resolve_attempts: 200,
-        },
-        Some(tx),
-    );
-    if sim.is_some() {
-        for _ in 0..500 {
-            if gw.router().any_usable() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(gw.router().any_usable(), "never connected to the simulator");
-    }
-    let charging = Charging::start(
-        client,
-        o.store.unwrap_or_else(Store::memory),
-        Some(resolutions),
-        ChargingSettings {
-            inflight_wait: Duration::from_secs(10),
-            reaper_interval: Duration::from_secs(3600),
-            resolve_interval: Duration::from_millis(100),
-        },
-    )
-    .await
-    .unwrap();
+    let accounts: Vec<_> = [
+        (ALICE, "100.00"),
+        (BOB, "5.00"),
+        (CAROL, "50.00"),
+        (DAVE, "20.00"),
+    ]
+    .iter()
+    .map(|(s, b)| (s.to_string(), d(b), "EUR"))
+    .collect();
+    let gw = crate::gateway::testing::start(crate::gateway::testing::TestGateway {
+        accounts: o.sim.then_some(accounts.as_slice()),
+        tx: o.tx,
+        reservation_ttl: Duration::from_secs(3600),
+        reaper_interval: Duration::from_secs(3600),
+        store: o.store,
+    })
+    .await;
+    let charging = Arc::clone(&gw.charging);
     let ready = Arc::new(AtomicBool::new(true));
     let r = Arc::clone(&ready);
     let state = ApiState::new(
@@ -315,8 +205,7 @@ async fn world(o: Opts) -> World {
         },
     );
     World {
-        sim,
-        _gw: gw,
+        gw,
         charging,
         router,
         ready,
@@ -325,7 +214,7 @@ async fn world(o: Opts) -> World {
 
 impl World {
     fn sim(&self) -> &OcsSim {
-        self.sim.as_ref().expect("a simulator")
+        self.gw.sim.as_ref().expect("a simulator")
     }
 
     async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Body) -> Resp {

@@ -3,7 +3,7 @@
 //! over a memory store. Balances and reservations are read from the simulator's books.
 
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -18,25 +18,14 @@ use super::error::{Effect, Step, code, effect, from_failure};
 use super::payments::{Pending, Status, transition};
 use super::*;
 use crate::api::{ApiState, Apps, router};
-use crate::charging::{Charging, ChargingSettings, Failure};
+use crate::charging::{Charging, Failure};
 use crate::config::{AppConfig, HttpConfig};
-use crate::credit_control::{CcConfig, CcFailureHandling, CreditControlClient, DdFailureHandling};
-use crate::credit_control::{SubscriptionId, UnitsStyle, money::currency};
-use crate::diameter::codec::{Limits, ResultCode};
-use crate::diameter::dict::Dictionary;
-use crate::diameter::node::{Node, NodeConfig, PeerConfig};
-use crate::diameter::peer::{LocalIdentity, PeerSettings};
-use crate::diameter::router::{NoApplications, PeerSpec, RouterSettings};
-use crate::ocs::{OcsSim, OcsSimConfig, SimAccount};
+use crate::credit_control::SubscriptionId;
+use crate::diameter::codec::ResultCode;
+use crate::ocs::OcsSim;
 use crate::store::{OperationFilter, ResourceFilter, Store};
 
 // ---- harness (the pattern of src/api/tests.rs) -----------------------------------------------
-
-fn dict() -> Arc<Dictionary> {
-    static D: OnceLock<Arc<Dictionary>> = OnceLock::new();
-    D.get_or_init(|| Arc::new(Dictionary::builtin().unwrap()))
-        .clone()
-}
 
 fn d(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
@@ -105,8 +94,7 @@ impl Default for Opts {
 }
 
 struct World {
-    sim: OcsSim,
-    _gw: Node,
+    gw: crate::gateway::Gateway,
     charging: Arc<Charging>,
     router: Router,
 }
@@ -163,110 +151,25 @@ fn key(k: &str) -> Auth {
 }
 
 async fn world(o: Opts) -> World {
-    let sim = OcsSim::start(
-        OcsSimConfig {
-            listen: "127.0.0.1:0".into(),
-            accounts: [
-                (ALICE, "100.00", "EUR"),
-                (BOB, "5.00", "EUR"),
-                (CAROL, "50.00", "EUR"),
-                (GRACE, "50.00", "GBP"),
-            ]
-            .iter()
-            .map(|(s, b, c)| SimAccount {
-                subscriber: tel(s),
-                balance: d(b),
-                currency: (*c).into(),
-            })
-            .collect(),
-            ..OcsSimConfig::default()
-        },
-        dict(),
-    )
-    .await
-    .unwrap();
-    let gw = Node::start(
-        NodeConfig {
-            local: LocalIdentity {
-                origin_host: "gw.charging.local".into(),
-                origin_realm: "charging.local".into(),
-                host_ip_addresses: vec!["127.0.0.1".parse().unwrap()],
-                vendor_id: 0,
-                product_name: "camara-test".into(),
-                firmware_revision: 1,
-                origin_state_id: 1,
-                auth_application_ids: vec![4],
-                acct_application_ids: vec![],
-                vendor_specific_auth_apps: vec![],
-                supported_vendor_ids: vec![10415],
-            },
-            listen: None,
-            accept_unknown_peers: false,
-            peers: vec![PeerConfig {
-                spec: PeerSpec {
-                    name: "ocs".into(),
-                    host: "ocs.charging.local".into(),
-                    realm: "charging.local".into(),
-                    priority: 1,
-                    weight: 1,
-                },
-                connect: Some(sim.local_addr().unwrap().to_string()),
-            }],
-            peer_settings: PeerSettings::default(),
-            router: RouterSettings {
-                request_timeout: Duration::from_secs(10),
-                drain_timeout: Duration::from_secs(1),
-            },
-            limits: Limits::default(),
-            cer_timeout: Duration::from_secs(2),
-        },
-        dict(),
-        Arc::new(NoApplications),
-    )
-    .await
-    .unwrap();
-    let (tx, resolutions) = tokio::sync::mpsc::unbounded_channel();
-    let client = CreditControlClient::new(
-        gw.router().clone(),
-        CcConfig {
-            service_context_id: "payment.v1@charging.local".into(),
-            destination_realm: "charging.local".into(),
-            destination_host: None,
-            style: UnitsStyle::Mscc,
-            default_currency: currency("EUR").unwrap(),
-            ccfh: CcFailureHandling::Terminate,
-            ddfh: DdFailureHandling::TerminateOrBuffer,
-            tx: o.tx,
-            service_identifier: None,
-            rating_group: None,
-            extra_avps: Vec::new(),
-            max_sessions: 1000,
-            reservation_ttl: o.reservation_ttl,
-            resolve_interval: Duration::from_millis(100),
-            resolve_attempts: 200,
-        },
-        Some(tx),
-    );
-    for _ in 0..500 {
-        if gw.router().any_usable() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(gw.router().any_usable(), "never connected to the simulator");
-    let charging = Charging::start(
-        client,
-        o.store.unwrap_or_else(Store::memory),
-        Some(resolutions),
-        ChargingSettings {
-            inflight_wait: Duration::from_secs(10),
-            // Reservations are reaped by the tests themselves (`Charging::reap`).
-            reaper_interval: Duration::from_secs(3600),
-            resolve_interval: Duration::from_millis(100),
-        },
-    )
-    .await
-    .unwrap();
+    let accounts: Vec<_> = [
+        (ALICE, "100.00", "EUR"),
+        (BOB, "5.00", "EUR"),
+        (CAROL, "50.00", "EUR"),
+        (GRACE, "50.00", "GBP"),
+    ]
+    .iter()
+    .map(|(s, b, c)| (tel(s), d(b), *c))
+    .collect();
+    let gw = crate::gateway::testing::start(crate::gateway::testing::TestGateway {
+        accounts: Some(accounts.as_slice()),
+        tx: o.tx,
+        reservation_ttl: o.reservation_ttl,
+        // Reservations are reaped by the tests themselves (`Charging::reap`).
+        reaper_interval: Duration::from_secs(3600),
+        store: o.store,
+    })
+    .await;
+    let charging = Arc::clone(&gw.charging);
     let state = ApiState::new(
         Arc::clone(&charging),
         Arc::new(Apps::new(&apps())),
@@ -282,14 +185,17 @@ async fn world(o: Opts) -> World {
         },
     );
     World {
-        sim,
-        _gw: gw,
+        gw,
         charging,
         router,
     }
 }
 
 impl World {
+    fn sim(&self) -> &OcsSim {
+        self.gw.sim.as_ref().expect("a simulator")
+    }
+
     async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Body) -> Resp {
         let mut b = Request::builder().method(method).uri(path);
         for (k, v) in headers {
@@ -338,17 +244,17 @@ impl World {
     }
 
     fn balance(&self, who: &str) -> Decimal {
-        self.sim.balance(&tel(who)).unwrap().amount
+        self.sim().balance(&tel(who)).unwrap().amount
     }
 
     fn reserved(&self, who: &str) -> Decimal {
-        self.sim.account(&tel(who)).unwrap().reserved
+        self.sim().account(&tel(who)).unwrap().reserved
     }
 
     /// Journal entries of the simulator with this operation (`debit`, `refund`, `reserve`,
     /// `commit`, `release`).
     fn journal(&self, op: &str) -> usize {
-        self.sim.journal().iter().filter(|e| e.op == op).count()
+        self.sim().journal().iter().filter(|e| e.op == op).count()
     }
 
     async fn pay(&self, body: &Value) -> Resp {
@@ -502,7 +408,7 @@ async fn a_one_step_payment_is_charged_and_answered_201_succeeded() {
     // The OCS debited it once, in that session.
     assert_eq!(w.balance(ALICE), d("95.01"));
     let debits: Vec<_> = w
-        .sim
+        .sim()
         .journal()
         .into_iter()
         .filter(|e| e.op == "debit")
@@ -564,7 +470,7 @@ async fn refusals_of_the_ocs_create_no_payment() {
     ];
     for (i, (rc, status, want)) in cases.iter().enumerate() {
         let k = SubscriptionId::parse(CAROL).unwrap().key();
-        w.sim.set_faults(|f| {
+        w.sim().set_faults(|f| {
             f.fixed.insert(k, ResultCode(*rc));
         });
         let r = w
@@ -576,7 +482,7 @@ async fn refusals_of_the_ocs_create_no_payment() {
             "{rc}"
         );
     }
-    w.sim.clear_faults();
+    w.sim().clear_faults();
     assert_eq!(w.balance(CAROL), d("50.00"));
     // A request refused before anything was sent keeps nothing: the same reference is free.
     let r = w.pay(&payment(CAROL, "1.00", "f-3", None)).await;
@@ -590,7 +496,7 @@ impl World {
     async fn reap_all(&self) {
         for _ in 0..200 {
             self.charging.reap().await;
-            if self.charging.open_reservations() == 0 && self.sim.open_reservations() == 0 {
+            if self.charging.open_reservations() == 0 && self.sim().open_reservations() == 0 {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -706,7 +612,7 @@ async fn an_unknown_outcome_is_processing_and_a_read_resolves_it() {
     .await;
     let k = SubscriptionId::parse(CAROL).unwrap().key();
     // The OCS applies the debit after the gateway stopped waiting (Tx).
-    w.sim.set_faults(|f| {
+    w.sim().set_faults(|f| {
         f.latency_for.insert(k, Duration::from_millis(1500));
     });
     let body = payment(CAROL, "7.00", "slow-1", Some("cc-slow"));
@@ -715,7 +621,7 @@ async fn an_unknown_outcome_is_processing_and_a_read_resolves_it() {
     // Never "succeeded" nor "denied" while the outcome is unknown.
     assert_eq!(r.json()["paymentStatus"], "processing");
     let id = r.json()["paymentId"].as_str().unwrap().to_string();
-    w.sim.clear_faults();
+    w.sim().clear_faults();
     let mut status = String::new();
     for _ in 0..300 {
         status = w.status(&id).await;
@@ -1550,7 +1456,7 @@ async fn authentication_and_application_policy() {
     );
     // The shop may pay in GBP.
     assert_eq!(w.pay(&gbp).await.status, StatusCode::CREATED);
-    assert_eq!(w.sim.balance(&tel(GRACE)).unwrap().amount, d("49.00"));
+    assert_eq!(w.sim().balance(&tel(GRACE)).unwrap().amount, d("49.00"));
     assert_eq!(w.balance(ALICE), d("100.00"));
     // Methods not served on a CAMARA path.
     let r = w
