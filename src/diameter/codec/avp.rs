@@ -675,13 +675,24 @@ impl<'a> Writer<'a> {
         self.pos += n;
     }
 
+    /// Overwrites the 24-bit length field at `at` (an AVP's or the message's), already
+    /// written; `len` has been checked to fit.
+    #[inline]
+    pub(crate) fn patch_u24(&mut self, at: usize, len: usize) {
+        if let Some(dst) = self
+            .buf
+            .get_mut(at..)
+            .and_then(|rest| rest.first_chunk_mut::<3>())
+        {
+            let [_, l0, l1, l2] = (len as u32).to_be_bytes();
+            *dst = [l0, l1, l2];
+        }
+    }
+
     pub(crate) fn position(&self) -> usize {
         self.pos
     }
 }
-
-/// Data lengths of the Grouped AVPs of one message, in pre-order; on the stack for up to 32.
-pub(crate) type GroupLengths = smallvec::SmallVec<[u32; 32]>;
 
 /// The value of an owned AVP. Every OctetString-derived type (UTF8String, DiameterIdentity,
 /// Address, Time, URI, IPFilterRule, and unknown AVPs) is held as its wire bytes.
@@ -825,16 +836,12 @@ impl AvpBuf {
     }
 
     /// Checks that this AVP and every member fit the 24-bit length fields, returning the
-    /// encoded length.
+    /// encoded length with padding. Encoding runs this once over the whole message before it
+    /// writes, so it is kept lean: leaves inline, the walk over members out of line.
+    #[inline]
     pub fn checked_len(&self) -> Result<usize, EncodeError> {
         let data = match &self.value {
-            AvpValue::Grouped(members) => {
-                let mut sum = 0usize;
-                for m in members {
-                    sum = sum.saturating_add(m.checked_len()?);
-                }
-                sum
-            }
+            AvpValue::Grouped(members) => Self::checked_members_len(members)?,
             v => v.data_len(),
         };
         let len = self.header_len().saturating_add(data);
@@ -844,58 +851,66 @@ impl AvpBuf {
         Ok(padded(len))
     }
 
-    /// Measures this AVP for encoding: checks every length field can express its size and
-    /// records the data length of each Grouped AVP in `lens`, in pre-order, so that
-    /// [`AvpBuf::write`] need not sum members again. Returns the encoded length with padding.
-    #[inline]
-    pub(crate) fn measure(&self, lens: &mut GroupLengths) -> Result<usize, EncodeError> {
-        let data = match &self.value {
-            AvpValue::Grouped(members) => Self::measure_members(members, lens)?,
-            v => v.data_len(),
-        };
-        let len = self.header_len() + data;
-        if len > MAX_AVP_LEN {
-            return Err(EncodeError::AvpTooLong(self.code.0, len));
-        }
-        Ok(padded(len))
-    }
-
     #[inline(never)]
-    fn measure_members(members: &[AvpBuf], lens: &mut GroupLengths) -> Result<usize, EncodeError> {
-        let slot = lens.len();
-        lens.push(0);
+    fn checked_members_len(members: &[AvpBuf]) -> Result<usize, EncodeError> {
         let mut sum = 0usize;
         for m in members {
-            // Sizes stay far below usize::MAX: every AVP is capped at 2^24 octets.
-            sum += m.measure(lens)?;
-        }
-        if let Some(l) = lens.get_mut(slot) {
-            *l = u32::try_from(sum).unwrap_or(u32::MAX);
+            sum = sum.saturating_add(m.checked_len()?);
         }
         Ok(sum)
     }
 
-    /// Writes the AVP into `w`, whose buffer is zero-filled: padding is skipped, not written.
-    /// `lens` yields the Grouped data lengths [`AvpBuf::measure`] recorded, in the same order.
+    /// The encoding pass's measure: the encoded length with padding, or `usize::MAX` when this
+    /// AVP or a member is over the 24-bit AVP Length limit (the saturating sums carry that up).
+    /// It returns in a register, where [`AvpBuf::checked_len`] returns a `Result` through
+    /// memory; the caller asks `checked_len` which AVP is at fault only on the rare failure.
     #[inline]
-    pub(crate) fn write(&self, w: &mut Writer<'_>, lens: &mut std::slice::Iter<'_, u32>) {
-        match &self.value {
-            AvpValue::Unsigned32(v) => self.write_word(w, v.to_be_bytes()),
-            AvpValue::Integer32(v) => self.write_word(w, v.to_be_bytes()),
-            AvpValue::Float32(v) => self.write_word(w, v.to_be_bytes()),
-            AvpValue::Unsigned64(v) => self.write_dword(w, v.to_be_bytes()),
-            AvpValue::Integer64(v) => self.write_dword(w, v.to_be_bytes()),
-            AvpValue::Float64(v) => self.write_dword(w, v.to_be_bytes()),
-            AvpValue::Bytes(b) => {
-                let len = self.write_header(w, b.len());
-                w.put(b);
-                w.skip(padded(len) - len);
-            }
-            AvpValue::Grouped(members) => {
-                let data_len = lens.next().map_or(0, |l| *l as usize);
-                // Members are padded, so the group needs no padding of its own.
-                self.write_header(w, data_len);
-                Self::write_members(members, w, lens);
+    pub(crate) fn wire_len(&self) -> usize {
+        let data = match &self.value {
+            AvpValue::Grouped(members) => Self::members_wire_len(members),
+            v => v.data_len(),
+        };
+        let len = self.header_len().saturating_add(data);
+        if len > MAX_AVP_LEN {
+            usize::MAX
+        } else {
+            padded(len)
+        }
+    }
+
+    #[inline(never)]
+    fn members_wire_len(members: &[AvpBuf]) -> usize {
+        members
+            .iter()
+            .fold(0usize, |sum, m| sum.saturating_add(m.wire_len()))
+    }
+
+    /// Writes `avps` into `w`, whose buffer is zero-filled: padding is skipped, not written.
+    /// The caller has checked the lengths ([`AvpBuf::wire_len`]); a Grouped AVP's length is
+    /// filled in once its members are written. One loop per level, calling itself only for
+    /// Grouped members, so that a leaf AVP costs no function call.
+    #[inline(never)]
+    pub(crate) fn write_all(avps: &[AvpBuf], w: &mut Writer<'_>) {
+        for a in avps {
+            match &a.value {
+                AvpValue::Unsigned32(v) => a.write_word(w, v.to_be_bytes()),
+                AvpValue::Integer32(v) => a.write_word(w, v.to_be_bytes()),
+                AvpValue::Float32(v) => a.write_word(w, v.to_be_bytes()),
+                AvpValue::Unsigned64(v) => a.write_dword(w, v.to_be_bytes()),
+                AvpValue::Integer64(v) => a.write_dword(w, v.to_be_bytes()),
+                AvpValue::Float64(v) => a.write_dword(w, v.to_be_bytes()),
+                AvpValue::Bytes(b) => {
+                    let len = a.write_header(w, b.len());
+                    w.put(b);
+                    w.skip(padded(len) - len);
+                }
+                AvpValue::Grouped(members) => {
+                    let start = w.position();
+                    a.write_header(w, 0);
+                    Self::write_all(members, w);
+                    // Members are padded, so the group needs no padding of its own.
+                    w.patch_u24(start + 5, w.position() - start);
+                }
             }
         }
     }
@@ -964,19 +979,11 @@ impl AvpBuf {
         len
     }
 
-    #[inline(never)]
-    fn write_members(members: &[AvpBuf], w: &mut Writer<'_>, lens: &mut std::slice::Iter<'_, u32>) {
-        for m in members {
-            m.write(w, lens);
-        }
-    }
-
     /// This AVP alone, encoded (for a Failed-AVP payload, or tests).
     pub fn to_vec(&self) -> Result<Vec<u8>, EncodeError> {
-        let mut lens = GroupLengths::new();
-        let len = self.measure(&mut lens)?;
+        let len = self.checked_len()?;
         let mut v = vec![0u8; len];
-        self.write(&mut Writer::new(&mut v), &mut lens.iter());
+        Self::write_all(std::slice::from_ref(self), &mut Writer::new(&mut v));
         Ok(v)
     }
 

@@ -14,7 +14,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::avp::{
-    Avp, AvpBuf, AvpCode, AvpHeader, AvpTypes, GroupLengths, VendorId, Writer, try_for_each_avp,
+    Avp, AvpBuf, AvpCode, AvpHeader, AvpTypes, VendorId, Writer, try_for_each_avp,
 };
 use super::error::{DecodeError, EncodeError, ResultCode};
 use super::header::{self, HEADER_LEN, Header, MAX_MESSAGE_LEN};
@@ -257,16 +257,20 @@ impl MessageBuf {
     }
 
     /// Appends the encoded message to `dst`. One pass measures every AVP (checking the 24-bit
-    /// length fields and noting each Grouped length); the exact size is then reserved and
-    /// zero-filled once, and a second pass writes every field (padding is already zero).
+    /// length fields); the exact size is then reserved and zero-filled once, and a second pass
+    /// writes every field (padding is already zero), filling in each Grouped length after its
+    /// members.
     pub fn encode(&self, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        let mut lens = GroupLengths::new();
-        let mut len = HEADER_LEN;
-        for a in &self.avps {
-            len = len.saturating_add(a.measure(&mut lens)?);
-        }
+        let len = self
+            .avps
+            .iter()
+            .fold(HEADER_LEN, |sum, a| sum.saturating_add(a.wire_len()));
         if len > MAX_MESSAGE_LEN as usize {
-            return Err(EncodeError::MessageTooLong(len));
+            // Some length field cannot express its size: say which.
+            return Err(self
+                .encoded_len()
+                .err()
+                .unwrap_or(EncodeError::MessageTooLong(len)));
         }
         let start = dst.len();
         if start == 0 && dst.capacity() < len {
@@ -279,10 +283,7 @@ impl MessageBuf {
         let out = dst.get_mut(start..).unwrap_or_default();
         let mut w = Writer::new(out);
         w.put_array(self.header.to_bytes(len as u32));
-        let mut lens = lens.iter();
-        for a in &self.avps {
-            a.write(&mut w, &mut lens);
-        }
+        AvpBuf::write_all(&self.avps, &mut w);
         debug_assert_eq!(w.position(), len);
         Ok(())
     }
