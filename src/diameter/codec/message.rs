@@ -13,9 +13,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::avp::{
-    Avp, AvpBuf, AvpCode, AvpHeader, AvpTypes, VendorId, Writer, try_for_each_avp,
-};
+use super::avp::{Avp, AvpBuf, AvpCode, AvpHeader, AvpTypes, VendorId, Writer, try_for_each_avp};
 use super::error::{DecodeError, EncodeError, ResultCode};
 use super::header::{self, HEADER_LEN, Header, MAX_MESSAGE_LEN};
 use super::value::DataType;
