@@ -38,7 +38,10 @@ use tracing::field::Empty;
 
 pub use auth::{App, Apps, Caller};
 pub use error::{ApiError, ErrorBody, MessageId};
+
+use camara::error::CamaraError;
 pub use payment::Operation;
+use tmf654::error::TmfError;
 
 use crate::charging::Charging;
 use crate::config::HttpConfig;
@@ -273,29 +276,84 @@ async fn track(req: Request, next: Next) -> Response {
     res
 }
 
-/// Answers 503 when a request takes longer than `http.request_timeout`. The charging call
-/// runs in its own task and goes on: a retry with the same key learns its outcome.
+/// The REST family a path belongs to. The answers the router gives itself (404, 405, the
+/// request timeout) carry that family's error JSON, so that a CAMARA or TMF654 client can parse
+/// them like any other error of its API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    /// `/rest/payment/...` and the operations endpoints: the Parlay X exceptions.
+    Ocsg,
+    /// Carrier Billing and Carrier Billing Refund: CAMARA `ErrorInfo`.
+    Camara,
+    /// `/tmf-api/prepayBalanceManagement/...`: the TMF630 `Error`.
+    Tmf654,
+}
+
+impl Family {
+    fn of(path: &str) -> Self {
+        let under = |base: &str| {
+            path.strip_prefix(base)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        if under(camara::PAYMENT_BASE) || under(camara::REFUND_BASE) {
+            Self::Camara
+        } else if under(tmf654::topups::BASE) {
+            Self::Tmf654
+        } else {
+            Self::Ocsg
+        }
+    }
+}
+
+/// Answers 503 when a request takes longer than `http.request_timeout` (504 TIMEOUT on the
+/// CAMARA paths, as Commonalities have it). The charging call runs in its own task and goes
+/// on: a retry with the same key learns its outcome.
 async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    let family = Family::of(req.uri().path());
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
-        Err(_) => ApiError::unavailable(format!(
-            "no answer within the request timeout ({limit:?}); the outcome is unknown: retry \
-             with the same referenceCode (or Idempotency-Key) to learn it"
-        ))
-        .into_response(),
+        Err(_) => match family {
+            Family::Ocsg => ApiError::unavailable(format!(
+                "no answer within the request timeout ({limit:?}); the outcome is unknown: retry \
+                 with the same referenceCode (or Idempotency-Key) to learn it"
+            ))
+            .into_response(),
+            Family::Camara => CamaraError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                camara::error::code::TIMEOUT,
+                format!(
+                    "Request timeout exceeded. No answer within {limit:?}; the outcome is \
+                     unknown: retry with the same clientCorrelator, or read the resource, to \
+                     learn it."
+                ),
+            )
+            .into_response(),
+            Family::Tmf654 => TmfError::unavailable(format!(
+                "no answer within the request timeout ({limit:?}); the outcome is unknown: read \
+                 the resource, or retry with the same Idempotency-Key, to learn it"
+            ))
+            .into_response(),
+        },
     }
 }
 
 async fn not_found(req: Request) -> Response {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        MessageId::Svc0002,
-        format!(
-            "no resource {} (see /openapi.json)",
-            error::clip(req.uri().path())
-        ),
-    )
-    .into_response()
+    let path = error::clip(req.uri().path());
+    match Family::of(req.uri().path()) {
+        Family::Ocsg => ApiError::new(
+            StatusCode::NOT_FOUND,
+            MessageId::Svc0002,
+            format!("no resource {path} (see /openapi.json)"),
+        )
+        .into_response(),
+        Family::Camara => {
+            CamaraError::not_found(format!("No resource {path} (see /openapi.json)."))
+                .into_response()
+        }
+        Family::Tmf654 => {
+            TmfError::not_found(format!("no resource {path} (see /openapi.json)")).into_response()
+        }
+    }
 }
 
 async fn method_not_allowed(req: Request) -> Response {
@@ -305,15 +363,31 @@ async fn method_not_allowed(req: Request) -> Response {
         .map(|r| r.method.to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    let mut e = ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        MessageId::Svc0002,
-        format!("method {} not allowed here", req.method()),
-    );
+    let what = format!("method {} not allowed here", req.method());
+    let mut res = match Family::of(req.uri().path()) {
+        Family::Ocsg => {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, MessageId::Svc0002, what).into_response()
+        }
+        Family::Camara => CamaraError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            camara::error::code::METHOD_NOT_ALLOWED,
+            format!(
+                "The requested method is not allowed/supported on the target resource. {what}."
+            ),
+        )
+        .into_response(),
+        Family::Tmf654 => TmfError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "method not allowed",
+            what,
+        )
+        .into_response(),
+    };
     if let Ok(v) = HeaderValue::from_str(&allowed) {
-        e = e.with_header(header::ALLOW, v);
+        res.headers_mut().insert(header::ALLOW, v);
     }
-    e.into_response()
+    res
 }
 
 /// The status body of the health endpoints.

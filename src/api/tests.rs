@@ -1624,6 +1624,85 @@ async fn wrong_methods_and_paths_answer_in_the_error_json() {
     assert!(r.message().starts_with("SVC0002: "));
 }
 
+/// The router's own answers (404, 405) on the CAMARA and TMF654 paths carry that family's
+/// error JSON, not the Parlay X one, so that a client of either API can parse them.
+#[tokio::test]
+async fn router_errors_on_each_family_speak_its_error_json() {
+    let w = world(Opts::default()).await;
+    // CAMARA: ErrorInfo {status, code, message}.
+    let camara = [
+        (
+            Method::DELETE,
+            "/carrier-billing/v0.5/payments",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            Some("POST, GET"),
+        ),
+        (
+            Method::GET,
+            "/carrier-billing/v0.5/nothing-here",
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            None,
+        ),
+        (
+            Method::PUT,
+            "/carrier-billing-refund/v0.3/payments/p-1/refunds/r-1",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            Some("GET"),
+        ),
+    ];
+    for (m, path, status, code, allow) in camara {
+        let r = w.send(m.clone(), path, &[], Body::empty()).await;
+        assert_eq!(r.status, status, "{m} {path}");
+        let v = r.json();
+        assert_eq!(v.as_object().map(|o| o.len()), Some(3), "{v}");
+        assert_eq!(v["status"], status.as_u16(), "{v}");
+        assert_eq!(v["code"], code, "{v}");
+        assert!(v["message"].as_str().is_some_and(|s| !s.is_empty()), "{v}");
+        assert_eq!(r.header("allow"), allow, "{m} {path}");
+    }
+    // TMF654: the TMF630 Error {code, reason, message, status, @type}.
+    let tmf = [
+        (
+            Method::PUT,
+            "/tmf-api/prepayBalanceManagement/v4/topupBalance",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            Some("POST, GET"),
+        ),
+        (
+            Method::GET,
+            "/tmf-api/prepayBalanceManagement/v4/usageVolume",
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            None,
+        ),
+    ];
+    for (m, path, status, code, allow) in tmf {
+        let r = w.send(m.clone(), path, &[], Body::empty()).await;
+        assert_eq!(r.status, status, "{m} {path}");
+        let v = r.json();
+        assert_eq!(v["code"], code, "{v}");
+        assert_eq!(v["status"], status.as_u16().to_string(), "{v}");
+        assert_eq!(v["@type"], "Error", "{v}");
+        assert!(v["reason"].as_str().is_some_and(|s| !s.is_empty()), "{v}");
+        assert_eq!(r.header("allow"), allow, "{m} {path}");
+    }
+    // A path that only starts like a family's is not in it.
+    let r = w
+        .send(
+            Method::GET,
+            "/carrier-billing/v0.55/payments",
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.message().starts_with("SVC0002: "), "{}", r.message());
+}
+
 // ---- access ----------------------------------------------------------------------------------
 
 #[tokio::test]

@@ -474,6 +474,11 @@ const ERRORS: &[(&str, &str)] = &[
         "503",
         "UNAVAILABLE (no OCS reached; nothing charged): retry",
     ),
+    (
+        "504",
+        "TIMEOUT (no answer within http.request_timeout; the outcome is unknown): retry with \
+         the same clientCorrelator, or read the resource",
+    ),
 ];
 
 struct CamaraErrors;

@@ -81,6 +81,7 @@ struct Opts {
     tx: Duration,
     reservation_ttl: Duration,
     store: Option<Store>,
+    request_timeout: Duration,
 }
 
 impl Default for Opts {
@@ -89,6 +90,7 @@ impl Default for Opts {
             tx: Duration::from_secs(5),
             reservation_ttl: Duration::from_secs(3600),
             store: None,
+            request_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -180,7 +182,7 @@ async fn world(o: Opts) -> World {
         state,
         &HttpConfig {
             max_body_bytes: 4096,
-            request_timeout: Duration::from_secs(20),
+            request_timeout: o.request_timeout,
             ..HttpConfig::default()
         },
     );
@@ -636,6 +638,46 @@ async fn an_unknown_outcome_is_processing_and_a_read_resolves_it() {
     let r = w.pay(&body).await;
     assert_eq!(r.json()["paymentStatus"], "succeeded");
     assert_eq!(w.balance(CAROL), d("43.00"));
+    assert_eq!(w.journal("debit"), 1);
+}
+
+/// The gateway's own request timeout on a CAMARA path is 504 TIMEOUT in `ErrorInfo`; the
+/// payment goes on, and a retry with the clientCorrelator learns it, charged once.
+#[tokio::test]
+async fn the_request_timeout_is_504_timeout_and_a_retry_learns_the_outcome() {
+    let w = world(Opts {
+        request_timeout: Duration::from_millis(100),
+        ..Opts::default()
+    })
+    .await;
+    let k = SubscriptionId::parse(CAROL).unwrap().key();
+    w.sim().set_faults(|f| {
+        f.latency_for.insert(k, Duration::from_millis(600));
+    });
+    let body = payment(CAROL, "3.00", "late-1", Some("cc-late"));
+    let r = w.pay(&body).await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{:?}", r.body);
+    let v = r.json();
+    assert_eq!(v["status"], 504, "{v}");
+    assert_eq!(v["code"], code::TIMEOUT, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Request timeout exceeded.") && m.contains("unknown")),
+        "{v}"
+    );
+    w.sim().clear_faults();
+    let mut last = None;
+    for _ in 0..100 {
+        let r = w.pay(&body).await;
+        if r.status == StatusCode::CREATED && r.json()["paymentStatus"] == "succeeded" {
+            last = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(last.is_some(), "the retry never learned the outcome");
+    assert_eq!(w.balance(CAROL), d("47.00"), "charged exactly once");
     assert_eq!(w.journal("debit"), 1);
 }
 
