@@ -217,6 +217,7 @@ pub fn router(state: ApiState, http: &HttpConfig) -> Router {
     app.fallback(not_found)
         .layer(DefaultBodyLimit::max(http.max_body_bytes))
         .layer(middleware::from_fn_with_state(timeout, request_timeout))
+        .layer(middleware::from_fn(family_headers))
         .layer(middleware::from_fn(track))
         .layer(
             TraceLayer::new_for_http()
@@ -334,6 +335,15 @@ async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next
             ))
             .into_response(),
         },
+    }
+}
+
+/// The request and answer headers a family's specification defines for every call: CAMARA's
+/// `x-correlator`.
+async fn family_headers(req: Request, next: Next) -> Response {
+    match Family::of(req.uri().path()) {
+        Family::Camara => camara::x_correlator(req, next).await,
+        Family::Ocsg | Family::Tmf654 => next.run(req).await,
     }
 }
 

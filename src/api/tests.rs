@@ -1654,7 +1654,15 @@ async fn router_errors_on_each_family_speak_its_error_json() {
         ),
     ];
     for (m, path, status, code, allow) in camara {
-        let r = w.send(m.clone(), path, &[], Body::empty()).await;
+        let r = w
+            .send(
+                m.clone(),
+                path,
+                &[("x-correlator", "corr-1")],
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(r.header("x-correlator"), Some("corr-1"), "{m} {path}");
         assert_eq!(r.status, status, "{m} {path}");
         let v = r.json();
         assert_eq!(v.as_object().map(|o| o.len()), Some(3), "{v}");

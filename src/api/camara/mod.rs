@@ -47,7 +47,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use dashmap::DashMap;
@@ -124,7 +124,7 @@ pub fn routes() -> Vec<Route> {
             method,
             path,
             access: Access::Family,
-            handler: handler.layer(middleware::from_fn(x_correlator)),
+            handler,
         }
     };
     vec![
@@ -168,8 +168,9 @@ pub fn valid_correlator(v: &str) -> bool {
 }
 
 /// Refuses a malformed `x-correlator` (400 INVALID_ARGUMENT) and echoes a valid, non-empty one
-/// in the answer, whatever it is.
-async fn x_correlator(req: Request, next: Next) -> Response {
+/// in the answer, whatever it is. The router runs it around every request to a CAMARA path,
+/// outside the request timeout, so that the router's own answers (404, 405, 504) echo it too.
+pub(crate) async fn x_correlator(req: Request, next: Next) -> Response {
     let given = match req.headers().get("x-correlator") {
         None => None,
         Some(v) => match v.to_str() {

@@ -655,8 +655,16 @@ async fn the_request_timeout_is_504_timeout_and_a_retry_learns_the_outcome() {
         f.latency_for.insert(k, Duration::from_millis(600));
     });
     let body = payment(CAROL, "3.00", "late-1", Some("cc-late"));
-    let r = w.pay(&body).await;
+    let r = w
+        .post_with(
+            PAYMENTS,
+            &shop(),
+            &[("x-correlator", "late:1")],
+            &body.to_string(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{:?}", r.body);
+    assert_eq!(r.header("x-correlator"), Some("late:1"));
     let v = r.json();
     assert_eq!(v["status"], 504, "{v}");
     assert_eq!(v["code"], code::TIMEOUT, "{v}");
