@@ -349,10 +349,14 @@ impl StoreConfig {
                  postgresql://gateway:password@127.0.0.1:5432/gateway",
             ));
         }
-        let cfg: postgres::Config = self
-            .url
-            .parse()
-            .map_err(|e| bad(key, format!("not a PostgreSQL connection string: {e}")))?;
+        let cfg: postgres::Config = self.url.parse().map_err(|e: postgres::Error| {
+            // The client's error says "invalid connection string"; its source, why.
+            let why = std::error::Error::source(&e).map_or(String::new(), |s| format!(": {s}"));
+            bad(
+                key,
+                format!("not a PostgreSQL connection string ({e}{why})"),
+            )
+        })?;
         if cfg.get_hosts().is_empty() && cfg.get_hostaddrs().is_empty() {
             return Err(bad(
                 key,
