@@ -19,6 +19,7 @@
 
 pub mod memory;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;
