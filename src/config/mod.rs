@@ -16,8 +16,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use service::{
-    AppConfig, AvpTemplate, CreditControlConfig, EmbeddedSimConfig, HttpConfig, StoreConfig,
-    Tmf654Config,
+    AppConfig, AvpTemplate, CreditControlConfig, EmbeddedSimConfig, HttpConfig, STORE_BACKENDS,
+    StoreConfig, Tmf654Config,
 };
 
 use crate::diameter::codec::Limits;
@@ -299,6 +299,7 @@ impl GatewayConfig {
     /// The same with secrets (passwords, API keys) masked, for printing and logs.
     pub fn redacted(&self) -> Self {
         let mut c = self.clone();
+        c.store.url = c.store.redacted_url();
         for a in &mut c.apps {
             for secret in [&mut a.password, &mut a.password_sha256, &mut a.api_key] {
                 if !secret.is_empty() {
@@ -635,6 +636,32 @@ weight = 40
         )
         .unwrap_err();
         assert!(e.key.contains("request_timeout"), "{e}");
+        // The store is pointed at PostgreSQL from the environment alone.
+        let url = "postgresql://gw:s3cret@127.0.0.1:5432/gateway";
+        let c = GatewayConfig::load_with_env(
+            &path,
+            vec![
+                (
+                    "GATEWAY__STORE__BACKEND".to_string(),
+                    "postgres".to_string(),
+                ),
+                ("GATEWAY__STORE__URL".to_string(), url.to_string()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.store.backend.as_str(), c.store.url.as_str()),
+            ("postgres", url)
+        );
+        let e = GatewayConfig::load_with_env(
+            &path,
+            vec![(
+                "GATEWAY__STORE__BACKEND".to_string(),
+                "postgres".to_string(),
+            )],
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "store.url", "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(GatewayConfig::load(&dir.join("missing.toml")).is_err());
     }

@@ -310,10 +310,14 @@ impl Default for HttpConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite` (embedded, the default) or `memory` (nothing durable: tests only).
+    /// `sqlite` (embedded, the default), `postgres` (a PostgreSQL database at `url`) or
+    /// `memory` (nothing durable: tests only).
     pub backend: String,
     /// Directory of the SQLite file (`gateway.sqlite3`).
     pub data_dir: PathBuf,
+    /// The PostgreSQL connection string (backend `postgres`): a URL,
+    /// `postgresql://user:password@host:5432/dbname`, or libpq's `key=value` form.
+    pub url: String,
     /// Most writes committed in one transaction (group commit).
     pub max_batch: usize,
 }
@@ -323,9 +327,124 @@ impl Default for StoreConfig {
         Self {
             backend: "sqlite".into(),
             data_dir: PathBuf::from("data"),
+            url: String::new(),
             max_batch: 1024,
         }
     }
+}
+
+/// The store backends `store.backend` may name.
+pub const STORE_BACKENDS: &[&str] = &["sqlite", "postgres", "memory"];
+
+impl StoreConfig {
+    /// `store.url` parsed as PostgreSQL connection parameters, or the reason it cannot be
+    /// used: absent, unparsable, naming no host, or asking for TLS (not built in: plain TCP
+    /// or a Unix socket, `sslmode=disable` or the default `prefer`, which then goes without).
+    pub fn postgres(&self) -> Result<postgres::Config, ConfigError> {
+        let key = "store.url";
+        if self.url.trim().is_empty() {
+            return Err(bad(
+                key,
+                "store.backend \"postgres\" needs a connection URL, e.g. \
+                 postgresql://gateway:password@127.0.0.1:5432/gateway",
+            ));
+        }
+        let cfg: postgres::Config = self.url.parse().map_err(|e: postgres::Error| {
+            // The client's error says "invalid connection string"; its source, why.
+            let why = std::error::Error::source(&e).map_or(String::new(), |s| format!(": {s}"));
+            bad(
+                key,
+                format!("not a PostgreSQL connection string ({e}{why})"),
+            )
+        })?;
+        if cfg.get_hosts().is_empty() && cfg.get_hostaddrs().is_empty() {
+            return Err(bad(
+                key,
+                "names no host (host name, address or socket directory)",
+            ));
+        }
+        match cfg.get_ssl_mode() {
+            postgres::config::SslMode::Disable | postgres::config::SslMode::Prefer => Ok(cfg),
+            other => Err(bad(
+                key,
+                format!(
+                    "sslmode {other:?}: TLS is not built into this gateway; use \
+                     sslmode=disable on loopback, a Unix socket or a trusted network"
+                ),
+            )),
+        }
+    }
+
+    /// [`StoreConfig::url`] with any password masked, for printing and logs.
+    pub fn redacted_url(&self) -> String {
+        mask_password(&self.url)
+    }
+}
+
+/// `url` with the password of its user-info (`user:password@`) and any `password=` parameter
+/// replaced by `***`.
+fn mask_password(url: &str) -> String {
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    // The URL form: scheme://[user[:password]@]host...
+    for scheme in ["postgresql://", "postgres://"] {
+        if let Some(after) = url.strip_prefix(scheme) {
+            let authority_end = after.find(['/', '?']).unwrap_or(after.len());
+            let (authority, tail) = after.split_at(authority_end);
+            out.push_str(scheme);
+            match authority.rfind('@') {
+                Some(at) => {
+                    let (userinfo, host) = authority.split_at(at);
+                    match userinfo.split_once(':') {
+                        Some((user, _)) => {
+                            out.push_str(user);
+                            out.push_str(":***");
+                        }
+                        None => out.push_str(userinfo),
+                    }
+                    out.push_str(host);
+                }
+                None => out.push_str(authority),
+            }
+            rest = tail;
+            break;
+        }
+    }
+    // `password=value` as a URL query parameter or a key=value pair (value possibly quoted).
+    while let Some(i) = rest.find("password") {
+        let (head, from) = rest.split_at(i);
+        out.push_str(head);
+        let after_word = &from["password".len()..];
+        let trimmed = after_word.trim_start();
+        let starts_word = head.is_empty() || head.ends_with([' ', '&', '?', '\t']);
+        match trimmed.strip_prefix('=') {
+            Some(value) if starts_word => {
+                let value = value.trim_start();
+                let end = if let Some(quoted) = value.strip_prefix('\'') {
+                    // Up to the closing quote (backslash escapes one character).
+                    let mut escaped = false;
+                    quoted
+                        .char_indices()
+                        .find(|&(_, c)| {
+                            let close = c == '\'' && !escaped;
+                            escaped = c == '\\' && !escaped;
+                            close
+                        })
+                        .map_or(value.len(), |(j, _)| j + 2)
+                } else {
+                    value.find([' ', '&', '\t']).unwrap_or(value.len())
+                };
+                out.push_str("password=***");
+                rest = value.get(end..).unwrap_or_default();
+            }
+            _ => {
+                out.push_str("password");
+                rest = after_word;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `[ocs_sim]`: the bundled OCS simulator, started in-process by `gateway serve`.
@@ -466,11 +585,18 @@ pub(super) fn validate_service(c: &super::GatewayConfig) -> Result<(), ConfigErr
     if !matches!(c.http.log_format.as_str(), "text" | "json") {
         return Err(bad("http.log_format", "must be text or json"));
     }
-    if !matches!(c.store.backend.as_str(), "sqlite" | "memory") {
+    if !STORE_BACKENDS.contains(&c.store.backend.as_str()) {
         return Err(bad(
             "store.backend",
-            format!("\"{}\": sqlite or memory", c.store.backend),
+            format!(
+                "\"{}\": one of {}",
+                c.store.backend,
+                STORE_BACKENDS.join(", ")
+            ),
         ));
+    }
+    if c.store.backend == "postgres" {
+        c.store.postgres()?;
     }
     if c.store.max_batch == 0 {
         return Err(bad("store.max_batch", "must be above zero"));
@@ -640,6 +766,85 @@ allowed_currencies = ["EUR"]
         assert!(
             e.to_string().contains("ccfh") || e.key.contains("ccfh"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn the_postgres_store_needs_a_usable_url() {
+        let pg = |url: &str| with(&format!("[store]\nbackend = \"postgres\"\n{url}"));
+        let c = pg("url = \"postgresql://gateway:pw@127.0.0.1:5433/gateway\"").unwrap();
+        assert_eq!(c.store.backend, "postgres");
+        let p = c.store.postgres().unwrap();
+        assert_eq!(p.get_ports(), [5433]);
+        assert_eq!(p.get_dbname(), Some("gateway"));
+        assert_eq!(p.get_password(), Some(&b"pw"[..]));
+        // libpq's key=value form, and a Unix socket directory, are connection strings too.
+        pg("url = \"host=/run/postgresql dbname=gateway user=gw sslmode=disable\"").unwrap();
+        for (url, why) in [
+            ("", "needs a connection URL"),
+            ("url = \"   \"", "needs a connection URL"),
+            (
+                "url = \"postgresql://127.0.0.1:port/gateway\"",
+                "not a PostgreSQL connection",
+            ),
+            (
+                "url = \"mysql://127.0.0.1/gateway\"",
+                "not a PostgreSQL connection",
+            ),
+            ("url = \"dbname=gateway\"", "names no host"),
+            (
+                "url = \"postgresql://127.0.0.1/gateway?sslmode=require\"",
+                "TLS is not built in",
+            ),
+        ] {
+            let e = pg(url).expect_err(url);
+            assert_eq!(e.key, "store.url", "{url}: {e}");
+            assert!(e.reason.contains(why), "{url}: {e}");
+        }
+        // Only the postgres backend needs it; other backend names are refused by name.
+        assert!(with("[store]\nurl = \"nonsense\"").is_ok());
+        let e = with("[store]\nbackend = \"postgresql\"").unwrap_err();
+        assert_eq!(e.key, "store.backend");
+        assert!(e.reason.contains("sqlite, postgres, memory"), "{e}");
+    }
+
+    #[test]
+    fn store_url_passwords_are_masked() {
+        for (url, masked) in [
+            (
+                "postgresql://gw:s3cret@db.example:5432/gateway",
+                "postgresql://gw:***@db.example:5432/gateway",
+            ),
+            ("postgres://gw@db/gateway", "postgres://gw@db/gateway"),
+            (
+                "postgresql://db/gateway?user=gw&password=s3cret&sslmode=disable",
+                "postgresql://db/gateway?user=gw&password=***&sslmode=disable",
+            ),
+            (
+                "host=db user=mypassword password=s3cret dbname=gateway",
+                "host=db user=mypassword password=*** dbname=gateway",
+            ),
+            (
+                "host=db password = 'it\\'s secret' dbname=gateway",
+                "host=db password=*** dbname=gateway",
+            ),
+            ("", ""),
+        ] {
+            let store = StoreConfig {
+                url: url.into(),
+                ..StoreConfig::default()
+            };
+            assert_eq!(store.redacted_url(), masked, "{url}");
+        }
+        let c = with(
+            "[store]\nbackend = \"postgres\"\nurl = \"postgresql://gw:s3cret@127.0.0.1/gateway\"",
+        )
+        .unwrap();
+        let text = c.redacted().to_toml();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(
+            text.contains("postgresql://gw:***@127.0.0.1/gateway"),
+            "{text}"
         );
     }
 

@@ -169,6 +169,8 @@ impl Backend for MemoryBackend {
 /// Shared tests every backend must pass: call them from each backend's tests.
 #[cfg(test)]
 pub(crate) mod conformance {
+    use std::str::FromStr;
+
     use super::super::*;
     use rust_decimal::Decimal;
 
@@ -296,6 +298,330 @@ pub(crate) mod conformance {
             .collect();
         assert_eq!(ids, vec!["r1", "r2"]);
         resources(b);
+    }
+
+    /// An operation with every column set, some to the edge of their type.
+    pub fn full_op(id: &str, key: &str, amount: &str) -> OperationRow {
+        OperationRow {
+            id: id.into(),
+            app: "shop".into(),
+            key: Some(key.into()),
+            kind: "split-leg".into(),
+            request_hash: "5f2c...".into(),
+            parent: Some("split-1".into()),
+            reservation_id: Some("res-1".into()),
+            session_id: format!("gw.example;1;{id}"),
+            request_number: u32::MAX,
+            subscriber: Some("tel:+34600000001".into()),
+            amount: Some(Decimal::from_str(amount).unwrap()),
+            currency: Some("EUR".into()),
+            reference_code: Some(key.into()),
+            state: OpState::Unknown,
+            result_code: Some(4012),
+            request: r#"{"amount":"12345.6789","note":"ü ' \" ;"}"#.into(),
+            outcome: Some(r#"{"charged":"unknown"}"#.into()),
+            created_ms: 1_700_000_000_123,
+            updated_ms: 1_700_000_000_456,
+        }
+    }
+
+    /// A reservation with every column set.
+    pub fn full_reservation(id: &str, reserved: &str, charged: &str) -> ReservationRow {
+        ReservationRow {
+            id: id.into(),
+            app: "shop".into(),
+            session_id: format!("gw.example;2;{id}"),
+            subscriber: "tel:+34600000002".into(),
+            currency: "USD".into(),
+            reserved: Decimal::from_str(reserved).unwrap(),
+            charged: Decimal::from_str(charged).unwrap(),
+            last_request_number: 7,
+            state: ReservationState::Open,
+            expires_ms: 1_700_000_900_000,
+            created_ms: 1_700_000_000_000,
+            updated_ms: 1_700_000_000_001,
+        }
+    }
+
+    /// What one backend wrote, the next `open` of the same store reads back exactly: every
+    /// column, decimals with their scale, listing order, the idempotency key. Returns the
+    /// reopened backend (for the backend's own checks).
+    pub fn survives_reopen<B: Backend>(mut open: impl FnMut() -> B) -> B {
+        let a = full_op("op-a", "ref-a", "12345.6789");
+        let mut b_op = full_op("op-b", "ref-b", "0.10");
+        b_op.key = None;
+        b_op.parent = None;
+        b_op.reservation_id = None;
+        b_op.subscriber = None;
+        b_op.currency = None;
+        b_op.reference_code = None;
+        b_op.result_code = None;
+        b_op.outcome = None;
+        b_op.amount = None;
+        b_op.request_number = 0;
+        b_op.state = OpState::Pending;
+        let mut c = full_op("op-c", "ref-c", "0.10");
+        c.state = OpState::Succeeded;
+        let r1 = full_reservation("res-1", "0.10", "12345.6789");
+        let mut r2 = full_reservation("res-2", "100", "0");
+        r2.state = ReservationState::Gone;
+        {
+            let mut b = open();
+            b.apply(&[
+                Write::Begin(a.clone()),
+                Write::Begin(b_op.clone()),
+                Write::Begin(c.clone()),
+                Write::Reservation(r1.clone()),
+                Write::Reservation(r2.clone()),
+            ])
+            .unwrap();
+        }
+        let mut b = open();
+        assert_eq!(b.operation("op-a").unwrap(), Some(a.clone()));
+        assert_eq!(b.operation("op-b").unwrap(), Some(b_op.clone()));
+        assert_eq!(
+            b.operation_by_key("shop", "ref-c").unwrap(),
+            Some(c.clone())
+        );
+        let all = b.operations(&OperationFilter::default()).unwrap();
+        assert_eq!(all, vec![c.clone(), b_op.clone(), a.clone()]);
+        // Exact decimals: the value and its scale, as written.
+        let amount = b.operation("op-a").unwrap().unwrap().amount.unwrap();
+        assert_eq!(amount.to_string(), "12345.6789");
+        let amount = b.operation("op-c").unwrap().unwrap().amount.unwrap();
+        assert_eq!(amount.to_string(), "0.10");
+        let r = b.reservation("res-1").unwrap().unwrap();
+        assert_eq!(r, r1);
+        assert_eq!(r.reserved.to_string(), "0.10");
+        assert_eq!(r.charged.to_string(), "12345.6789");
+        assert_eq!(b.reservation("res-2").unwrap(), Some(r2));
+        assert_eq!(b.open_reservations().unwrap(), vec![r1]);
+        let ids: Vec<_> = b.unresolved().unwrap().into_iter().map(|o| o.id).collect();
+        assert_eq!(ids, vec!["op-a", "op-b"]);
+        // The idempotency key still holds after the reopen.
+        let again = full_op("op-a2", "ref-a", "1");
+        assert_eq!(
+            b.apply(&[Write::Begin(again)]).unwrap(),
+            vec![Written::Begun(Begun::Existing(Box::new(a)))]
+        );
+        b
+    }
+
+    /// Charges begun then updated, and a reservation, through a [`Store`] (each call durable
+    /// on return); what was written. [`check_written`] reads it back from a reopened backend.
+    pub async fn write_through_store(store: &Store) -> Vec<OperationRow> {
+        let mut written = Vec::new();
+        for i in 0..20 {
+            let mut op = full_op(&format!("op-{i}"), &format!("ref-{i}"), "12345.6789");
+            assert_eq!(store.begin(op.clone()).await.unwrap(), Begun::Inserted);
+            op.state = OpState::Succeeded;
+            op.result_code = Some(2001);
+            op.amount = Some(Decimal::new(10, 2));
+            store.update(op.clone()).await.unwrap();
+            written.push(op);
+        }
+        store
+            .put_reservation(full_reservation("res-1", "0.10", "0"))
+            .await
+            .unwrap();
+        written
+    }
+
+    pub fn check_written(b: &mut impl Backend, written: &[OperationRow]) {
+        for op in written {
+            assert_eq!(b.operation(&op.id).unwrap().as_ref(), Some(op));
+        }
+        assert_eq!(
+            b.operation("op-3")
+                .unwrap()
+                .unwrap()
+                .amount
+                .unwrap()
+                .to_string(),
+            "0.10"
+        );
+        assert_eq!(
+            b.reservation("res-1").unwrap(),
+            Some(full_reservation("res-1", "0.10", "0"))
+        );
+        assert!(b.unresolved().unwrap().is_empty());
+    }
+
+    /// A batch whose last write fails leaves nothing of the others, then or after `reopen`;
+    /// the backend takes the next batch. `after_failure` checks the backend's own state.
+    pub fn failing_batch_leaves_nothing<B: Backend>(
+        mut b: B,
+        after_failure: impl FnOnce(&mut B),
+        reopen: impl FnOnce(B) -> B,
+    ) {
+        let kept = op("kept", "app", Some("k0"), OpState::Pending);
+        b.apply(&[Write::Begin(kept.clone())]).unwrap();
+        let mut kept_done = kept.clone();
+        kept_done.state = OpState::Succeeded;
+        let err = b
+            .apply(&[
+                Write::Begin(op("new", "app", Some("k1"), OpState::Pending)),
+                Write::Update(kept_done),
+                Write::Reservation(reservation("r1", ReservationState::Open, 1)),
+                Write::Update(op("ghost", "app", None, OpState::Pending)),
+            ])
+            .unwrap_err();
+        assert!(err.0.contains("ghost"), "{err}");
+        assert_eq!(b.operation("new").unwrap(), None);
+        assert_eq!(b.operation_by_key("app", "k1").unwrap(), None);
+        assert_eq!(b.operation("kept").unwrap(), Some(kept), "update undone");
+        assert_eq!(b.reservation("r1").unwrap(), None);
+        after_failure(&mut b);
+        // The connection takes the next batch.
+        let out = b
+            .apply(&[Write::Begin(op("new", "app", Some("k1"), OpState::Pending))])
+            .unwrap();
+        assert_eq!(out, vec![Written::Begun(Begun::Inserted)]);
+        // Nothing of the failed batch reached the disk either.
+        let mut b = reopen(b);
+        assert_eq!(b.reservation("r1").unwrap(), None);
+        let ids: Vec<_> = b
+            .operations(&OperationFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        assert_eq!(ids, vec!["new", "kept"]);
+    }
+
+    /// An update that changes the indexed columns moves the row in every index.
+    pub fn update_moves_indexed_columns(b: &mut impl Backend) {
+        let a = full_op("op-a", "ref-a", "1.00");
+        b.apply(&[Write::Begin(a.clone())]).unwrap();
+        let mut moved = a.clone();
+        moved.key = Some("ref-z".into());
+        moved.reference_code = Some("ref-z".into());
+        moved.reservation_id = None;
+        moved.session_id = "gw.example;9;op-a".into();
+        moved.state = OpState::Succeeded;
+        b.apply(&[Write::Update(moved.clone())]).unwrap();
+        assert_eq!(b.operation("op-a").unwrap(), Some(moved.clone()));
+        assert_eq!(b.operation_by_key("shop", "ref-a").unwrap(), None);
+        assert_eq!(b.operation_by_key("shop", "ref-z").unwrap(), Some(moved));
+        let mut ids = |f: &OperationFilter| -> Vec<String> {
+            b.operations(f).unwrap().into_iter().map(|o| o.id).collect()
+        };
+        let f = |reference_code: &str| OperationFilter {
+            reference_code: Some(reference_code.into()),
+            ..OperationFilter::default()
+        };
+        assert!(ids(&f("ref-a")).is_empty());
+        assert_eq!(ids(&f("ref-z")), vec!["op-a"]);
+        let f = OperationFilter {
+            reservation_id: Some("res-1".into()),
+            ..OperationFilter::default()
+        };
+        assert!(ids(&f).is_empty());
+        assert!(b.unresolved().unwrap().is_empty());
+    }
+
+    /// The second begin of a key in one batch finds the first.
+    pub fn same_key_twice_in_one_batch(b: &mut impl Backend) {
+        let first = op("a", "app", Some("k"), OpState::Pending);
+        let out = b
+            .apply(&[
+                Write::Begin(first.clone()),
+                Write::Begin(op("b", "app", Some("k"), OpState::Pending)),
+            ])
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                Written::Begun(Begun::Inserted),
+                Written::Begun(Begun::Existing(Box::new(first)))
+            ]
+        );
+    }
+
+    /// 400 concurrent callers on 100 keys through `store` (group commit): every one answered,
+    /// one row per key, each updated once.
+    pub async fn concurrent_callers(store: Store) {
+        let mut tasks = Vec::new();
+        for i in 0..400 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let key = format!("ref-{}", i % 100);
+                let mut op = op(&format!("op-{i}"), "app", Some(&key), OpState::Pending);
+                match s.begin(op.clone()).await.unwrap() {
+                    Begun::Inserted => {
+                        op.state = OpState::Succeeded;
+                        op.result_code = Some(2001);
+                        s.update(op).await.unwrap();
+                        true
+                    }
+                    Begun::Existing(_) => false,
+                }
+            }));
+        }
+        let mut inserted = 0;
+        for t in tasks {
+            if t.await.unwrap() {
+                inserted += 1;
+            }
+        }
+        assert_eq!(inserted, 100, "one row per key");
+        store.flush().await.unwrap();
+        let all = store.operations(OperationFilter::default()).await.unwrap();
+        assert_eq!(all.len(), 100);
+        let keys: std::collections::HashSet<_> = all.iter().filter_map(|o| o.key.clone()).collect();
+        assert_eq!(keys.len(), 100);
+        assert!(all.iter().all(|o| o.state == OpState::Succeeded));
+        assert!(store.unresolved().await.unwrap().is_empty());
+        let m = store.metrics();
+        use std::sync::atomic::Ordering::Relaxed;
+        assert_eq!(m.writes.load(Relaxed), 500);
+        assert_eq!(m.failures.load(Relaxed), 0);
+    }
+
+    /// Rows that `corrupt` damages (operation "bad-amount": its amount; "bad-state": its
+    /// state, to `charged?`; "good": its request_number, to -1; reservation "r1": its charged
+    /// amount) are errors that name the row and the column; a begin meeting one fails.
+    pub fn corrupt_rows<B: Backend>(b: &mut B, corrupt: impl FnOnce(&mut B)) {
+        b.apply(&[
+            Write::Begin(op("good", "app", Some("k1"), OpState::Pending)),
+            Write::Begin(op("bad-amount", "app", Some("k2"), OpState::Pending)),
+            Write::Begin(op("bad-state", "app", Some("k3"), OpState::Pending)),
+            Write::Reservation(reservation("r1", ReservationState::Open, 1)),
+        ])
+        .unwrap();
+        corrupt(b);
+        let err = b.operation("bad-amount").unwrap_err();
+        assert!(
+            err.0.contains("\"bad-amount\"") && err.0.contains("amount"),
+            "{err}"
+        );
+        let err = b.operation_by_key("app", "k3").unwrap_err();
+        assert!(
+            err.0.contains("\"bad-state\"") && err.0.contains("charged?"),
+            "{err}"
+        );
+        let err = b.operation("good").unwrap_err();
+        assert!(
+            err.0.contains("\"good\"") && err.0.contains("request_number"),
+            "{err}"
+        );
+        assert!(b.unresolved().is_err());
+        let err = b.open_reservations().unwrap_err();
+        assert!(
+            err.0.contains("\"r1\"") && err.0.contains("charged"),
+            "{err}"
+        );
+        // A begin that meets the corrupt row fails its batch instead of replacing it.
+        let err = b
+            .apply(&[Write::Begin(op(
+                "again",
+                "app",
+                Some("k2"),
+                OpState::Pending,
+            ))])
+            .unwrap_err();
+        assert!(err.0.contains("bad-amount"), "{err}");
+        assert_eq!(b.operation("again").unwrap(), None);
     }
 
     pub fn resource(id: &str, kind: &str, state: &str, created: i64) -> ResourceRow {

@@ -13,10 +13,13 @@
 //! Reads go through the same thread, so they see every write acknowledged before them.
 //! Backends implement [`Backend`] (synchronous, owned by the writer thread):
 //! [`SqliteBackend`] (module [`sqlite`]) is the embedded default, one file under
-//! `store.data_dir`; [`MemoryBackend`] serves tests and measures the write path without a disk.
-//! [`Store::open`] picks one from the `[store]` configuration.
+//! `store.data_dir`; [`PostgresBackend`] (module [`postgres`]) keeps the same tables in a
+//! PostgreSQL database at `store.url`; [`MemoryBackend`] serves tests and measures the write
+//! path without a disk. [`Store::open`] picks one from the `[store]` configuration.
 
 pub mod memory;
+pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -28,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
 pub use memory::MemoryBackend;
+pub use postgres::PostgresBackend;
 pub use sqlite::SqliteBackend;
 
 /// What happened to an operation, as far as the gateway knows.
@@ -348,8 +352,20 @@ pub struct StoreMetrics {
 
 impl Store {
     /// Starts the writer thread over `backend`.
-    pub fn start(
-        backend: impl Backend,
+    pub fn start<B: Backend>(
+        backend: B,
+        name: &str,
+        settings: StoreSettings,
+    ) -> Result<Self, StoreError> {
+        Self::start_opening(move || Ok(backend), name, settings)
+    }
+
+    /// Starts the writer thread, which opens its backend with `open` and serves it; returns
+    /// once it is open (or with the error that `open` returned). For backends whose handle
+    /// must be made on the thread that uses it (the PostgreSQL client runs a runtime of its
+    /// own, which cannot be entered from an async worker). Blocking until `open` returns.
+    pub fn start_opening<B: Backend>(
+        open: impl FnOnce() -> Result<B, StoreError> + Send + 'static,
         name: &str,
         settings: StoreSettings,
     ) -> Result<Self, StoreError> {
@@ -357,10 +373,22 @@ impl Store {
         let metrics = Arc::new(StoreMetrics::default());
         let m = Arc::clone(&metrics);
         let max_batch = settings.max_batch.max(1);
+        let (opened_tx, opened) = std::sync::mpsc::sync_channel(1);
         thread::Builder::new()
             .name(format!("store-{name}"))
-            .spawn(move || writer(backend, rx, max_batch, &m))
+            .spawn(move || match open() {
+                Ok(backend) => {
+                    let _ = opened_tx.send(Ok(()));
+                    writer(backend, rx, max_batch, &m);
+                }
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
+                }
+            })
             .map_err(|e| StoreError(format!("cannot start the writer thread: {e}")))?;
+        opened.recv().map_err(|_| {
+            StoreError("the writer thread stopped while opening the store".into())
+        })??;
         Ok(Self {
             tx,
             backend: Arc::from(name),
@@ -369,9 +397,10 @@ impl Store {
     }
 
     /// Opens the store the `[store]` section names: `sqlite` (the file `gateway.sqlite3` in
-    /// `data_dir`, created if absent) or `memory` (nothing survives the process), with
-    /// `max_batch` writes at most per commit. Blocking (it opens and may create the file):
-    /// call it at start-up.
+    /// `data_dir`, created if absent), `postgres` (the database at `url`, its tables created
+    /// if absent) or `memory` (nothing survives the process), with `max_batch` writes at most
+    /// per commit. Blocking (it opens and may create the file or the tables): call it at
+    /// start-up.
     pub fn open(cfg: &crate::config::StoreConfig) -> Result<Self, StoreError> {
         let settings = StoreSettings {
             max_batch: cfg.max_batch,
@@ -379,9 +408,14 @@ impl Store {
         };
         match cfg.backend.as_str() {
             "sqlite" => Self::start(SqliteBackend::open(&cfg.data_dir)?, "sqlite", settings),
+            "postgres" => {
+                let pg = cfg.postgres().map_err(|e| StoreError(e.to_string()))?;
+                Self::start_opening(move || PostgresBackend::open(&pg), "postgres", settings)
+            }
             "memory" => Self::start(MemoryBackend::default(), "memory", settings),
             other => Err(StoreError(format!(
-                "store.backend \"{other}\": sqlite or memory"
+                "store.backend \"{other}\": one of {}",
+                crate::config::STORE_BACKENDS.join(", ")
             ))),
         }
     }

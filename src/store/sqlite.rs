@@ -25,6 +25,10 @@ use rusqlite::types::FromSql;
 use rusqlite::{Connection, Row, TransactionBehavior, params};
 use rust_decimal::Decimal;
 
+use super::sql::{
+    INSERT_OP, OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED, RES_BY_ID, RES_OPEN, RESOURCE_COLUMNS,
+    UPSERT_RES, UPSERT_RESOURCE, op_columns,
+};
 use super::{
     Backend, Begun, OpState, OperationFilter, OperationRow, ReservationRow, ReservationState,
     ResourceFilter, ResourceRow, StoreError, Write, Written,
@@ -118,63 +122,6 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     "#,
 ];
 
-// The column lists, as macros so that whole statements are `concat!`-ed constants (one text
-// each, prepared once and cached).
-macro_rules! op_columns {
-    () => {
-        r#"seq, id, app, "key", kind, request_hash, parent, reservation_id, session_id,
-        request_number, subscriber, amount, currency, reference_code, state, result_code,
-        request, outcome, created_ms, updated_ms"#
-    };
-}
-
-macro_rules! res_columns {
-    () => {
-        "id, app, session_id, subscriber, currency, reserved, charged, last_request_number, \
-        state, expires_ms, created_ms, updated_ms"
-    };
-}
-
-const OP_BY_ID: &str = concat!("SELECT ", op_columns!(), " FROM operations WHERE id = ?1");
-
-const OP_BY_KEY: &str = concat!(
-    "SELECT ",
-    op_columns!(),
-    r#" FROM operations WHERE app = ?1 AND "key" = ?2"#
-);
-
-// The WHERE clause is the partial index's own, so that the index serves the query.
-const OPS_UNRESOLVED: &str = concat!(
-    "SELECT ",
-    op_columns!(),
-    " FROM operations WHERE state IN ('pending', 'unknown') ORDER BY seq"
-);
-
-const RES_BY_ID: &str = concat!(
-    "SELECT ",
-    res_columns!(),
-    " FROM reservations WHERE id = ?1"
-);
-
-const RES_OPEN: &str = concat!(
-    "SELECT ",
-    res_columns!(),
-    " FROM reservations WHERE state = 'open' ORDER BY created_ms, id"
-);
-
-const INSERT_OP: &str = r#"INSERT INTO operations (id, app, "key", kind, request_hash, parent,
-    reservation_id, session_id, request_number, subscriber, amount, currency, reference_code,
-    state, result_code, request, outcome, created_ms, updated_ms)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
-    ON CONFLICT (id) DO UPDATE SET app = excluded.app, "key" = excluded."key",
-    kind = excluded.kind, request_hash = excluded.request_hash, parent = excluded.parent,
-    reservation_id = excluded.reservation_id, session_id = excluded.session_id,
-    request_number = excluded.request_number, subscriber = excluded.subscriber,
-    amount = excluded.amount, currency = excluded.currency,
-    reference_code = excluded.reference_code, state = excluded.state,
-    result_code = excluded.result_code, request = excluded.request, outcome = excluded.outcome,
-    created_ms = excluded.created_ms, updated_ms = excluded.updated_ms"#;
-
 // An update is two statements so that the common one (a new state, result, outcome) leaves
 // the B-trees of the indexed columns alone: SQLite rewrites an index entry for every index
 // whose columns appear in the SET list, whatever their values. The second statement moves the
@@ -189,24 +136,6 @@ const UPDATE_OP_INDEXED: &str = r#"UPDATE operations SET app = ?2, "key" = ?3,
     reservation_id = ?7, session_id = ?8, reference_code = ?13
     WHERE id = ?1 AND (app IS NOT ?2 OR "key" IS NOT ?3 OR reservation_id IS NOT ?7
         OR session_id IS NOT ?8 OR reference_code IS NOT ?13)"#;
-
-const UPSERT_RES: &str = "INSERT INTO reservations (id, app, session_id, subscriber, currency, \
-    reserved, charged, last_request_number, state, expires_ms, created_ms, updated_ms) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-    ON CONFLICT (id) DO UPDATE SET app = excluded.app, session_id = excluded.session_id, \
-    subscriber = excluded.subscriber, currency = excluded.currency, \
-    reserved = excluded.reserved, charged = excluded.charged, \
-    last_request_number = excluded.last_request_number, state = excluded.state, \
-    expires_ms = excluded.expires_ms, created_ms = excluded.created_ms, \
-    updated_ms = excluded.updated_ms";
-
-const UPSERT_RESOURCE: &str = "INSERT INTO resources (id, app, kind, state, parent, due_ms, \
-    body, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-    ON CONFLICT (id) DO UPDATE SET app = excluded.app, kind = excluded.kind, \
-    state = excluded.state, parent = excluded.parent, due_ms = excluded.due_ms, \
-    body = excluded.body, created_ms = excluded.created_ms, updated_ms = excluded.updated_ms";
-
-const RESOURCE_COLUMNS: &str = "id, app, kind, state, parent, due_ms, body, created_ms, updated_ms";
 
 /// The SQLite backend: one connection, owned by the store's writer thread.
 #[derive(Debug)]
@@ -550,7 +479,7 @@ impl Backend for SqliteBackend {
     }
 
     fn resource(&mut self, id: &str) -> Result<Option<ResourceRow>, StoreError> {
-        let sql = format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE id = ?1");
+        let sql = format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE id = $1");
         Ok(self.query_resources(&sql, &[&id])?.pop())
     }
 
@@ -863,47 +792,6 @@ mod tests {
         }
     }
 
-    fn full_op(id: &str, key: &str, amount: &str) -> OperationRow {
-        OperationRow {
-            id: id.into(),
-            app: "shop".into(),
-            key: Some(key.into()),
-            kind: "split-leg".into(),
-            request_hash: "5f2c...".into(),
-            parent: Some("split-1".into()),
-            reservation_id: Some("res-1".into()),
-            session_id: format!("gw.example;1;{id}"),
-            request_number: u32::MAX,
-            subscriber: Some("tel:+34600000001".into()),
-            amount: Some(Decimal::from_str(amount).unwrap()),
-            currency: Some("EUR".into()),
-            reference_code: Some(key.into()),
-            state: OpState::Unknown,
-            result_code: Some(4012),
-            request: r#"{"amount":"12345.6789","note":"ü ' \" ;"}"#.into(),
-            outcome: Some(r#"{"charged":"unknown"}"#.into()),
-            created_ms: 1_700_000_000_123,
-            updated_ms: 1_700_000_000_456,
-        }
-    }
-
-    fn res(id: &str, reserved: &str, charged: &str) -> ReservationRow {
-        ReservationRow {
-            id: id.into(),
-            app: "shop".into(),
-            session_id: format!("gw.example;2;{id}"),
-            subscriber: "tel:+34600000002".into(),
-            currency: "USD".into(),
-            reserved: Decimal::from_str(reserved).unwrap(),
-            charged: Decimal::from_str(charged).unwrap(),
-            last_request_number: 7,
-            state: ReservationState::Open,
-            expires_ms: 1_700_000_900_000,
-            created_ms: 1_700_000_000_000,
-            updated_ms: 1_700_000_000_001,
-        }
-    }
-
     #[test]
     fn conformance() {
         let dir = TempDir::new("conformance");
@@ -961,47 +849,8 @@ mod tests {
     #[test]
     fn survives_reopen_exactly() {
         let dir = TempDir::new("reopen");
-        let a = full_op("op-a", "ref-a", "12345.6789");
-        let mut b_op = full_op("op-b", "ref-b", "0.10");
-        b_op.key = None;
-        b_op.parent = None;
-        b_op.reservation_id = None;
-        b_op.subscriber = None;
-        b_op.currency = None;
-        b_op.reference_code = None;
-        b_op.result_code = None;
-        b_op.outcome = None;
-        b_op.amount = None;
-        b_op.request_number = 0;
-        b_op.state = OpState::Pending;
-        let mut c = full_op("op-c", "ref-c", "0.10");
-        c.state = OpState::Succeeded;
-        let r1 = res("res-1", "0.10", "12345.6789");
-        let mut r2 = res("res-2", "100", "0");
-        r2.state = ReservationState::Gone;
-        {
-            let mut b = SqliteBackend::open(&dir.0).unwrap();
-            b.apply(&[
-                Write::Begin(a.clone()),
-                Write::Begin(b_op.clone()),
-                Write::Begin(c.clone()),
-                Write::Reservation(r1.clone()),
-                Write::Reservation(r2.clone()),
-            ])
-            .unwrap();
-        }
-        let mut b = SqliteBackend::open(&dir.0).unwrap();
-        assert_eq!(b.operation("op-a").unwrap(), Some(a.clone()));
-        assert_eq!(b.operation("op-b").unwrap(), Some(b_op.clone()));
-        assert_eq!(
-            b.operation_by_key("shop", "ref-c").unwrap(),
-            Some(c.clone())
-        );
-        let all = b.operations(&OperationFilter::default()).unwrap();
-        assert_eq!(all, vec![c.clone(), b_op.clone(), a.clone()]);
-        // Exact decimals: the value and its scale, as written.
-        let amount = b.operation("op-a").unwrap().unwrap().amount.unwrap();
-        assert_eq!(amount.to_string(), "12345.6789");
+        let b = conformance::survives_reopen(|| SqliteBackend::open(&dir.0).unwrap());
+        // Decimals are stored as their text, scale included.
         let stored: String = b
             .conn
             .query_row("SELECT amount FROM operations WHERE id = 'op-c'", [], |r| {
@@ -1009,20 +858,6 @@ mod tests {
             })
             .unwrap();
         assert_eq!(stored, "0.10");
-        let r = b.reservation("res-1").unwrap().unwrap();
-        assert_eq!(r, r1);
-        assert_eq!(r.reserved.to_string(), "0.10");
-        assert_eq!(r.charged.to_string(), "12345.6789");
-        assert_eq!(b.reservation("res-2").unwrap(), Some(r2));
-        assert_eq!(b.open_reservations().unwrap(), vec![r1]);
-        let ids: Vec<_> = b.unresolved().unwrap().into_iter().map(|o| o.id).collect();
-        assert_eq!(ids, vec!["op-a", "op-b"]);
-        // The idempotency key still holds after the reopen.
-        let again = full_op("op-a2", "ref-a", "1");
-        assert_eq!(
-            b.apply(&[Write::Begin(again)]).unwrap(),
-            vec![Written::Begun(Begun::Existing(Box::new(a)))]
-        );
     }
 
     #[tokio::test]
@@ -1031,195 +866,54 @@ mod tests {
         let cfg = crate::config::StoreConfig {
             backend: "sqlite".into(),
             data_dir: dir.0.join("nested").join("data"),
+            url: String::new(),
             max_batch: 8,
         };
-        let mut written = Vec::new();
-        {
+        let written = {
             let store = Store::open(&cfg).unwrap();
             assert_eq!(store.backend_name(), "sqlite");
-            for i in 0..20 {
-                let mut op = full_op(&format!("op-{i}"), &format!("ref-{i}"), "12345.6789");
-                assert_eq!(store.begin(op.clone()).await.unwrap(), Begun::Inserted);
-                op.state = OpState::Succeeded;
-                op.result_code = Some(2001);
-                op.amount = Some(Decimal::new(10, 2));
-                store.update(op.clone()).await.unwrap();
-                written.push(op);
-            }
-            store
-                .put_reservation(res("res-1", "0.10", "0"))
-                .await
-                .unwrap();
-        }
+            conformance::write_through_store(&store).await
+        };
         // Every write above was acknowledged, so it is in the file whatever the old writer
         // thread is doing now.
         let mut b = SqliteBackend::open(&cfg.data_dir).unwrap();
-        for op in &written {
-            assert_eq!(b.operation(&op.id).unwrap().as_ref(), Some(op));
-        }
-        assert_eq!(
-            b.operation("op-3")
-                .unwrap()
-                .unwrap()
-                .amount
-                .unwrap()
-                .to_string(),
-            "0.10"
-        );
-        assert_eq!(
-            b.reservation("res-1").unwrap(),
-            Some(res("res-1", "0.10", "0"))
-        );
-        assert!(b.unresolved().unwrap().is_empty());
+        conformance::check_written(&mut b, &written);
     }
 
     #[test]
     fn a_failing_batch_leaves_nothing() {
         let dir = TempDir::new("rollback");
-        let mut b = SqliteBackend::open(&dir.0).unwrap();
-        let kept = conformance::op("kept", "app", Some("k0"), OpState::Pending);
-        b.apply(&[Write::Begin(kept.clone())]).unwrap();
-        let mut kept_done = kept.clone();
-        kept_done.state = OpState::Succeeded;
-        let err = b
-            .apply(&[
-                Write::Begin(conformance::op("new", "app", Some("k1"), OpState::Pending)),
-                Write::Update(kept_done),
-                Write::Reservation(conformance::reservation("r1", ReservationState::Open, 1)),
-                Write::Update(conformance::op("ghost", "app", None, OpState::Pending)),
-            ])
-            .unwrap_err();
-        assert!(err.0.contains("ghost"), "{err}");
-        assert_eq!(b.operation("new").unwrap(), None);
-        assert_eq!(b.operation_by_key("app", "k1").unwrap(), None);
-        assert_eq!(b.operation("kept").unwrap(), Some(kept), "update undone");
-        assert_eq!(b.reservation("r1").unwrap(), None);
-        assert!(b.conn.is_autocommit(), "no transaction left open");
-        // The connection takes the next batch.
-        let out = b
-            .apply(&[Write::Begin(conformance::op(
-                "new",
-                "app",
-                Some("k1"),
-                OpState::Pending,
-            ))])
-            .unwrap();
-        assert_eq!(out, vec![Written::Begun(Begun::Inserted)]);
-        // Nothing of the failed batch reached the file either.
-        drop(b);
-        let mut b = SqliteBackend::open(&dir.0).unwrap();
-        assert_eq!(b.reservation("r1").unwrap(), None);
-        let ids: Vec<_> = b
-            .operations(&OperationFilter::default())
-            .unwrap()
-            .into_iter()
-            .map(|o| o.id)
-            .collect();
-        assert_eq!(ids, vec!["new", "kept"]);
+        conformance::failing_batch_leaves_nothing(
+            SqliteBackend::open(&dir.0).unwrap(),
+            |b| assert!(b.conn.is_autocommit(), "no transaction left open"),
+            |b| {
+                drop(b);
+                SqliteBackend::open(&dir.0).unwrap()
+            },
+        );
     }
 
     #[test]
     fn an_update_moves_the_indexed_columns() {
         let dir = TempDir::new("update-indexed");
-        let mut b = SqliteBackend::open(&dir.0).unwrap();
-        let a = full_op("op-a", "ref-a", "1.00");
-        b.apply(&[Write::Begin(a.clone())]).unwrap();
-        let mut moved = a.clone();
-        moved.key = Some("ref-z".into());
-        moved.reference_code = Some("ref-z".into());
-        moved.reservation_id = None;
-        moved.session_id = "gw.example;9;op-a".into();
-        moved.state = OpState::Succeeded;
-        b.apply(&[Write::Update(moved.clone())]).unwrap();
-        assert_eq!(b.operation("op-a").unwrap(), Some(moved.clone()));
-        assert_eq!(b.operation_by_key("shop", "ref-a").unwrap(), None);
-        assert_eq!(b.operation_by_key("shop", "ref-z").unwrap(), Some(moved));
-        fn b_ids(b: &mut SqliteBackend, f: &OperationFilter) -> Vec<String> {
-            b.operations(f).unwrap().into_iter().map(|o| o.id).collect()
-        }
-        let f = |reference_code: &str| OperationFilter {
-            reference_code: Some(reference_code.into()),
-            ..OperationFilter::default()
-        };
-        assert!(b_ids(&mut b, &f("ref-a")).is_empty());
-        assert_eq!(b_ids(&mut b, &f("ref-z")), vec!["op-a"]);
-        let f = OperationFilter {
-            reservation_id: Some("res-1".into()),
-            ..OperationFilter::default()
-        };
-        assert!(b_ids(&mut b, &f).is_empty());
-        assert!(b.unresolved().unwrap().is_empty());
+        conformance::update_moves_indexed_columns(&mut SqliteBackend::open(&dir.0).unwrap());
     }
 
     #[test]
     fn same_key_twice_in_one_batch() {
         let dir = TempDir::new("same-batch");
-        let mut b = SqliteBackend::open(&dir.0).unwrap();
-        let first = conformance::op("a", "app", Some("k"), OpState::Pending);
-        let out = b
-            .apply(&[
-                Write::Begin(first.clone()),
-                Write::Begin(conformance::op("b", "app", Some("k"), OpState::Pending)),
-            ])
-            .unwrap();
-        assert_eq!(
-            out,
-            vec![
-                Written::Begun(Begun::Inserted),
-                Written::Begun(Begun::Existing(Box::new(first)))
-            ]
-        );
+        conformance::same_key_twice_in_one_batch(&mut SqliteBackend::open(&dir.0).unwrap());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_callers_all_answered_one_row_per_key() {
         let dir = TempDir::new("concurrent");
         let backend = SqliteBackend::open(&dir.0).unwrap();
-        let store = Store::start(
-            backend,
-            "sqlite",
-            StoreSettings {
-                max_batch: 64,
-                ..StoreSettings::default()
-            },
-        )
-        .unwrap();
-        let mut tasks = Vec::new();
-        for i in 0..400 {
-            let s = store.clone();
-            tasks.push(tokio::spawn(async move {
-                let key = format!("ref-{}", i % 100);
-                let mut op =
-                    conformance::op(&format!("op-{i}"), "app", Some(&key), OpState::Pending);
-                match s.begin(op.clone()).await.unwrap() {
-                    Begun::Inserted => {
-                        op.state = OpState::Succeeded;
-                        op.result_code = Some(2001);
-                        s.update(op).await.unwrap();
-                        true
-                    }
-                    Begun::Existing(_) => false,
-                }
-            }));
-        }
-        let mut inserted = 0;
-        for t in tasks {
-            if t.await.unwrap() {
-                inserted += 1;
-            }
-        }
-        assert_eq!(inserted, 100, "one row per key");
-        store.flush().await.unwrap();
-        let all = store.operations(OperationFilter::default()).await.unwrap();
-        assert_eq!(all.len(), 100);
-        let keys: std::collections::HashSet<_> = all.iter().filter_map(|o| o.key.clone()).collect();
-        assert_eq!(keys.len(), 100);
-        assert!(all.iter().all(|o| o.state == OpState::Succeeded));
-        assert!(store.unresolved().await.unwrap().is_empty());
-        let m = store.metrics();
-        use std::sync::atomic::Ordering::Relaxed;
-        assert_eq!(m.writes.load(Relaxed), 500);
-        assert_eq!(m.failures.load(Relaxed), 0);
+        let settings = StoreSettings {
+            max_batch: 64,
+            ..StoreSettings::default()
+        };
+        conformance::concurrent_callers(Store::start(backend, "sqlite", settings).unwrap()).await;
     }
 
     #[test]
@@ -1292,64 +986,16 @@ mod tests {
     #[test]
     fn a_corrupt_row_is_an_error_naming_it() {
         let dir = TempDir::new("corrupt");
-        let mut b = SqliteBackend::open(&dir.0).unwrap();
-        b.apply(&[
-            Write::Begin(conformance::op("good", "app", Some("k1"), OpState::Pending)),
-            Write::Begin(conformance::op(
-                "bad-amount",
-                "app",
-                Some("k2"),
-                OpState::Pending,
-            )),
-            Write::Begin(conformance::op(
-                "bad-state",
-                "app",
-                Some("k3"),
-                OpState::Pending,
-            )),
-            Write::Reservation(conformance::reservation("r1", ReservationState::Open, 1)),
-        ])
-        .unwrap();
-        b.conn
-            .execute_batch(
-                "UPDATE operations SET amount = '4,99' WHERE id = 'bad-amount';
-                 UPDATE operations SET state = 'charged?' WHERE id = 'bad-state';
-                 UPDATE operations SET request_number = -1 WHERE id = 'good';
-                 UPDATE reservations SET charged = 'NaN' WHERE id = 'r1';",
-            )
-            .unwrap();
-        let err = b.operation("bad-amount").unwrap_err();
-        assert!(
-            err.0.contains("\"bad-amount\"") && err.0.contains("amount"),
-            "{err}"
-        );
-        let err = b.operation_by_key("app", "k3").unwrap_err();
-        assert!(
-            err.0.contains("\"bad-state\"") && err.0.contains("charged?"),
-            "{err}"
-        );
-        let err = b.operation("good").unwrap_err();
-        assert!(
-            err.0.contains("\"good\"") && err.0.contains("request_number"),
-            "{err}"
-        );
-        assert!(b.unresolved().is_err());
-        let err = b.open_reservations().unwrap_err();
-        assert!(
-            err.0.contains("\"r1\"") && err.0.contains("charged"),
-            "{err}"
-        );
-        // A begin that meets the corrupt row fails its batch instead of replacing it.
-        let err = b
-            .apply(&[Write::Begin(conformance::op(
-                "again",
-                "app",
-                Some("k2"),
-                OpState::Pending,
-            ))])
-            .unwrap_err();
-        assert!(err.0.contains("bad-amount"), "{err}");
-        assert_eq!(b.operation("again").unwrap(), None);
+        conformance::corrupt_rows(&mut SqliteBackend::open(&dir.0).unwrap(), |b| {
+            b.conn
+                .execute_batch(
+                    "UPDATE operations SET amount = '4,99' WHERE id = 'bad-amount';
+                     UPDATE operations SET state = 'charged?' WHERE id = 'bad-state';
+                     UPDATE operations SET request_number = -1 WHERE id = 'good';
+                     UPDATE reservations SET charged = 'NaN' WHERE id = 'r1';",
+                )
+                .unwrap()
+        });
     }
 
     #[test]
@@ -1357,6 +1003,7 @@ mod tests {
         let cfg = crate::config::StoreConfig {
             backend: "memory".into(),
             data_dir: PathBuf::from("/nonexistent/never-created"),
+            url: String::new(),
             max_batch: 1,
         };
         let store = Store::open(&cfg).unwrap();

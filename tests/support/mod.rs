@@ -3,4 +3,5 @@
 #![allow(dead_code)]
 
 pub mod freediameter;
+pub mod postgres;
 pub mod process;
