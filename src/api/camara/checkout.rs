@@ -48,7 +48,7 @@ use super::list::{self, ListQuery, Names};
 use super::model::{self, MAX_DESCRIPTION, MAX_KEY, Num, object, objects};
 use super::payments::{
     CHECKOUT_KINDS, Flow, PaymentDoc, Pending, Place, Refresh, Status, load_in, read_in, refresh,
-    run, save,
+    run, save, store_err,
 };
 use super::{
     Body, Client, KIND_PURCHASE, KeyGuard, answer, derived_id, location, path_id, request_hash,
@@ -585,10 +585,6 @@ fn checkout_error(e: CamaraError) -> CamaraError {
 
 // ---- storage ---------------------------------------------------------------------------------
 
-fn store_err(e: crate::store::StoreError) -> CamaraError {
-    CamaraError::internal(format!("the gateway's store failed: {e}"))
-}
-
 /// The purchase `id` of `app` (404 NOT_FOUND otherwise).
 async fn load_purchase(st: &ApiState, app: &str, id: &str) -> Result<PurchaseDoc, CamaraError> {
     let row = st.charging.store().resource(id).await.map_err(store_err)?;
@@ -739,10 +735,7 @@ const NAMES: Names = Names {
 /// `page`, `perPage`, `seek` (the position of the last item read: the page starts after it);
 /// with none of them, the purchases of the last 24 hours.
 fn purchases_query(uri: &Uri) -> Result<ListQuery, CamaraError> {
-    let pairs: Vec<(String, String)> =
-        axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
-            .map(|q| q.0)
-            .map_err(|e| CamaraError::invalid(format!("query: {e}")))?;
+    let pairs = list::query_pairs(uri)?;
     let mut q = ListQuery::first_page();
     let mut seen: Vec<&str> = Vec::new();
     for (k, v) in &pairs {

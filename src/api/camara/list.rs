@@ -49,10 +49,7 @@ impl ListQuery {
     /// (`paymentStatus=reserved&paymentStatus=succeeded`, OpenAPI's default) or
     /// comma-separated. Unknown parameters are ignored.
     pub fn parse(uri: &Uri, names: &Names) -> Result<Self, CamaraError> {
-        let pairs: Vec<(String, String)> =
-            axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
-                .map(|q| q.0)
-                .map_err(|e| CamaraError::invalid(format!("query: {e}")))?;
+        let pairs = query_pairs(uri)?;
         let gte = format!("{}.gte", names.date);
         let lte = format!("{}.lte", names.date);
         let mut q = Self::first_page();
@@ -171,6 +168,13 @@ impl ListQuery {
             .checked_mul(self.per_page)
             .ok_or_else(|| CamaraError::out_of_range("page: too large"))
     }
+}
+
+/// The query string's parameters, in order.
+pub fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, CamaraError> {
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| CamaraError::invalid(format!("query: {e}")))
 }
 
 /// One page of rows, the total that match, and the offset of the page.

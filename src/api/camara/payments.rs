@@ -294,7 +294,7 @@ pub(crate) enum Place {
     NotSent,
 }
 
-fn store_err(e: crate::store::StoreError) -> CamaraError {
+pub(crate) fn store_err(e: crate::store::StoreError) -> CamaraError {
     CamaraError::internal(format!("the gateway's store failed: {e}"))
 }
 

@@ -66,6 +66,21 @@ impl World {
         .await
     }
 
+    /// Confirm and cancel are both refused: the purchase reached a final status.
+    async fn final_status(&self, id: &str) {
+        for path in [PURCHASE_CONFIRM, PURCHASE_CANCEL] {
+            let r = self.step(path, id).await;
+            assert_eq!(
+                (r.status, r.code().as_str()),
+                (
+                    StatusCode::CONFLICT,
+                    checkout_code::PAYMENT_REACHED_FINAL_STATUS
+                ),
+                "{path}"
+            );
+        }
+    }
+
     async fn prepared_purchase(&self, who: &str, total: &str) -> String {
         let id = self.purchase(&shop(), total).await;
         let r = self
@@ -243,17 +258,7 @@ async fn a_one_step_payment_charges_the_total_once() {
         );
     }
     // Confirm or cancel after it: a final status.
-    for path in [PURCHASE_CONFIRM, PURCHASE_CANCEL] {
-        let r = w.step(path, &id).await;
-        assert_eq!(
-            (r.status, r.code().as_str()),
-            (
-                StatusCode::CONFLICT,
-                checkout_code::PAYMENT_REACHED_FINAL_STATUS
-            ),
-            "{path}"
-        );
-    }
+    w.final_status(&id).await;
     assert_eq!(w.balance(ALICE), d("95.01"));
     assert_eq!(w.journal("debit"), 1);
     // The purchase's payment is not a payment of the payments API.
@@ -286,14 +291,7 @@ async fn a_refusal_of_the_ocs_fails_the_purchase_and_charges_nothing() {
         (r.status, r.code().as_str()),
         (StatusCode::CONFLICT, code::ALREADY_EXISTS)
     );
-    let r = w.step(PURCHASE_CONFIRM, &id).await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (
-            StatusCode::CONFLICT,
-            checkout_code::PAYMENT_REACHED_FINAL_STATUS
-        )
-    );
+    w.final_status(&id).await;
     // A reservation beyond the balance is refused the same way.
     let id = w.purchase(&shop(), "6.00").await;
     let r = w
@@ -341,17 +339,7 @@ async fn prepare_then_confirm_commits_the_reservation_once() {
     assert_eq!((w.balance(ALICE), w.reserved(ALICE)), (d("88.00"), d("0")));
     assert_eq!((w.journal("reserve"), w.journal("commit")), (1, 1));
     assert_eq!(w.purchase_status(&id).await, "succeeded");
-    for path in [PURCHASE_CONFIRM, PURCHASE_CANCEL] {
-        let r = w.step(path, &id).await;
-        assert_eq!(
-            (r.status, r.code().as_str()),
-            (
-                StatusCode::CONFLICT,
-                checkout_code::PAYMENT_REACHED_FINAL_STATUS
-            ),
-            "{path}"
-        );
-    }
+    w.final_status(&id).await;
     assert_eq!(w.balance(ALICE), d("88.00"));
     assert_eq!(w.journal("commit"), 1);
 }
@@ -366,17 +354,7 @@ async fn prepare_then_cancel_releases_the_reservation() {
     assert_eq!((w.balance(CAROL), w.reserved(CAROL)), (d("50.00"), d("0")));
     assert_eq!((w.journal("release"), w.journal("commit")), (1, 0));
     assert_eq!(w.purchase_status(&id).await, "cancelled");
-    for path in [PURCHASE_CONFIRM, PURCHASE_CANCEL] {
-        let r = w.step(path, &id).await;
-        assert_eq!(
-            (r.status, r.code().as_str()),
-            (
-                StatusCode::CONFLICT,
-                checkout_code::PAYMENT_REACHED_FINAL_STATUS
-            ),
-            "{path}"
-        );
-    }
+    w.final_status(&id).await;
     assert_eq!(w.balance(CAROL), d("50.00"));
 }
 
@@ -429,19 +407,26 @@ async fn an_expired_reservation_reads_as_cancelled() {
     assert_eq!(w.balance(ALICE), d("100.00"));
 }
 
-/// The OCS answers after the gateway stopped waiting: 504, the purchase `processing` (never
-/// succeeded nor failed) until a read learns the outcome; charged exactly once.
-#[tokio::test]
-async fn an_unknown_outcome_stays_processing_until_a_read_resolves_it() {
+/// A world whose OCS answers `who`'s requests after the gateway stopped waiting (Tx 300 ms,
+/// the answer after 1.5 s): their outcome is unknown until the faults are cleared.
+async fn slow_for(who: &str) -> World {
     let w = world(Opts {
         tx: Duration::from_millis(300),
         ..Opts::default()
     })
     .await;
-    let k = SubscriptionId::parse(CAROL).unwrap().key();
+    let k = SubscriptionId::parse(who).unwrap().key();
     w.sim().set_faults(|f| {
         f.latency_for.insert(k, Duration::from_millis(1500));
     });
+    w
+}
+
+/// The OCS answers after the gateway stopped waiting: 504, the purchase `processing` (never
+/// succeeded nor failed) until a read learns the outcome; charged exactly once.
+#[tokio::test]
+async fn an_unknown_outcome_stays_processing_until_a_read_resolves_it() {
+    let w = slow_for(CAROL).await;
     let id = w.purchase(&shop(), "7.00").await;
     let r = w
         .post(&step_path(PURCHASE_PAYMENT, &id), &shop(), &phone(CAROL))
@@ -481,15 +466,7 @@ async fn an_unknown_outcome_stays_processing_until_a_read_resolves_it() {
 /// The same payment request again after an unknown outcome learns it, and never charges twice.
 #[tokio::test]
 async fn a_retry_after_an_unknown_outcome_never_charges_twice() {
-    let w = world(Opts {
-        tx: Duration::from_millis(300),
-        ..Opts::default()
-    })
-    .await;
-    let k = SubscriptionId::parse(CAROL).unwrap().key();
-    w.sim().set_faults(|f| {
-        f.latency_for.insert(k, Duration::from_millis(1500));
-    });
+    let w = slow_for(CAROL).await;
     let id = w.purchase(&shop(), "2.50").await;
     let path = step_path(PURCHASE_PAYMENT, &id);
     let r = w.post(&path, &shop(), &phone(CAROL)).await;
