@@ -1,4 +1,5 @@
-//! CAMARA Carrier Billing (payments, v0.5.0) and Carrier Billing Refund (v0.3.0), sync mode,
+//! CAMARA Carrier Billing (payments, v0.5.0), Carrier Billing Refund (v0.3.0) and the legacy
+//! Carrier Billing Checkout (v0.7.0, purchases: see [`checkout`]), sync mode,
 //! over [`Charging`](crate::charging::Charging): the definitions of
 //! `reference/camara/carrier-billing-v0.5.yaml` and `carrier-billing-refund-v0.3.yaml`, with the
 //! Commonalities r3.3 error model (API.md sections 1, 2, 6.2, 9.1, 10).
@@ -11,6 +12,9 @@
 //! GET  /carrier-billing/v0.5/payments[/{paymentId}]       the caller's payments (page, perPage, filters)
 //! POST /carrier-billing-refund/v0.3/payments/{paymentId}/refunds   CCR EVENT REFUND_ACCOUNT   201 succeeded
 //! GET  /carrier-billing-refund/v0.3/payments/{paymentId}/refunds[/{refundId}|/remaining-amount]
+//! POST|GET /carrier-billing-checkout/v0/purchases[/{purchaseId}]  purchases (checkout.rs), no CCR
+//! POST /carrier-billing-checkout/v0/purchases/{purchaseId}/payment[/prepare|/confirm|/cancel]
+//!                                                 the purchase's payment: a payment as above
 //! ```
 //!
 //! Every payment and refund is a [`ResourceRow`](crate::store::ResourceRow) (kinds
