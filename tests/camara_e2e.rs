@@ -1,8 +1,9 @@
 //! CAMARA Carrier Billing end to end: real HTTP -> the `gateway` process (`gateway serve`) ->
 //! Diameter over TCP -> the OCS simulator, which runs in this test process so that its balances
 //! and journal can be read. 1-step and 2-step payments, refusals, refunds and the remaining
-//! amount, idempotent retries, listings, bad input, reservation expiry, and a prepared payment
-//! confirmed after a hard restart of the gateway.
+//! amount, idempotent retries, listings, bad input, reservation expiry, a prepared payment
+//! confirmed after a hard restart of the gateway, and the Checkout flavour (purchase, then its
+//! payment in one or two steps, across a restart).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -29,6 +30,7 @@ const CAROL: &str = "+34600000002";
 
 const PAY: &str = "/carrier-billing/v0.5/payments";
 const REFUND: &str = "/carrier-billing-refund/v0.3/payments";
+const PURCHASES: &str = "/carrier-billing-checkout/v0/purchases";
 
 /// `gateway serve` with a SQLite store in `dir`, pointing at the simulator at `ocs`;
 /// `credit_control` adds keys to that section. Waits until the REST API is ready.
@@ -614,6 +616,151 @@ async fn a_prepared_payment_is_confirmed_after_a_restart() {
     assert_eq!(journal(&sim, "debit"), 1);
     let r = gw.get(PAY).await;
     assert_eq!(r.header("x-total-count"), Some("2"));
+    gw.stop();
+    sim.shutdown().await;
+}
+
+fn purchase(total: &str) -> Value {
+    json!({"payable": {"type": "digital_good",
+        "merchant": {"id": "merchant-1", "name": "Games Ltd"},
+        "order": {"id": "o-1",
+            "items": [{"name": "level pack", "amount": {"value": number(total), "currency": "EUR"}}],
+            "totalAmount": {"value": number(total), "currency": "EUR"}}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkout_purchases_are_paid_end_to_end() {
+    let dir = TempDir::new("checkout");
+    let sim = simulator(&dir.0).await;
+    let gw = start(&dir.0, sim.local_addr().unwrap(), "").await;
+    // 1-step: created initialising (no CCR), then charged once.
+    let r = gw.post(PURCHASES, &purchase("4.99")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["status"], "initialising");
+    let one = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(sim.journal().len(), 0);
+    let r = gw
+        .post(
+            &format!("{PURCHASES}/{one}/payment"),
+            &json!({"phoneNumber": ALICE}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, json!({"id": one, "status": "succeeded"}));
+    assert_eq!(balance(&sim, ALICE), d("95.01"));
+    let r = gw
+        .post(
+            &format!("{PURCHASES}/{one}/payment"),
+            &json!({"phoneNumber": ALICE}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (409, Some("ALREADY_EXISTS"))
+    );
+    assert_eq!(journal(&sim, "debit"), 1);
+    // A refusal (BOB has 5.00): 403, nothing charged, the purchase failed.
+    let r = gw.post(PURCHASES, &purchase("9.00")).await;
+    let refused = r.body["id"].as_str().unwrap().to_string();
+    let r = gw
+        .post(
+            &format!("{PURCHASES}/{refused}/payment"),
+            &json!({"phoneNumber": BOB}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (403, Some("PERMISSION_DENIED")),
+        "{}",
+        r.body
+    );
+    assert_eq!(balance(&sim, BOB), d("5.00"));
+    // Notifications are refused (not supported yet); the application's limit (50.00).
+    let mut with_url = purchase("1.00");
+    with_url["notificationUrl"] = json!("https://shop.example/notify");
+    let r = gw.post(PURCHASES, &with_url).await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (400, Some("INVALID_ARGUMENT"))
+    );
+    let r = gw.post(PURCHASES, &purchase("60.00")).await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (
+            403,
+            Some("CARRIER_BILLING_CHECKOUT.PURCHASE_AMOUNT_OVERPASSED")
+        )
+    );
+    // 2-step: prepared, the gateway killed, confirmed after the restart, committed once.
+    let r = gw.post(PURCHASES, &purchase("12.00")).await;
+    let two = r.body["id"].as_str().unwrap().to_string();
+    let r = gw
+        .post(
+            &format!("{PURCHASES}/{two}/payment/prepare"),
+            &json!({"phoneNumber": CAROL}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, json!({"id": two, "status": "ready_to_confirm"}));
+    assert_eq!(reserved(&sim, CAROL), d("12.00"));
+    drop(gw);
+    let gw = start(&dir.0, sim.local_addr().unwrap(), "").await;
+    let r = gw.get(&format!("{PURCHASES}/{two}")).await;
+    assert_eq!(r.body["status"], "ready_to_confirm", "{}", r.body);
+    let r = gw
+        .req(
+            "POST",
+            &format!("{PURCHASES}/{two}/payment/confirm"),
+            Some(&shop()),
+            None,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(
+        (balance(&sim, CAROL), reserved(&sim, CAROL)),
+        (d("8.00"), d("0"))
+    );
+    assert_eq!(journal(&sim, "commit"), 1);
+    let r = gw
+        .req(
+            "POST",
+            &format!("{PURCHASES}/{two}/payment/cancel"),
+            Some(&shop()),
+            None,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (
+            409,
+            Some("CARRIER_BILLING_CHECKOUT.PAYMENT_REACHED_FINAL_STATUS")
+        )
+    );
+    // The caller's purchases (the refused ones never stored), statuses read from their payments.
+    let r = gw.get(PURCHASES).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-total-count"), Some("3"));
+    let statuses: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["succeeded", "failed", "succeeded"]);
+    // 404/405 on the checkout paths speak ErrorInfo.
+    let r = gw
+        .req("DELETE", PURCHASES, Some(&shop()), None, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (405, Some("METHOD_NOT_ALLOWED"))
+    );
     gw.stop();
     sim.shutdown().await;
 }

@@ -284,7 +284,7 @@ async fn track(req: Request, next: Next) -> Response {
 enum Family {
     /// `/rest/payment/...` and the operations endpoints: the Parlay X exceptions.
     Ocsg,
-    /// Carrier Billing and Carrier Billing Refund: CAMARA `ErrorInfo`.
+    /// Carrier Billing, Carrier Billing Refund and Carrier Billing Checkout: CAMARA `ErrorInfo`.
     Camara,
     /// `/tmf-api/prepayBalanceManagement/...`: the TMF630 `Error`.
     Tmf654,
@@ -296,7 +296,8 @@ impl Family {
             path.strip_prefix(base)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         };
-        if under(camara::PAYMENT_BASE) || under(camara::REFUND_BASE) {
+        if under(camara::PAYMENT_BASE) || under(camara::REFUND_BASE) || under(camara::CHECKOUT_BASE)
+        {
             Self::Camara
         } else if under(tmf654::topups::BASE) {
             Self::Tmf654

@@ -1652,6 +1652,27 @@ async fn router_errors_on_each_family_speak_its_error_json() {
             "METHOD_NOT_ALLOWED",
             Some("GET"),
         ),
+        (
+            Method::DELETE,
+            "/carrier-billing-checkout/v0/purchases",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            Some("POST, GET"),
+        ),
+        (
+            Method::GET,
+            "/carrier-billing-checkout/v0/purchases/p-1/payment",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            Some("POST"),
+        ),
+        (
+            Method::GET,
+            "/carrier-billing-checkout/v0/nothing-here",
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            None,
+        ),
     ];
     for (m, path, status, code, allow) in camara {
         let r = w

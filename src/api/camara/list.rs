@@ -28,6 +28,9 @@ pub struct ListQuery {
     pub ascending: bool,
     pub statuses: Vec<String>,
     pub merchant: Option<String>,
+    /// Skip this many instead of the pages before `page` (the checkout's `seek`: the position
+    /// of the last item read).
+    pub seek: Option<usize>,
 }
 
 /// The names a listing's parameters have in one API.
@@ -46,21 +49,10 @@ impl ListQuery {
     /// (`paymentStatus=reserved&paymentStatus=succeeded`, OpenAPI's default) or
     /// comma-separated. Unknown parameters are ignored.
     pub fn parse(uri: &Uri, names: &Names) -> Result<Self, CamaraError> {
-        let pairs: Vec<(String, String)> =
-            axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
-                .map(|q| q.0)
-                .map_err(|e| CamaraError::invalid(format!("query: {e}")))?;
+        let pairs = query_pairs(uri)?;
         let gte = format!("{}.gte", names.date);
         let lte = format!("{}.lte", names.date);
-        let mut q = Self {
-            page: 1,
-            per_page: 10,
-            from_ms: None,
-            to_ms: None,
-            ascending: false,
-            statuses: Vec::new(),
-            merchant: None,
-        };
+        let mut q = Self::first_page();
         let mut seen: Vec<&str> = Vec::new();
         for (k, v) in &pairs {
             let k = k.as_str();
@@ -71,26 +63,7 @@ impl ListQuery {
                 seen.push(k);
             }
             if k == "page" || k == "perPage" {
-                let n: usize = v.parse().map_err(|_| {
-                    CamaraError::invalid(format!("{k}: \"{v}\" is not a whole number"))
-                })?;
-                let max = if k == "page" {
-                    usize::MAX
-                } else {
-                    MAX_PER_PAGE
-                };
-                if n == 0 || n > max {
-                    return Err(CamaraError::out_of_range(if k == "page" {
-                        "page: from 1".to_string()
-                    } else {
-                        format!("perPage: from 1 to {MAX_PER_PAGE}")
-                    }));
-                }
-                if k == "page" {
-                    q.page = n;
-                } else {
-                    q.per_page = n;
-                }
+                q.paging(k, v)?;
             } else if k == gte || k == lte {
                 let t = parse_rfc3339(v).ok_or_else(|| {
                     CamaraError::invalid(format!(
@@ -148,11 +121,60 @@ impl ListQuery {
         Ok(q)
     }
 
+    /// The first page of `perPage` (10) items, newest first, over all dates.
+    pub fn first_page() -> Self {
+        Self {
+            page: 1,
+            per_page: 10,
+            from_ms: None,
+            to_ms: None,
+            ascending: false,
+            statuses: Vec::new(),
+            merchant: None,
+            seek: None,
+        }
+    }
+
+    /// Sets `page` or `perPage` from the query parameter `k` = `v` (400 / OUT_OF_RANGE).
+    pub fn paging(&mut self, k: &str, v: &str) -> Result<(), CamaraError> {
+        let n: usize = v
+            .parse()
+            .map_err(|_| CamaraError::invalid(format!("{k}: \"{v}\" is not a whole number")))?;
+        let max = if k == "page" {
+            usize::MAX
+        } else {
+            MAX_PER_PAGE
+        };
+        if n == 0 || n > max {
+            return Err(CamaraError::out_of_range(if k == "page" {
+                "page: from 1".to_string()
+            } else {
+                format!("perPage: from 1 to {MAX_PER_PAGE}")
+            }));
+        }
+        if k == "page" {
+            self.page = n;
+        } else {
+            self.per_page = n;
+        }
+        Ok(())
+    }
+
     fn offset(&self) -> Result<usize, CamaraError> {
+        if let Some(seek) = self.seek {
+            return Ok(seek);
+        }
         (self.page - 1)
             .checked_mul(self.per_page)
             .ok_or_else(|| CamaraError::out_of_range("page: too large"))
     }
+}
+
+/// The query string's parameters, in order.
+pub fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, CamaraError> {
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| CamaraError::invalid(format!("query: {e}")))
 }
 
 /// One page of rows, the total that match, and the offset of the page.
@@ -216,11 +238,14 @@ pub async fn list(
         let page = matching.into_iter().skip(offset).take(q.per_page).collect();
         (page, total)
     };
-    if q.page > 1 && offset >= total {
-        return Err(CamaraError::out_of_range(format!(
-            "page: {} is past the last page ({total} match, {} per page)",
-            q.page, q.per_page
-        )));
+    if offset > 0 && offset >= total {
+        return Err(CamaraError::out_of_range(match q.seek {
+            Some(seek) => format!("seek: {seek} is past the last item ({total} match)"),
+            None => format!(
+                "page: {} is past the last page ({total} match, {} per page)",
+                q.page, q.per_page
+            ),
+        }));
     }
     Ok(Page {
         rows,

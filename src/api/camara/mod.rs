@@ -1,4 +1,5 @@
-//! CAMARA Carrier Billing (payments, v0.5.0) and Carrier Billing Refund (v0.3.0), sync mode,
+//! CAMARA Carrier Billing (payments, v0.5.0), Carrier Billing Refund (v0.3.0) and the legacy
+//! Carrier Billing Checkout (v0.7.0, purchases: see [`checkout`]), sync mode,
 //! over [`Charging`](crate::charging::Charging): the definitions of
 //! `reference/camara/carrier-billing-v0.5.yaml` and `carrier-billing-refund-v0.3.yaml`, with the
 //! Commonalities r3.3 error model (API.md sections 1, 2, 6.2, 9.1, 10).
@@ -11,6 +12,9 @@
 //! GET  /carrier-billing/v0.5/payments[/{paymentId}]       the caller's payments (page, perPage, filters)
 //! POST /carrier-billing-refund/v0.3/payments/{paymentId}/refunds   CCR EVENT REFUND_ACCOUNT   201 succeeded
 //! GET  /carrier-billing-refund/v0.3/payments/{paymentId}/refunds[/{refundId}|/remaining-amount]
+//! POST|GET /carrier-billing-checkout/v0/purchases[/{purchaseId}]  purchases (checkout.rs), no CCR
+//! POST /carrier-billing-checkout/v0/purchases/{purchaseId}/payment[/prepare|/confirm|/cancel]
+//!                                                 the purchase's payment: a payment as above
 //! ```
 //!
 //! Every payment and refund is a [`ResourceRow`](crate::store::ResourceRow) (kinds
@@ -32,6 +36,7 @@
 //! with 400 INVALID_ARGUMENT saying so; `validatePayment` (OTP) is not offered, so no payment is
 //! ever `pending_validation`.
 
+pub mod checkout;
 pub mod error;
 mod list;
 pub mod model;
@@ -76,6 +81,23 @@ macro_rules! refund_path {
     };
 }
 
+/// A path of the Carrier Billing Checkout API (legacy purchase model; base: `servers[0].url`
+/// of carrier-billing-checkout v0.7.0).
+macro_rules! checkout_path {
+    ($tail:literal) => {
+        concat!("/carrier-billing-checkout/v0", $tail)
+    };
+}
+
+/// Base path of the Carrier Billing Checkout API.
+pub const CHECKOUT_BASE: &str = checkout_path!("");
+pub const PURCHASES: &str = checkout_path!("/purchases");
+pub const PURCHASE: &str = checkout_path!("/purchases/{purchaseId}");
+pub const PURCHASE_PAYMENT: &str = checkout_path!("/purchases/{purchaseId}/payment");
+pub const PURCHASE_PREPARE: &str = checkout_path!("/purchases/{purchaseId}/payment/prepare");
+pub const PURCHASE_CONFIRM: &str = checkout_path!("/purchases/{purchaseId}/payment/confirm");
+pub const PURCHASE_CANCEL: &str = checkout_path!("/purchases/{purchaseId}/payment/cancel");
+
 /// Base path of the Carrier Billing API.
 pub const PAYMENT_BASE: &str = payment_path!("");
 /// Base path of the Carrier Billing Refund API.
@@ -98,6 +120,13 @@ pub const KIND_PAYMENT_VOID: &str = "camara.payment.void";
 pub const KIND_REFUND: &str = "camara.refund";
 /// A refund request that created no refund.
 pub const KIND_REFUND_VOID: &str = "camara.refund.void";
+/// A checkout purchase (`carrier-billing-checkout`).
+pub const KIND_PURCHASE: &str = "camara.checkout.purchase";
+/// The payment of a checkout purchase: a payment document like the payments API's, bound to
+/// its purchase, under its own kind (the payments API does not show it).
+pub const KIND_CHECKOUT_PAYMENT: &str = "camara.checkout.payment";
+/// A checkout payment request that created no payment.
+pub const KIND_CHECKOUT_PAYMENT_VOID: &str = "camara.checkout.payment.void";
 /// Which payment or refund holds a `referenceCode` (the row's `parent`).
 pub const KIND_REFERENCE: &str = "camara.reference";
 
@@ -108,12 +137,21 @@ pub mod scope {
     pub const PAYMENTS_READ: &str = "carrier-billing:payments:read";
     pub const REFUNDS_CREATE: &str = "carrier-billing-refund:refunds:create";
     pub const REFUNDS_READ: &str = "carrier-billing-refund:refunds:read";
-    pub const ALL: [&str; 5] = [
+    /// Checkout (API.md 3.1): createPurchase.
+    pub const PURCHASE_WRITE: &str = "carrier-billing-checkout-purchase-digital-good-user-write";
+    /// Checkout: getPurchases, getPurchaseInfo.
+    pub const PURCHASE_READ: &str = "carrier-billing-checkout-purchase-digital-good-user-read";
+    /// Checkout: createPayment, preparePayment, confirmPayment, cancelPayment.
+    pub const CHECKOUT_PAYMENT_WRITE: &str = "carrier-billing-checkout-payment-user-write";
+    pub const ALL: [&str; 8] = [
         PAYMENTS_CREATE,
         PAYMENTS_WRITE,
         PAYMENTS_READ,
         REFUNDS_CREATE,
         REFUNDS_READ,
+        PURCHASE_WRITE,
+        PURCHASE_READ,
+        CHECKOUT_PAYMENT_WRITE,
     ];
 }
 
@@ -150,6 +188,29 @@ pub fn routes() -> Vec<Route> {
             get(refunds::retrieve_remaining_amount),
         ),
         r(Method::GET, REFUND, get(refunds::retrieve_refund)),
+        r(Method::POST, PURCHASES, post(checkout::create_purchase)),
+        r(Method::GET, PURCHASES, get(checkout::get_purchases)),
+        r(Method::GET, PURCHASE, get(checkout::get_purchase)),
+        r(
+            Method::POST,
+            PURCHASE_PAYMENT,
+            post(checkout::create_payment),
+        ),
+        r(
+            Method::POST,
+            PURCHASE_PREPARE,
+            post(checkout::prepare_payment),
+        ),
+        r(
+            Method::POST,
+            PURCHASE_CONFIRM,
+            post(checkout::confirm_payment),
+        ),
+        r(
+            Method::POST,
+            PURCHASE_CANCEL,
+            post(checkout::cancel_payment),
+        ),
     ]
 }
 
@@ -419,6 +480,13 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         refunds::retrieve_refunds,
         refunds::retrieve_remaining_amount,
         refunds::retrieve_refund,
+        checkout::create_purchase,
+        checkout::get_purchases,
+        checkout::get_purchase,
+        checkout::create_payment,
+        checkout::prepare_payment,
+        checkout::confirm_payment,
+        checkout::cancel_payment,
     ),
     components(schemas(error::ErrorInfo)),
     modifiers(&CamaraErrors),
@@ -427,6 +495,9 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
             /carrier-billing/v0.5/payments"),
         (name = "camara-refund", description = "CAMARA Carrier Billing Refund v0.3.0 (sync \
             mode): /carrier-billing-refund/v0.3/payments/{paymentId}/refunds"),
+        (name = "camara-checkout", description = "CAMARA Carrier Billing Checkout v0.7.0 \
+            (legacy purchase model, sync, no notifications): \
+            /carrier-billing-checkout/v0/purchases"),
     )
 )]
 struct CamaraDoc;
@@ -447,17 +518,26 @@ const ERRORS: &[(&str, &str)] = &[
     ("401", "UNAUTHENTICATED"),
     (
         "403",
-        "PERMISSION_DENIED (application policy), CARRIER_BILLING.PAYMENT_DENIED, \
-         CARRIER_BILLING_REFUND.REFUND_DENIED, CARRIER_BILLING_REFUND.PAYMENT_NOT_ELIGIBLE_FOR_REFUND",
+        "PERMISSION_DENIED (application policy; checkout: refused by the OCS), \
+         CARRIER_BILLING.PAYMENT_DENIED, CARRIER_BILLING_REFUND.REFUND_DENIED, \
+         CARRIER_BILLING_REFUND.PAYMENT_NOT_ELIGIBLE_FOR_REFUND, \
+         CARRIER_BILLING_CHECKOUT.PURCHASE_AMOUNT_OVERPASSED, \
+         CARRIER_BILLING_CHECKOUT.PHONE_NUMBER_REQUIRED",
     ),
     (
         "404",
-        "NOT_FOUND (payment, refund), IDENTIFIER_NOT_FOUND (phoneNumber)",
+        "NOT_FOUND (payment, refund, purchase), IDENTIFIER_NOT_FOUND (phoneNumber)",
     ),
     (
         "409",
         "ALREADY_EXISTS (referenceCode), CARRIER_BILLING.PAYMENT_CONFIRMED, \
-         CARRIER_BILLING.PAYMENT_CANCELLED, ABORTED (concurrent operation), CONFLICT",
+         CARRIER_BILLING.PAYMENT_CANCELLED, ABORTED (concurrent operation), CONFLICT, \
+         CARRIER_BILLING_CHECKOUT.PAYMENT_REACHED_FINAL_STATUS (checkout confirm/cancel)",
+    ),
+    (
+        "412",
+        "FAILED_PRECONDITION (checkout: confirm or cancel of a purchase that is not \
+         ready_to_confirm)",
     ),
     (
         "413",

@@ -50,12 +50,14 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
 }
 
 /// An optional object property.
-fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+pub(crate) fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
     Ok(Option::<Obj<T>>::deserialize(d)?.map(|Obj(t)| t))
 }
 
 /// An optional array of objects.
-fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+pub(crate) fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<Vec<T>>, D::Error> {
     Ok(Option::<Vec<Obj<T>>>::deserialize(d)?.map(|v| v.into_iter().map(|Obj(t)| t).collect()))
@@ -520,7 +522,7 @@ pub fn opt_text(path: &str, v: Option<String>, max: usize) -> Result<Option<Stri
 }
 
 /// A number with at most `decimals` decimals.
-fn decimals(path: &str, n: Num, decimals: u32) -> Result<Decimal, CamaraError> {
+pub(crate) fn decimals(path: &str, n: Num, decimals: u32) -> Result<Decimal, CamaraError> {
     let d = n.0.normalize();
     if d.scale() > decimals {
         return Err(CamaraError::invalid(format!(
@@ -621,18 +623,7 @@ pub fn meta_data(
 ) -> Result<Option<ChargingMetaData>, CamaraError> {
     let Some(m) = m else { return Ok(None) };
     let t = |name: &str, v| opt_text(&format!("{path}.{name}"), v, MAX_KEY);
-    let fee = match m.fee {
-        None => None,
-        Some(f) => {
-            let d = decimals(&format!("{path}.fee"), f, 2)?;
-            if d < Decimal::ZERO || d > Decimal::ONE_HUNDRED {
-                return Err(CamaraError::invalid(format!(
-                    "{path}.fee: a percentage from 0 to 100"
-                )));
-            }
-            Some(Num(d))
-        }
-    };
+    let fee = fee(&format!("{path}.fee"), m.fee)?;
     Ok(Some(ChargingMetaData {
         merchant_name: t("merchantName", m.merchant_name)?,
         merchant_identifier: t("merchantIdentifier", m.merchant_identifier)?,
@@ -642,6 +633,18 @@ pub fn meta_data(
         service_id: t("serviceId", m.service_id)?,
         product_id: t("productId", m.product_id)?,
     }))
+}
+
+/// A fee: a percentage from 0 to 100, at most 2 decimals.
+pub fn fee(path: &str, f: Option<Num>) -> Result<Option<Num>, CamaraError> {
+    let Some(f) = f else { return Ok(None) };
+    let d = decimals(path, f, 2)?;
+    if d < Decimal::ZERO || d > Decimal::ONE_HUNDRED {
+        return Err(CamaraError::invalid(format!(
+            "{path}: a percentage from 0 to 100"
+        )));
+    }
+    Ok(Some(Num(d)))
 }
 
 /// `paymentDetails`, checked: 1 to 100 items, distinct ids, the payment's currency.
@@ -729,13 +732,22 @@ pub fn no_sink(
     sink: &Option<serde_json::Value>,
     cred: &Option<serde_json::Value>,
 ) -> Result<(), CamaraError> {
-    let given = |v: &Option<serde_json::Value>| v.as_ref().is_some_and(|v| !v.is_null());
-    if given(sink) || given(cred) {
-        return Err(CamaraError::invalid(
-            "sink: asynchronous mode (notifications to a sink) is not supported by this \
-             gateway; send the request without sink and sinkCredential (the answer carries the \
-             outcome)",
-        ));
+    no_callback(
+        &[sink, cred],
+        "sink: asynchronous mode (notifications to a sink) is not supported by this \
+         gateway; send the request without sink and sinkCredential (the answer carries the \
+         outcome)",
+    )
+}
+
+/// Refuses a request carrying any of the callback properties `props` (not null) with 400
+/// INVALID_ARGUMENT and `detail`: notifications are not sent by this gateway.
+pub fn no_callback(props: &[&Option<serde_json::Value>], detail: &str) -> Result<(), CamaraError> {
+    if props
+        .iter()
+        .any(|v| v.as_ref().is_some_and(|v| !v.is_null()))
+    {
+        return Err(CamaraError::invalid(detail));
     }
     Ok(())
 }

@@ -24,8 +24,9 @@ use super::model::{
     self, AmountTransaction, CreatePayment, MAX_KEY, Payment, PaymentAmount, PhoneNumberInput,
 };
 use super::{
-    Body, Client, KIND_PAYMENT, KIND_PAYMENT_VOID, KIND_REFERENCE, KeyGuard, answer, derived_id,
-    location, path_id, request_hash, rfc3339, scope,
+    Body, Client, KIND_CHECKOUT_PAYMENT, KIND_CHECKOUT_PAYMENT_VOID, KIND_PAYMENT,
+    KIND_PAYMENT_VOID, KIND_REFERENCE, KeyGuard, answer, derived_id, location, path_id,
+    request_hash, rfc3339, scope,
 };
 use crate::api::ApiState;
 use crate::charging::{ChargeInfo, Failure, Key, OpResult};
@@ -192,6 +193,10 @@ pub struct PaymentDoc {
     /// The answer that refused it, and to which step.
     #[serde(default)]
     pub refusal: Option<(Pending, ErrorInfo)>,
+    /// The checkout purchase this is the payment of (`carrier-billing-checkout`): then it is
+    /// kept under the checkout's kinds, out of the payments API's sight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purchase: Option<String>,
 }
 
 impl PaymentDoc {
@@ -241,6 +246,15 @@ impl PaymentDoc {
         }
     }
 
+    /// Where this payment's rows are kept.
+    pub(crate) fn kinds(&self) -> Kinds {
+        if self.purchase.is_some() {
+            CHECKOUT_KINDS
+        } else {
+            PAYMENT_KINDS
+        }
+    }
+
     /// The `Charging` key of a step: one outcome per key and application.
     fn charging_key(&self, p: Pending) -> String {
         match p {
@@ -252,16 +266,35 @@ impl PaymentDoc {
     }
 }
 
-/// Where a payment document is kept: shown (`camara.payment`), or a request that created
-/// nothing (`camara.payment.void`: `refused`, or `not_sent`).
+/// The resource kinds of a family's payments: shown, and requests that created nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Place {
+pub(crate) struct Kinds {
+    pub shown: &'static str,
+    pub void: &'static str,
+}
+
+/// The payments of the payments API (`/carrier-billing/v0.5/payments`).
+pub(crate) const PAYMENT_KINDS: Kinds = Kinds {
+    shown: KIND_PAYMENT,
+    void: KIND_PAYMENT_VOID,
+};
+
+/// The payments of checkout purchases (`/carrier-billing-checkout/v0/purchases/{id}/payment`).
+pub(crate) const CHECKOUT_KINDS: Kinds = Kinds {
+    shown: KIND_CHECKOUT_PAYMENT,
+    void: KIND_CHECKOUT_PAYMENT_VOID,
+};
+
+/// Where a payment document is kept: shown (`camara.payment`), or a request that created
+/// nothing (`camara.payment.void`: `refused`, or `not_sent`); the checkout's kinds likewise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Place {
     Shown,
     Refused,
     NotSent,
 }
 
-fn store_err(e: crate::store::StoreError) -> CamaraError {
+pub(crate) fn store_err(e: crate::store::StoreError) -> CamaraError {
     CamaraError::internal(format!("the gateway's store failed: {e}"))
 }
 
@@ -271,10 +304,20 @@ pub(crate) async fn load(
     app: &str,
     id: &str,
 ) -> Result<Option<(ResourceRow, PaymentDoc)>, CamaraError> {
+    load_in(st, app, id, PAYMENT_KINDS).await
+}
+
+/// The payment `id` of `app` among `kinds`, with its row, shown or void.
+pub(crate) async fn load_in(
+    st: &ApiState,
+    app: &str,
+    id: &str,
+    kinds: Kinds,
+) -> Result<Option<(ResourceRow, PaymentDoc)>, CamaraError> {
     let Some(row) = st.charging.store().resource(id).await.map_err(store_err)? else {
         return Ok(None);
     };
-    if row.app != app || (row.kind != KIND_PAYMENT && row.kind != KIND_PAYMENT_VOID) {
+    if row.app != app || (row.kind != kinds.shown && row.kind != kinds.void) {
         return Ok(None);
     }
     let doc: PaymentDoc = serde_json::from_str(&row.body)
@@ -288,17 +331,33 @@ pub(crate) async fn load_shown(
     app: &str,
     id: &str,
 ) -> Result<PaymentDoc, CamaraError> {
-    match load(st, app, id).await? {
-        Some((row, doc)) if row.kind == KIND_PAYMENT => Ok(doc),
+    load_shown_in(st, app, id, PAYMENT_KINDS).await
+}
+
+/// The payment `id` of `app` among `kinds` if it is shown (404 NOT_FOUND otherwise).
+pub(crate) async fn load_shown_in(
+    st: &ApiState,
+    app: &str,
+    id: &str,
+    kinds: Kinds,
+) -> Result<PaymentDoc, CamaraError> {
+    match load_in(st, app, id, kinds).await? {
+        Some((row, doc)) if row.kind == kinds.shown => Ok(doc),
         _ => Err(CamaraError::not_found(format!("No payment \"{id}\"."))),
     }
 }
 
-async fn save(st: &ApiState, app: &str, doc: &PaymentDoc, place: Place) -> Result<(), CamaraError> {
+pub(crate) async fn save(
+    st: &ApiState,
+    app: &str,
+    doc: &PaymentDoc,
+    place: Place,
+) -> Result<(), CamaraError> {
+    let kinds = doc.kinds();
     let (kind, state) = match place {
-        Place::Shown => (KIND_PAYMENT, doc.status.name()),
-        Place::Refused => (KIND_PAYMENT_VOID, "refused"),
-        Place::NotSent => (KIND_PAYMENT_VOID, "not_sent"),
+        Place::Shown => (kinds.shown, doc.status.name()),
+        Place::Refused => (kinds.void, "refused"),
+        Place::NotSent => (kinds.void, "not_sent"),
     };
     let body = serde_json::to_string(doc)
         .map_err(|e| CamaraError::internal(format!("payment {}: {e}", doc.id)))?;
@@ -440,6 +499,21 @@ fn apply(
     }
 }
 
+/// Runs `p` for `doc` ([`call`]), and records its outcome ([`apply`], `fresh` as there)
+/// durably before anyone answers.
+pub(crate) async fn run(
+    st: &ApiState,
+    app: &str,
+    doc: PaymentDoc,
+    p: Pending,
+    fresh: bool,
+) -> Result<(PaymentDoc, Place, Option<CamaraError>), CamaraError> {
+    let result = call(st, app, &doc, p).await;
+    let (doc, place, error) = apply(doc, p, result, fresh);
+    save(st, app, &doc, place).await?;
+    Ok((doc, place, error))
+}
+
 /// How much work a read may do to bring a payment up to date.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Refresh {
@@ -505,9 +579,7 @@ pub(crate) async fn refresh(
                 }
                 (Some(_), _) => {}
             }
-            let result = call(st, app, &doc, p).await;
-            let (doc, place, _) = apply(doc, p, result, false);
-            save(st, app, &doc, place).await?;
+            let (doc, place, _) = run(st, app, doc, p, false).await?;
             Ok((place == Place::Shown).then_some(doc))
         }
         _ => Ok(Some(doc)),
@@ -736,12 +808,11 @@ async fn create(
         created_ms: now,
         payment_ms: None,
         refusal: None,
+        purchase: None,
     };
     // Durable before the CCR: a restart finds it and resolves it.
     save(&st, &app, &doc, Place::Shown).await?;
-    let result = call(&st, &app, &doc, p).await;
-    let (doc, place, error) = apply(doc, p, result, true);
-    save(&st, &app, &doc, place).await?;
+    let (doc, _, error) = run(&st, &app, doc, p, true).await?;
     match error {
         Some(e) => Err(e),
         None => Ok(created(&doc)),
@@ -821,9 +892,7 @@ async fn second_step(
         // Durable before the CCR-T.
         save(&st, &app, &doc, Place::Shown).await?;
     }
-    let result = call(&st, &app, &doc, p).await;
-    let (doc, place, error) = apply(doc, p, result, false);
-    save(&st, &app, &doc, place).await?;
+    let (_, _, error) = run(&st, &app, doc, p, false).await?;
     match error {
         Some(e) => Err(e),
         None => Ok(StatusCode::ACCEPTED.into_response()),
@@ -874,7 +943,18 @@ pub(crate) async fn read(
     id: &str,
     how: Refresh,
 ) -> Result<PaymentDoc, CamaraError> {
-    let doc = load_shown(st, app, id).await?;
+    read_in(st, app, id, how, PAYMENT_KINDS).await
+}
+
+/// [`read`] among `kinds`.
+pub(crate) async fn read_in(
+    st: &ApiState,
+    app: &str,
+    id: &str,
+    how: Refresh,
+    kinds: Kinds,
+) -> Result<PaymentDoc, CamaraError> {
+    let doc = load_shown_in(st, app, id, kinds).await?;
     if !matches!(doc.status, Status::Processing | Status::Reserved) {
         return Ok(doc);
     }
@@ -882,7 +962,7 @@ pub(crate) async fn read(
         return Ok(doc);
     };
     // Read again under the lock: an operation may have finished meanwhile.
-    let doc = load_shown(st, app, id).await?;
+    let doc = load_shown_in(st, app, id, kinds).await?;
     refresh(st, app, doc, how)
         .await?
         .ok_or_else(|| CamaraError::not_found(format!("No payment \"{id}\".")))

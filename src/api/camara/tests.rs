@@ -1836,3 +1836,5 @@ async fn the_openapi_document_describes_the_family() {
             == "#/components/schemas/CreatePayment"
     );
 }
+
+mod checkout;
