@@ -559,6 +559,10 @@ pub const OPERATIONS: &[&str] = &[
     "carrier-billing:payments:read",
     "carrier-billing-refund:refunds:create",
     "carrier-billing-refund:refunds:read",
+    // CAMARA Carrier Billing Checkout (src/api/camara/checkout.rs): its scopes.
+    "carrier-billing-checkout-purchase-digital-good-user-write",
+    "carrier-billing-checkout-purchase-digital-good-user-read",
+    "carrier-billing-checkout-payment-user-write",
     // TMF654: POST / GET / PATCH / DELETE /topupBalance, and GET /bucket (CHECK_BALANCE).
     "topup-balance",
     "query-balance",

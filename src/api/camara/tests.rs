@@ -69,6 +69,11 @@ fn apps() -> Vec<AppConfig> {
             ..app("reader")
         },
         AppConfig {
+            api_key: "k-buyer".into(),
+            allowed_operations: vec![scope::PURCHASE_WRITE.into(), scope::PURCHASE_READ.into()],
+            ..app("buyer")
+        },
+        AppConfig {
             api_key: "k-kiosk".into(),
             allowed_currencies: vec!["EUR".into()],
             max_amount: Some(d("20")),

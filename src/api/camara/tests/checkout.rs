@@ -723,6 +723,26 @@ async fn bad_input_is_refused_before_anything_is_stored_or_charged() {
     // No purchase was stored.
     let l = w.get(PURCHASES, &shop()).await;
     assert_eq!(l.json(), json!([]));
+    // An application allowed the purchase scopes only may create and read a purchase, not pay
+    // for it.
+    let r = w.post(PURCHASES, &key("k-buyer"), &good).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let bought = r.json()["id"].as_str().unwrap().to_string();
+    let r = w
+        .get(&format!("{PURCHASES}/{bought}"), &key("k-buyer"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = w
+        .post(
+            &step_path(PURCHASE_PAYMENT, &bought),
+            &key("k-buyer"),
+            &json!({"phoneNumber": "+34671999000"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::FORBIDDEN, code::PERMISSION_DENIED)
+    );
     // RequestPayment.
     let id = w.purchase(&shop(), "3.00").await;
     let pay = step_path(PURCHASE_PAYMENT, &id);
