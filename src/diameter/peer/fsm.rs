@@ -344,7 +344,12 @@ impl PeerFsm {
 
     fn apply_watchdog(&mut self, now: Instant, out: WatchdogOutput) {
         if out.failover {
-            warn!(peer = %self.settings.name, watchdog = self.watchdog.state().name(), "failover");
+            if self.state == PeerState::Closing {
+                // A disconnect both sides agreed on (DPR/DPA): expected, not a fault.
+                info!(peer = %self.settings.name, watchdog = self.watchdog.state().name(), "out of routing: disconnecting (DPR/DPA)");
+            } else {
+                warn!(peer = %self.settings.name, watchdog = self.watchdog.state().name(), "failover");
+            }
             self.set_usable(false);
         }
         if out.send_dwr
