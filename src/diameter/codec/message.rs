@@ -410,12 +410,29 @@ mod tests {
             AvpCode(1),
             AvpValue::Bytes(Bytes::from(vec![0u8; 9_000_000])),
         );
+        assert!(matches!(
+            m.encode(&mut BytesMut::new()),
+            Err(EncodeError::AvpTooLong(1, _))
+        ));
         let m = MessageBuf::new(Header::default())
             .with(half.clone())
-            .with(half);
+            .with(half.clone());
         assert!(matches!(
             m.encoded_len(),
             Err(EncodeError::MessageTooLong(_))
+        ));
+        let mut out = BytesMut::new();
+        assert!(matches!(
+            m.encode(&mut out),
+            Err(EncodeError::MessageTooLong(_))
+        ));
+        assert!(out.is_empty(), "nothing written on an error");
+        // Members that fit, in a group that does not: the group is named.
+        let m = MessageBuf::new(Header::default())
+            .with(AvpBuf::grouped(AvpCode(456), vec![half.clone(), half]));
+        assert!(matches!(
+            m.encode(&mut BytesMut::new()),
+            Err(EncodeError::AvpTooLong(456, _))
         ));
     }
 }
