@@ -43,8 +43,8 @@ use rust_decimal::Decimal;
 use tracing::{info, warn};
 
 use super::sql::{
-    INSERT_OP, OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED, RES_BY_ID, RES_OPEN, RESOURCE_COLUMNS,
-    UPSERT_RES, UPSERT_RESOURCE, op_columns,
+    INSERT_OP, OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED, RES_BY_ID, RES_OPEN, RESOURCE_BY_ID,
+    RESOURCE_COLUMNS, UPSERT_RES, UPSERT_RESOURCE, op_columns,
 };
 use super::{
     Backend, Begun, OpState, OperationFilter, OperationRow, ReservationRow, ReservationState,
@@ -408,9 +408,8 @@ impl Backend for PostgresBackend {
     }
 
     fn resource(&mut self, id: &str) -> Result<Option<ResourceRow>, StoreError> {
-        let sql = format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE id = $1");
         Ok(self
-            .read(&sql, &[&id], "query resources", read_resource)?
+            .read(RESOURCE_BY_ID, &[&id], "query resources", read_resource)?
             .pop())
     }
 

@@ -75,7 +75,18 @@ pub(super) const UPSERT_RESOURCE: &str = "INSERT INTO resources (id, app, kind, 
     state = excluded.state, parent = excluded.parent, due_ms = excluded.due_ms, \
     body = excluded.body, created_ms = excluded.created_ms, updated_ms = excluded.updated_ms";
 
-pub(super) const RESOURCE_COLUMNS: &str =
-    "id, app, kind, state, parent, due_ms, body, created_ms, updated_ms";
+macro_rules! resource_columns {
+    () => {
+        "id, app, kind, state, parent, due_ms, body, created_ms, updated_ms"
+    };
+}
+
+pub(super) const RESOURCE_COLUMNS: &str = resource_columns!();
+
+pub(super) const RESOURCE_BY_ID: &str = concat!(
+    "SELECT ",
+    resource_columns!(),
+    " FROM resources WHERE id = $1"
+);
 
 pub(super) use op_columns;

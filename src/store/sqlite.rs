@@ -26,8 +26,8 @@ use rusqlite::{Connection, Row, TransactionBehavior, params};
 use rust_decimal::Decimal;
 
 use super::sql::{
-    INSERT_OP, OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED, RES_BY_ID, RES_OPEN, RESOURCE_COLUMNS,
-    UPSERT_RES, UPSERT_RESOURCE, op_columns,
+    INSERT_OP, OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED, RES_BY_ID, RES_OPEN, RESOURCE_BY_ID,
+    RESOURCE_COLUMNS, UPSERT_RES, UPSERT_RESOURCE, op_columns,
 };
 use super::{
     Backend, Begun, OpState, OperationFilter, OperationRow, ReservationRow, ReservationState,
@@ -479,8 +479,7 @@ impl Backend for SqliteBackend {
     }
 
     fn resource(&mut self, id: &str) -> Result<Option<ResourceRow>, StoreError> {
-        let sql = format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE id = $1");
-        Ok(self.query_resources(&sql, &[&id])?.pop())
+        Ok(self.query_resources(RESOURCE_BY_ID, &[&id])?.pop())
     }
 
     fn resources(&mut self, f: &ResourceFilter) -> Result<(Vec<ResourceRow>, usize), StoreError> {
