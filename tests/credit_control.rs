@@ -2,6 +2,8 @@
 //! styles, failure handling under Tx expiry for each CCFH / DDFH value, faults, and a property
 //! test that balances move by exactly the successful credits and debits.
 
+mod support;
+
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +13,9 @@ use rust_decimal::Decimal;
 use tokio::sync::mpsc;
 
 use charging_gateway::credit_control::{
-    CcConfig, CcFailureHandling, CheckBalanceResult, CreditControlClient, DdFailureHandling,
-    EventRequest, Money, Outcome, RequestedAction, Resolution, ServiceParameter,
-    ServiceParameterType, SubscriptionId, UnitsStyle, money::currency,
+    CcConfig, CcFailureHandling, CreditControlClient, DdFailureHandling, EventRequest, Money,
+    Outcome, RequestedAction, Resolution, ServiceParameter, ServiceParameterType, SubscriptionId,
+    UnitsStyle, money::currency,
 };
 use charging_gateway::diameter::codec::{AvpCode, Limits, ResultCode};
 use charging_gateway::diameter::dict::Dictionary;
@@ -21,6 +23,8 @@ use charging_gateway::diameter::node::{Node, NodeConfig, PeerConfig};
 use charging_gateway::diameter::peer::{LocalIdentity, PeerSettings};
 use charging_gateway::diameter::router::{NoApplications, PeerSpec, RouterSettings};
 use charging_gateway::ocs::{OcsSim, OcsSimConfig, SimAccount, SimPrice};
+
+use support::cc_flows::{eur, event};
 
 fn dict() -> Arc<Dictionary> {
     static D: std::sync::OnceLock<Arc<Dictionary>> = std::sync::OnceLock::new();
@@ -30,10 +34,6 @@ fn dict() -> Arc<Dictionary> {
 
 fn d(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
-}
-
-fn eur(s: &str) -> Money {
-    Money::new(d(s), currency("EUR").unwrap())
 }
 
 fn sub(s: &str) -> SubscriptionId {
@@ -200,17 +200,6 @@ fn debit(s: &str, amount: Money) -> EventRequest {
     }
 }
 
-fn event(s: &str, action: RequestedAction, amount: Option<Money>) -> EventRequest {
-    EventRequest {
-        subscription: sub(s),
-        action,
-        amount,
-        service_identifier: None,
-        parameters: Vec::new(),
-        tag: None,
-    }
-}
-
 async fn next_resolution(w: &mut World) -> Resolution {
     tokio::time::timeout(Duration::from_secs(10), w.resolutions.recv())
         .await
@@ -246,42 +235,7 @@ async fn event_debit_refund_check_and_price_in_both_styles() {
             "{style:?}"
         );
         assert_eq!(w.sim.balance("tel:+34600000001"), Some(eur("5.00")));
-        let r = c
-            .event(event(
-                "tel:+34600000001",
-                RequestedAction::RefundAccount,
-                Some(eur("1.25")),
-            ))
-            .await;
-        assert!(r.outcome.is_success(), "{style:?}: {}", r.outcome);
-        assert_eq!(w.sim.balance("tel:+34600000001"), Some(eur("6.25")));
-        let r = c
-            .event(event(
-                "tel:+34600000001",
-                RequestedAction::CheckBalance,
-                Some(eur("6.25")),
-            ))
-            .await;
-        assert_eq!(
-            r.outcome.answer().unwrap().check_balance,
-            Some(CheckBalanceResult::EnoughCredit)
-        );
-        let r = c
-            .event(event(
-                "tel:+34600000001",
-                RequestedAction::CheckBalance,
-                Some(eur("6.26")),
-            ))
-            .await;
-        assert_eq!(
-            r.outcome.answer().unwrap().check_balance,
-            Some(CheckBalanceResult::NoCredit)
-        );
-        let mut price = event("tel:+34600000001", RequestedAction::PriceEnquiry, None);
-        price.service_identifier = Some(1000);
-        let r = c.event(price).await;
-        let (cost, _) = r.outcome.answer().unwrap().cost.clone().unwrap();
-        assert_eq!(cost, eur("0.99"));
+        support::cc_flows::refund_check_and_price(&c, &w.sim, style).await;
         // Nothing else moved.
         assert_eq!(w.sim.balance("tel:+34600000001"), Some(eur("6.25")));
         w.gw.shutdown().await;

@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 use rust_decimal::Decimal;
 
 use charging_gateway::credit_control::{
-    CcConfig, CcFailureHandling, CheckBalanceResult, CreditControlClient, CreditControlRequest,
-    DdFailureHandling, EventRequest, Money, Outcome, RequestType, RequestedAction, SubscriptionId,
-    UnitsStyle, money::currency,
+    CcConfig, CcFailureHandling, CreditControlClient, CreditControlRequest, DdFailureHandling,
+    EventRequest, Money, Outcome, RequestType, RequestedAction, SubscriptionId, UnitsStyle,
+    money::currency,
 };
 use charging_gateway::diameter::codec::{ApplicationId, AvpCode, Limits, ResultCode};
 use charging_gateway::diameter::dict::Dictionary;
@@ -37,6 +37,8 @@ use charging_gateway::diameter::router::{
     NoApplications, PeerEntry, PeerSpec, RouteError, Router, RouterSettings,
 };
 use charging_gateway::ocs::{OcsSim, OcsSimConfig, SimAccount, SimPrice};
+
+use support::cc_flows::{eur, event};
 
 use support::freediameter::{FdConfig, FdPeer, FreeDiameterd, Install};
 
@@ -48,10 +50,6 @@ fn dict() -> Arc<Dictionary> {
 
 fn d(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
-}
-
-fn eur(s: &str) -> Money {
-    Money::new(d(s), currency("EUR").unwrap())
 }
 
 fn sub(s: &str) -> SubscriptionId {
@@ -546,17 +544,6 @@ fn line(
     )
 }
 
-fn event(s: &str, action: RequestedAction, amount: Option<Money>) -> EventRequest {
-    EventRequest {
-        subscription: sub(s),
-        action,
-        amount,
-        service_identifier: None,
-        parameters: Vec::new(),
-        tag: None,
-    }
-}
-
 const STYLES: [UnitsStyle; 2] = [UnitsStyle::Mscc, UnitsStyle::CommandLevel];
 
 /// The event flows of `tests/credit_control.rs` (debit, denial, refund, balance check, price
@@ -602,42 +589,7 @@ async fn credit_control_events_through_a_freediameter_relay() {
             "{style:?}"
         );
         assert_eq!(w.sim.balance("tel:+34600000001"), Some(eur("5.00")));
-        let r = c
-            .event(event(
-                "tel:+34600000001",
-                RequestedAction::RefundAccount,
-                Some(eur("1.25")),
-            ))
-            .await;
-        assert!(r.outcome.is_success(), "{style:?}: {}", r.outcome);
-        assert_eq!(w.sim.balance("tel:+34600000001"), Some(eur("6.25")));
-        let r = c
-            .event(event(
-                "tel:+34600000001",
-                RequestedAction::CheckBalance,
-                Some(eur("6.25")),
-            ))
-            .await;
-        assert_eq!(
-            r.outcome.answer().unwrap().check_balance,
-            Some(CheckBalanceResult::EnoughCredit)
-        );
-        let r = c
-            .event(event(
-                "tel:+34600000001",
-                RequestedAction::CheckBalance,
-                Some(eur("6.26")),
-            ))
-            .await;
-        assert_eq!(
-            r.outcome.answer().unwrap().check_balance,
-            Some(CheckBalanceResult::NoCredit)
-        );
-        let mut price = event("tel:+34600000001", RequestedAction::PriceEnquiry, None);
-        price.service_identifier = Some(1000);
-        let r = c.event(price).await;
-        let (cost, _) = r.outcome.answer().unwrap().cost.clone().unwrap();
-        assert_eq!(cost, eur("0.99"));
+        support::cc_flows::refund_check_and_price(&c, &w.sim, style).await;
         let r = c
             .event(event(
                 "tel:+34999999999",
