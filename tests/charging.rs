@@ -564,6 +564,7 @@ async fn reservations_and_pending_operations_survive_a_restart() {
             used: None,
             currency: "EUR".into(),
             parameters: vec![(1, "crash-1".into())],
+            style: None,
         };
         let row = OperationRow {
             id: "op-crashed".into(),

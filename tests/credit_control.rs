@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 
 use charging_gateway::credit_control::{
     CcConfig, CcFailureHandling, CreditControlClient, DdFailureHandling, EventRequest, Money,
-    Outcome, RequestedAction, Resolution, ServiceParameter, ServiceParameterType, SubscriptionId,
-    UnitsStyle, money::currency,
+    Outcome, RequestedAction, Resolution, ServiceParameter, ServiceParameterType, StyleConfig,
+    SubscriptionId, UnitsStyle, money::currency,
 };
 use charging_gateway::diameter::codec::{AvpCode, Limits, ResultCode};
 use charging_gateway::diameter::dict::Dictionary;
@@ -153,7 +153,7 @@ async fn world(o: Opts) -> World {
             service_context_id: "payment.v1@charging.local".into(),
             destination_realm: "charging.local".into(),
             destination_host: None,
-            style: o.style,
+            style: StyleConfig::both(o.style.into()),
             default_currency: currency("EUR").unwrap(),
             ccfh: o.ccfh,
             ddfh: o.ddfh,

@@ -26,8 +26,8 @@ use rust_decimal::Decimal;
 
 use charging_gateway::credit_control::{
     CcConfig, CcFailureHandling, CreditControlClient, CreditControlRequest, DdFailureHandling,
-    EventRequest, Money, Outcome, RequestType, RequestedAction, SubscriptionId, UnitsStyle,
-    money::currency,
+    EventRequest, Money, Outcome, RequestType, RequestedAction, StyleConfig, SubscriptionId,
+    UnitsStyle, money::currency,
 };
 use charging_gateway::diameter::codec::{ApplicationId, AvpCode, Limits, ResultCode};
 use charging_gateway::diameter::dict::Dictionary;
@@ -148,7 +148,7 @@ fn cc_config(realm: &str, host: Option<&str>, style: UnitsStyle) -> CcConfig {
         service_context_id: "payment.v1@charging.local".into(),
         destination_realm: realm.into(),
         destination_host: host.map(str::to_string),
-        style,
+        style: StyleConfig::both(style.into()),
         default_currency: currency("EUR").unwrap(),
         ccfh: CcFailureHandling::Terminate,
         ddfh: DdFailureHandling::TerminateOrBuffer,

@@ -221,12 +221,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The Result-Codes that mean the gateway sent a malformed request (a gateway bug, never the
-/// client's input, which is validated first): 5004, 5005, 5008, 5009.
-fn malformed_by_gateway(rc: u32) -> bool {
-    matches!(rc, 5004 | 5005 | 5008 | 5009)
-}
-
 /// The answer for a charging [`Failure`] of `op` (API.md 9.3). One exhaustive match: a new
 /// variant does not compile until it is mapped here (and in the table test).
 pub fn from_failure(op: Operation, f: &Failure) -> ApiError {
@@ -273,13 +267,15 @@ pub fn from_failure(op: Operation, f: &Failure) -> ApiError {
                 "reservationIdentifier: reservation \"{id}\" no longer exists at the OCS (5002)"
             ),
         ),
-        Failure::OcsError { result_code, .. } if malformed_by_gateway(*result_code) => {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Svc0001,
-                format!("the OCS refused the gateway's request as malformed: {f}"),
-            )
-        }
+        Failure::OcsError { .. } if f.is_malformed_request() => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Svc0001,
+            format!(
+                "the OCS refused the gateway's request as malformed: {f}; nothing was charged, \
+                 and the same request will be refused again until the gateway's configuration \
+                 changes"
+            ),
+        ),
         Failure::OcsError {
             result_code: 4002 | 4003,
             ..

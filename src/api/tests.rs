@@ -2193,6 +2193,9 @@ fn every_failure_maps_to_a_status_and_a_parlay_x_id() {
     let ocs = |rc: u32, name: &str| Failure::OcsError {
         result_code: rc,
         name: name.into(),
+        failed_avp: None,
+        error_message: None,
+        hint: None,
     };
     let s = |v: &str| v.to_string();
     let table: Vec<(Failure, Operation, u16, &str, &str)> = vec![

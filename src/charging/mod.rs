@@ -22,6 +22,7 @@
 pub mod outcome;
 pub mod record;
 pub mod split;
+pub mod styles;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,8 +39,9 @@ pub use outcome::{Done, Failure, OpResult, result_name};
 pub use record::Recorded;
 
 use crate::credit_control::{
-    CreditControlClient, EventRequest, Money, Outcome, RequestType, RequestedAction, Resolution,
-    ServiceParameter, ServiceParameterType, SessionError, SubscriptionId,
+    Charged, CreditControlClient, EventRequest, Money, Outcome, RequestKind, RequestType,
+    RequestedAction, Resolution, ServiceParameter, ServiceParameterType, SessionError,
+    SubscriptionId, UnitsStyle,
 };
 use crate::store::{Begun, OpState, OperationRow, ReservationRow, ReservationState, Store, now_ms};
 
@@ -122,6 +124,8 @@ pub struct ChargingSettings {
     pub reaper_interval: Duration,
     /// How often unresolved operations are re-sent with the T flag.
     pub resolve_interval: Duration,
+    /// How often the units styles other instances learnt are read from the store.
+    pub style_refresh: Duration,
 }
 
 impl Default for ChargingSettings {
@@ -130,6 +134,7 @@ impl Default for ChargingSettings {
             inflight_wait: Duration::from_secs(15),
             reaper_interval: Duration::from_secs(5),
             resolve_interval: Duration::from_secs(5),
+            style_refresh: Duration::from_secs(30),
         }
     }
 }
@@ -285,6 +290,13 @@ impl Charging {
             ids: IdGen::new(),
         });
         me.restore().await?;
+        // What was learnt before is a head start, not a condition to serve.
+        match styles::load(&me.client, &me.store).await {
+            Ok(0) => {}
+            Ok(known) => info!(known, "units styles learnt earlier read from the store"),
+            Err(e) => warn!(error = %e, "cannot read the learnt units styles: learning anew"),
+        }
+        styles::spawn(&me.client, me.store.clone(), me.settings.style_refresh);
         let weak = Arc::downgrade(&me);
         let reaper_every = me.settings.reaper_interval;
         tokio::spawn(async move {
@@ -354,7 +366,7 @@ impl Charging {
     async fn once<F, Fut>(&self, key: &Key, row: OperationRow, go: F) -> OpResult
     where
         F: FnOnce(OperationRow) -> Fut,
-        Fut: std::future::Future<Output = OpResult>,
+        Fut: std::future::Future<Output = (OpResult, OperationRow)>,
     {
         let mut guard = InFlightGuard {
             map: &self.inflight,
@@ -409,7 +421,7 @@ impl Charging {
     async fn once_inner<F, Fut>(&self, key: &Key, mut row: OperationRow, go: F) -> OpResult
     where
         F: FnOnce(OperationRow) -> Fut,
-        Fut: std::future::Future<Output = OpResult>,
+        Fut: std::future::Future<Output = (OpResult, OperationRow)>,
     {
         // Claimed before the row is durable and released only after its outcome is: the
         // background resolver never finds it pending and unclaimed while it is in flight.
@@ -438,7 +450,10 @@ impl Charging {
             }
             Ok(Begun::Inserted) => {}
         }
-        let result = go(row.clone()).await;
+        // `go` hands the row back: a request sent again in the other units style changed its
+        // Session-Id and recorded request (durably, before sending it).
+        let (result, sent) = go(row.clone()).await;
+        row = sent;
         row.state = state_of(&result);
         row.result_code = match &result {
             Ok(d) => Some(d.result_code),
@@ -460,8 +475,15 @@ impl Charging {
         kind: &str,
         hash: String,
         session_id: String,
-        recorded: &Recorded,
+        recorded: &mut Recorded,
     ) -> OperationRow {
+        if recorded.style.is_none() {
+            // The style is fixed when the request is recorded: a re-send rebuilds it as sent.
+            recorded.style = Some(
+                self.client
+                    .units_style(RequestKind::of(recorded.request_type)),
+            );
+        }
         let now = now_ms();
         OperationRow {
             id,
@@ -560,25 +582,30 @@ impl Charging {
                 o,
             ));
         }
-        let recorded = Recorded::event(action, subscriber_uri.to_string(), amount, &params);
-        let mut row = self.new_row(id, key, kind, hash, session_id, &recorded);
+        let mut recorded = Recorded::event(action, subscriber_uri.to_string(), amount, &params);
+        let mut row = self.new_row(id, key, kind, hash, session_id, &mut recorded);
         row.reference_code = info.reference_code.clone();
         let span = info_span!("charge", kind, op = %row.id, session_id = %row.session_id);
+        let style = recorded.style;
         self.once(key, row, |row| {
-            self.send_event(row, subscriber.clone(), action, amount, params)
+            self.send_event(row, subscriber.clone(), action, amount, params, style)
         })
         .instrument(span)
         .await
     }
 
+    /// Sends the recorded event in its recorded `style`; in `auto`, once more in the other
+    /// style (recorded first, under a new Session-Id) when the OCS refused where its units
+    /// were. Returns the row as it now stands.
     async fn send_event(
         &self,
-        row: OperationRow,
+        mut row: OperationRow,
         subscriber: SubscriptionId,
         action: RequestedAction,
         amount: Money,
         params: Vec<ServiceParameter>,
-    ) -> OpResult {
+        style: Option<UnitsStyle>,
+    ) -> (OpResult, OperationRow) {
         let ev = EventRequest {
             subscription: subscriber,
             action,
@@ -587,12 +614,97 @@ impl Charging {
             parameters: params,
             tag: None,
         };
-        let charged = self.client.event_in(row.session_id.clone(), ev).await;
+        let kind = RequestKind::Events;
+        let style = style.unwrap_or_else(|| self.client.units_style(kind));
+        let mut charged = self
+            .client
+            .event_as(row.session_id.clone(), ev.clone(), style, None)
+            .await;
+        let mut fell_back = false;
+        if let Some(next) = self.client.fallback(kind, &charged) {
+            if let Err(f) = self.record_other_style(&mut row, next).await {
+                return (Err(f), row);
+            }
+            fell_back = true;
+            charged = self
+                .client
+                .event_as(row.session_id.clone(), ev, next, Some(&charged))
+                .await;
+        }
         if let Outcome::Unknown { kept: true, .. } = &charged.outcome {
             self.awaiting
                 .insert((row.session_id.clone(), 0), row.id.clone());
         }
-        outcome::from_outcome(charged.outcome, &row.id, &row.session_id, None, None)
+        let result = self.decided(kind, &charged, fell_back, &row, None, None);
+        (result, row)
+    }
+
+    /// Before a request goes once more in `style`: a new Session-Id and the request as it will
+    /// be sent, recorded durably (a restart then re-sends this one, never the refused one).
+    async fn record_other_style(
+        &self,
+        row: &mut OperationRow,
+        style: UnitsStyle,
+    ) -> Result<(), Failure> {
+        let mut recorded = Recorded::from_json(&row.request).ok_or_else(|| Failure::Store {
+            reason: format!("the recorded request of {} is unreadable", row.id),
+        })?;
+        recorded.style = Some(style);
+        let tag = row.reservation_id.clone().unwrap_or_else(|| row.id.clone());
+        row.session_id = self.client.new_session_id(Some(&tag));
+        row.request = recorded.to_json();
+        row.updated_ms = now_ms();
+        self.store.update(row.clone()).await.map_err(store_failure)
+    }
+
+    /// The charging result of what the client got, with a hint for the operator when the OCS
+    /// refused where the units were and nothing more can be tried.
+    fn decided(
+        &self,
+        kind: RequestKind,
+        charged: &Charged,
+        fell_back: bool,
+        row: &OperationRow,
+        reservation_id: Option<&str>,
+        requested: Option<String>,
+    ) -> OpResult {
+        let units = charged.outcome.units_refusal().is_some();
+        let mut result = outcome::from_outcome(
+            charged.outcome.clone(),
+            &row.id,
+            &row.session_id,
+            reservation_id,
+            requested,
+        );
+        if units && let Err(Failure::OcsError { hint, .. }) = &mut result {
+            let key = format!("credit_control.style.{}", kind.name());
+            let other = crate::credit_control::style::style_name(
+                crate::credit_control::style::other(charged.style),
+            );
+            *hint = Some(if fell_back {
+                format!(
+                    "the OCS refused the units in both styles: check {key} and what the OCS \
+                     expects (gateway conformance)"
+                )
+            } else {
+                format!("the OCS wants the units elsewhere: set {key} = \"{other}\" or \"auto\"")
+            });
+        }
+        if let Err(f) = &result
+            && f.is_malformed_request()
+        {
+            warn!(
+                op = %row.id,
+                session_id = %row.session_id,
+                ocs = %match &charged.outcome {
+                    Outcome::Refused(r) => r.origin_host.as_str(),
+                    _ => "",
+                },
+                error = %f,
+                "the OCS refused the gateway's request as malformed"
+            );
+        }
+        result
     }
 
     /// Charges `total` split among end users by whole percentages (exact shares, see
@@ -620,7 +732,7 @@ impl Charging {
         let uris: Vec<(&str, u32)> = legs.iter().map(|l| (l.1.as_str(), l.2)).collect();
         let hash = hash_of("split", &(&uris, total.amount, total.currency.code(), info));
         let id = self.ids.next("op");
-        let recorded = Recorded {
+        let mut recorded = Recorded {
             request_type: RequestType::Event,
             number: 0,
             subscriber: String::new(),
@@ -629,14 +741,18 @@ impl Charging {
             used: None,
             currency: total.currency.code().to_string(),
             parameters: Vec::new(),
+            style: None,
         };
-        let mut row = self.new_row(id, key, "split", hash, String::new(), &recorded);
+        let mut row = self.new_row(id, key, "split", hash, String::new(), &mut recorded);
         row.subscriber = None;
         row.reference_code = info.reference_code.clone();
         let span = info_span!("split", op = %row.id, legs = legs.len());
-        self.once(key, row, |row| self.drive_split(row, legs, shares, info))
-            .instrument(span)
-            .await
+        self.once(key, row, |row| async move {
+            let result = self.drive_split(row.clone(), legs, shares, info).await;
+            (result, row)
+        })
+        .instrument(span)
+        .await
     }
 
     /// Charges each leg in turn (a leg already recorded is resolved rather than charged
@@ -712,7 +828,7 @@ impl Charging {
         }
         let params = info.parameters(&parent.app, "charge-split-amount");
         let session_id = self.client.new_session_id(Some(leg_id));
-        let recorded = Recorded::event(
+        let mut recorded = Recorded::event(
             RequestedAction::DirectDebiting,
             uri.to_string(),
             share,
@@ -724,10 +840,11 @@ impl Charging {
             "split-leg",
             parent.request_hash.clone(),
             session_id,
-            &recorded,
+            &mut recorded,
         );
         row.parent = Some(parent.id.clone());
         row.reference_code = parent.reference_code.clone();
+        let style = recorded.style;
         self.once(leg_key, row, |row| {
             self.send_event(
                 row,
@@ -735,6 +852,7 @@ impl Charging {
                 RequestedAction::DirectDebiting,
                 share,
                 params,
+                style,
             )
         })
         .await
@@ -763,7 +881,7 @@ impl Charging {
                 session,
             ));
             let session_id = self.client.new_session_id(Some(&id));
-            let recorded =
+            let mut recorded =
                 Recorded::event(RequestedAction::RefundAccount, uri.clone(), *share, &params);
             let mut row = self.new_row(
                 id,
@@ -771,12 +889,20 @@ impl Charging {
                 "compensation",
                 parent.request_hash.clone(),
                 session_id,
-                &recorded,
+                &mut recorded,
             );
             row.parent = Some(parent.id.clone());
+            let style = recorded.style;
             let r = self
                 .once(leg_key, row, |row| {
-                    self.send_event(row, sub, RequestedAction::RefundAccount, *share, params)
+                    self.send_event(
+                        row,
+                        sub,
+                        RequestedAction::RefundAccount,
+                        *share,
+                        params,
+                        style,
+                    )
                 })
                 .await;
             match r {
@@ -809,7 +935,7 @@ impl Charging {
         let reservation_id = self.ids.next("rsv");
         let session_id = self.client.new_session_id(Some(&reservation_id));
         let params = info.parameters(&key.app, "reserve-amount");
-        let recorded = Recorded {
+        let mut recorded = Recorded {
             request_type: RequestType::Initial,
             number: 0,
             subscriber: subscriber_uri.to_string(),
@@ -818,47 +944,97 @@ impl Charging {
             used: None,
             currency: amount.currency.code().to_string(),
             parameters: Recorded::params(&params),
+            style: None,
         };
-        let mut row = self.new_row(id, key, "reserve", hash, session_id, &recorded);
+        let mut row = self.new_row(id, key, "reserve", hash, session_id, &mut recorded);
         row.reservation_id = Some(reservation_id);
         row.reference_code = info.reference_code.clone();
         let span = info_span!("reserve", op = %row.id, session_id = %row.session_id);
-        self.once(key, row, |row| {
-            self.send_reserve(row, subscriber.clone(), subscriber_uri, amount, params)
+        let style = recorded.style;
+        self.once(key, row, |row| async move {
+            self.send_reserve(
+                row,
+                subscriber.clone(),
+                subscriber_uri,
+                amount,
+                params,
+                style,
+            )
+            .await
         })
         .instrument(span)
         .await
     }
 
+    /// The INITIAL in its recorded `style` (in `auto`, once more in the other style, as
+    /// [`Charging::send_event`] does), then the reservation made durable.
     async fn send_reserve(
         &self,
-        row: OperationRow,
+        mut row: OperationRow,
         subscriber: SubscriptionId,
         subscriber_uri: &str,
         amount: Money,
         params: Vec<ServiceParameter>,
+        style: Option<UnitsStyle>,
+    ) -> (OpResult, OperationRow) {
+        let result = self
+            .send_reserve_in(&mut row, subscriber, subscriber_uri, amount, params, style)
+            .await;
+        (result, row)
+    }
+
+    async fn send_reserve_in(
+        &self,
+        row: &mut OperationRow,
+        subscriber: SubscriptionId,
+        subscriber_uri: &str,
+        amount: Money,
+        params: Vec<ServiceParameter>,
+        style: Option<UnitsStyle>,
     ) -> OpResult {
         let reservation_id = row.reservation_id.clone().unwrap_or_default();
-        let charged = match self
-            .client
-            .reserve_in(row.session_id.clone(), subscriber, amount, params)
-            .await
-        {
-            Ok(c) => c,
-            Err(SessionError::TooMany(_)) => return Err(Failure::TooManyReservations),
-            Err(e) => {
-                return Err(Failure::Unavailable {
-                    reason: e.to_string(),
-                });
+        let kind = RequestKind::Sessions;
+        let style = style.unwrap_or_else(|| self.client.units_style(kind));
+        let reserve = |session_id: String, style, after: Option<Charged>| {
+            let (subscriber, params) = (subscriber.clone(), params.clone());
+            async move {
+                match self
+                    .client
+                    .reserve_as(
+                        session_id,
+                        subscriber,
+                        amount,
+                        params,
+                        style,
+                        after.as_ref(),
+                    )
+                    .await
+                {
+                    Ok(c) => Ok(c),
+                    Err(SessionError::TooMany(_)) => Err(Failure::TooManyReservations),
+                    Err(e) => Err(Failure::Unavailable {
+                        reason: e.to_string(),
+                    }),
+                }
             }
         };
-        let result = match charged.outcome {
+        let mut charged = reserve(row.session_id.clone(), style, None).await?;
+        let mut fell_back = false;
+        if let Some(next) = self.client.fallback(kind, &charged) {
+            self.record_other_style(row, next).await?;
+            fell_back = true;
+            charged = reserve(row.session_id.clone(), next, Some(charged)).await?;
+        }
+        let result = match &charged.outcome {
             // The client releases a reservation whose INITIAL went unanswered.
-            Outcome::Unknown { reason, .. } => Err(Failure::NotReserved { reason }),
-            other => outcome::from_outcome(
-                other,
-                &row.id,
-                &row.session_id,
+            Outcome::Unknown { reason, .. } => Err(Failure::NotReserved {
+                reason: reason.clone(),
+            }),
+            _ => self.decided(
+                kind,
+                &charged,
+                fell_back,
+                row,
                 Some(&reservation_id),
                 Some(amount.to_string()),
             ),
@@ -1089,7 +1265,7 @@ impl Charging {
         };
         let number = r.last_request_number + 1;
         let params = info.parameters(&key.app, kind);
-        let recorded = Recorded {
+        let mut recorded = Recorded {
             request_type,
             number,
             subscriber: r.subscriber.clone(),
@@ -1098,9 +1274,14 @@ impl Charging {
             used: Some(used),
             currency: r.currency.clone(),
             parameters: Recorded::params(&params),
+            // UPDATE and TERMINATION go in the style of their session's INITIAL.
+            style: self
+                .client
+                .reservation(&r.session_id)
+                .and_then(|rec| rec.style),
         };
         let id = self.ids.next("op");
-        let mut row = self.new_row(id, key, kind, hash, r.session_id.clone(), &recorded);
+        let mut row = self.new_row(id, key, kind, hash, r.session_id.clone(), &mut recorded);
         row.reservation_id = Some(r.id.clone());
         row.amount = Some(amount.amount);
         row.reference_code = info.reference_code.clone();
@@ -1108,54 +1289,58 @@ impl Charging {
         let currency = amount.currency;
         let result = self
             .once(key, row, |row| async move {
-                // The request number is durable before the request goes out.
-                let mut next = r.clone();
-                next.last_request_number = number;
-                next.updated_ms = now_ms();
-                if let Err(e) = self.store.put_reservation(next).await {
-                    return Err(store_failure(e));
+                let result = async {
+                    // The request number is durable before the request goes out.
+                    let mut next = r.clone();
+                    next.last_request_number = number;
+                    next.updated_ms = now_ms();
+                    if let Err(e) = self.store.put_reservation(next).await {
+                        return Err(store_failure(e));
+                    }
+                    let money = |a: Decimal| Money::new(a, currency);
+                    let outcome = match request_type {
+                        RequestType::Termination => {
+                            self.client
+                                .terminate(&r.session_id, Some(money(used)), params)
+                                .await
+                        }
+                        _ => {
+                            self.client
+                                .update(
+                                    &r.session_id,
+                                    Some(money(used)),
+                                    requested.map(money),
+                                    params,
+                                )
+                                .await
+                        }
+                    };
+                    let outcome = match outcome {
+                        Ok(o) => o,
+                        Err(SessionError::Busy) => {
+                            return Err(Failure::ReservationBusy { id: r.id.clone() });
+                        }
+                        Err(e) => {
+                            return Err(Failure::ReservationClosed {
+                                id: r.id.clone(),
+                                state: e.to_string(),
+                            });
+                        }
+                    };
+                    if let Outcome::Unknown { kept: true, .. } = &outcome {
+                        self.awaiting
+                            .insert((r.session_id.clone(), number), row.id.clone());
+                    }
+                    outcome::from_outcome(
+                        outcome,
+                        &row.id,
+                        &row.session_id,
+                        Some(&r.id),
+                        requested.map(|a| money(a).to_string()),
+                    )
                 }
-                let money = |a: Decimal| Money::new(a, currency);
-                let outcome = match request_type {
-                    RequestType::Termination => {
-                        self.client
-                            .terminate(&r.session_id, Some(money(used)), params)
-                            .await
-                    }
-                    _ => {
-                        self.client
-                            .update(
-                                &r.session_id,
-                                Some(money(used)),
-                                requested.map(money),
-                                params,
-                            )
-                            .await
-                    }
-                };
-                let outcome = match outcome {
-                    Ok(o) => o,
-                    Err(SessionError::Busy) => {
-                        return Err(Failure::ReservationBusy { id: r.id.clone() });
-                    }
-                    Err(e) => {
-                        return Err(Failure::ReservationClosed {
-                            id: r.id.clone(),
-                            state: e.to_string(),
-                        });
-                    }
-                };
-                if let Outcome::Unknown { kept: true, .. } = &outcome {
-                    self.awaiting
-                        .insert((r.session_id.clone(), number), row.id.clone());
-                }
-                outcome::from_outcome(
-                    outcome,
-                    &row.id,
-                    &row.session_id,
-                    Some(&r.id),
-                    requested.map(|a| money(a).to_string()),
-                )
+                .await;
+                (result, row)
             })
             .instrument(span)
             .await;
@@ -1264,6 +1449,7 @@ impl Charging {
                 used: Money::new(r.charged, cur),
                 last_request_number: r.last_request_number,
                 expires_in: Duration::from_millis(u64::try_from(r.expires_ms - now).unwrap_or(0)),
+                style: None,
             };
             if let Err(e) = self.client.restore(rec) {
                 warn!(reservation = %r.id, error = %e, "reservation not restored");
@@ -1368,6 +1554,7 @@ impl Charging {
             let mut t = self
                 .client
                 .base_request(&row.session_id, RequestType::Termination, 1);
+            t.style = req.style;
             t.subscription = req.subscription.clone();
             t.used = req.used.clone().or_else(|| {
                 iso_currency::Currency::from_code(&recorded.currency)
@@ -1476,6 +1663,7 @@ impl Charging {
                         expires_in: Duration::from_millis(
                             u64::try_from(r.expires_ms - now_ms()).unwrap_or(0),
                         ),
+                        style: None,
                     });
             }
         }

@@ -59,8 +59,22 @@ pub enum Failure {
     ReservationGone { id: String },
     #[error("the OCS granted {granted} of {requested}; nothing is reserved")]
     PartialGrant { granted: String, requested: String },
-    #[error("the OCS answered {name} ({result_code})")]
-    OcsError { result_code: u32, name: String },
+    #[error(
+        "the OCS answered {name} ({result_code}){}",
+        ocs_detail(failed_avp, error_message, hint)
+    )]
+    OcsError {
+        result_code: u32,
+        name: String,
+        /// The Failed-AVP of the answer, by dictionary name (RFC 6733 section 7.5).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failed_avp: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error_message: Option<String>,
+        /// What the operator can change (the refusal is the gateway's configuration's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hint: Option<String>,
+    },
     // ---- nothing reached a credit-control server: retry -----------------------------------
     #[error("no OCS available: {reason}")]
     Unavailable { reason: String },
@@ -95,6 +109,24 @@ pub enum Failure {
     Store { reason: String },
 }
 
+fn ocs_detail(
+    failed_avp: &Option<String>,
+    error_message: &Option<String>,
+    hint: &Option<String>,
+) -> String {
+    let mut s = String::new();
+    if let Some(a) = failed_avp {
+        s.push_str(&format!(", Failed-AVP {a}"));
+    }
+    if let Some(m) = error_message {
+        s.push_str(&format!(", Error-Message \"{}\"", m.escape_debug()));
+    }
+    if let Some(h) = hint {
+        s.push_str(&format!(" ({h})"));
+    }
+    s
+}
+
 fn split_text(
     leg: &usize,
     subscriber: &str,
@@ -119,6 +151,17 @@ fn split_text(
 }
 
 impl Failure {
+    /// An OCS refusal with nothing more than its Result-Code.
+    pub fn ocs_error(result_code: u32) -> Self {
+        Self::OcsError {
+            result_code,
+            name: result_name(result_code),
+            failed_avp: None,
+            error_message: None,
+            hint: None,
+        }
+    }
+
     /// Nothing reached a credit-control server: a retry with the same key starts afresh.
     pub fn is_retryable(&self) -> bool {
         matches!(
@@ -156,10 +199,29 @@ impl Failure {
         }
     }
 
+    /// The OCS refused the request as malformed ([`malformed_code`]): the gateway's request,
+    /// or its configuration, is at fault, never the API caller's; the same request again
+    /// will be refused again.
+    pub fn is_malformed_request(&self) -> bool {
+        match self {
+            Self::OcsError { result_code, .. } => malformed_code(*result_code),
+            Self::SplitFailed { cause, .. } => cause.is_malformed_request(),
+            _ => false,
+        }
+    }
+
     /// The Diameter name of the Result-Code, for error texts.
     pub fn result_name(&self) -> Option<String> {
         self.result_code().map(result_name)
     }
+}
+
+/// The Result-Codes by which a server says a request was malformed (RFC 6733 section 7.1.5):
+/// 5001 AVP_UNSUPPORTED, 5004 INVALID_AVP_VALUE, 5005 MISSING_AVP, 5008 AVP_NOT_ALLOWED,
+/// 5009 AVP_OCCURS_TOO_MANY_TIMES, 5014 INVALID_AVP_LENGTH, 5015 INVALID_MESSAGE_LENGTH,
+/// 5016 INVALID_AVP_BIT_COMBO.
+pub fn malformed_code(rc: u32) -> bool {
+    matches!(rc, 5001 | 5004 | 5005 | 5008 | 5009 | 5014 | 5015 | 5016)
 }
 
 /// `DIAMETER_CREDIT_LIMIT_REACHED` for 4012; the number for a code without a name.
@@ -215,15 +277,22 @@ pub(crate) fn from_outcome(
             operation_id: operation_id.to_string(),
             reason,
         }),
-        Outcome::Failed(rc) => {
-            let (result_code, name) = named(rc);
-            Err(Failure::OcsError { result_code, name })
-        }
+        Outcome::Failed(rc) => Err(Failure::ocs_error(rc.0)),
+        Outcome::Refused(r) => Err(Failure::OcsError {
+            result_code: r.result.0,
+            name: result_name(r.result.0),
+            failed_avp: r.failed_avp,
+            error_message: r.error_message,
+            hint: None,
+        }),
         // `Outcome` is non-exhaustive: anything new is reported as an OCS error, not success.
         #[allow(unreachable_patterns)]
         other => Err(Failure::OcsError {
             result_code: other.result_code().map(|r| r.0).unwrap_or_default(),
             name: other.to_string(),
+            failed_avp: None,
+            error_message: None,
+            hint: None,
         }),
     }
 }

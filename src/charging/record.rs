@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::credit_control::{
     CreditControlClient, CreditControlRequest, Money, RequestType, RequestedAction,
-    ServiceParameter, SubscriptionId, Units,
+    ServiceParameter, SubscriptionId, Units, UnitsStyle,
 };
 
 /// A recorded CCR.
@@ -28,6 +28,10 @@ pub struct Recorded {
     /// Service-Parameter-Info (type, value).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parameters: Vec<(u32, String)>,
+    /// Where the units went (absent in records older than the choice: the client's current
+    /// style for the kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style: Option<UnitsStyle>,
 }
 
 impl Recorded {
@@ -47,6 +51,7 @@ impl Recorded {
             used: None,
             currency: amount.currency.code().to_string(),
             parameters: Self::params(parameters),
+            style: None,
         }
     }
 
@@ -89,6 +94,9 @@ impl Recorded {
         req.requested = self.requested.map(money);
         req.used = self.used.map(money);
         req.service_parameters = self.service_parameters();
+        if let Some(s) = self.style {
+            req.style = s;
+        }
         Some(req)
     }
 }

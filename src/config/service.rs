@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, bad};
-use crate::credit_control::{CcConfig, CcFailureHandling, DdFailureHandling, UnitsStyle};
+use crate::credit_control::{CcConfig, CcFailureHandling, DdFailureHandling, StyleConfig};
 use crate::diameter::codec::{AvpBuf, AvpFlags, AvpValue, DataType, Time, VendorId};
 use crate::diameter::dict::Dictionary;
 
@@ -23,9 +23,10 @@ pub struct CreditControlConfig {
     pub destination_realm: String,
     /// Destination-Host ("" = any host of the realm).
     pub destination_host: String,
-    /// `mscc` (units inside Multiple-Services-Credit-Control, 3GPP Gy/Ro) or `command_level`
-    /// (RFC 4006 style).
-    pub style: UnitsStyle,
+    /// Where the units go, per kind of request (`events`, `sessions`): `mscc` (inside
+    /// Multiple-Services-Credit-Control, 3GPP Gy/Ro), `command_level` (RFC 4006 as written) or
+    /// `auto` (learnt per OCS from its answers). One word sets both kinds.
+    pub style: StyleConfig,
     /// Currency assumed for CC-Money without Currency-Code.
     pub default_currency: String,
     /// Credit-Control-Failure-Handling until a CCA says otherwise.
@@ -59,7 +60,7 @@ impl Default for CreditControlConfig {
             service_context_id: "payment.v1@charging.local".into(),
             destination_realm: "charging.local".into(),
             destination_host: String::new(),
-            style: UnitsStyle::Mscc,
+            style: StyleConfig::default(),
             default_currency: "EUR".into(),
             ccfh: CcFailureHandling::Terminate,
             ddfh: DdFailureHandling::TerminateOrBuffer,

@@ -37,6 +37,7 @@ use super::message::{
 use super::money::Money;
 use super::outcome::Outcome;
 use super::session_id::SessionIds;
+use super::style::{RequestKind, StyleBook, StyleConfig, other, style_name};
 use super::subscription::SubscriptionId;
 use crate::diameter::codec::{AvpBuf, Time};
 use crate::diameter::router::{RequestOptions, RouteError, Router};
@@ -47,7 +48,8 @@ pub struct CcConfig {
     pub service_context_id: String,
     pub destination_realm: String,
     pub destination_host: Option<String>,
-    pub style: UnitsStyle,
+    /// Where the units go, per kind of request (`auto`: learnt per OCS, see [`super::style`]).
+    pub style: StyleConfig,
     /// Currency assumed for CC-Money without Currency-Code.
     pub default_currency: Currency,
     pub ccfh: CcFailureHandling,
@@ -81,10 +83,12 @@ pub struct EventRequest {
     pub tag: Option<String>,
 }
 
-/// The result of an operation: the Session-Id used and what the OCS decided.
+/// The result of an operation: the Session-Id used, the units style it was sent in and what
+/// the OCS decided.
 #[derive(Clone, Debug)]
 pub struct Charged {
     pub session_id: String,
+    pub style: UnitsStyle,
     pub outcome: Outcome,
 }
 
@@ -119,6 +123,8 @@ pub struct Reservation {
     pub session_id: String,
     pub subscription: SubscriptionId,
     pub currency: Currency,
+    /// The units style of its INITIAL, kept by its UPDATEs and TERMINATION.
+    pub style: UnitsStyle,
     fsm: ClientSession,
     /// Money currently reserved at the OCS (the last grant).
     pub granted: Money,
@@ -147,6 +153,8 @@ pub struct ReservationRecord {
     /// CC-Request-Number of the last request sent.
     pub last_request_number: u32,
     pub expires_in: Duration,
+    /// The units style of the session (`None`: the client's current one for sessions).
+    pub style: Option<UnitsStyle>,
 }
 
 /// Credit-control client over a router.
@@ -156,6 +164,7 @@ pub struct CreditControlClient {
     ids: SessionIds,
     sessions: DashMap<String, Reservation>,
     resolutions: Option<mpsc::UnboundedSender<Resolution>>,
+    styles: StyleBook,
 }
 
 impl std::fmt::Debug for CreditControlClient {
@@ -187,13 +196,65 @@ impl CreditControlClient {
         resolutions: Option<mpsc::UnboundedSender<Resolution>>,
     ) -> Arc<Self> {
         let ids = SessionIds::from_clock(&router.local().origin_host);
+        let styles = StyleBook::new(cfg.style);
         Arc::new(Self {
             router,
             cfg,
             ids,
             sessions: DashMap::new(),
             resolutions,
+            styles,
         })
+    }
+
+    /// The units styles: configured per kind, learnt per OCS.
+    pub fn styles(&self) -> &StyleBook {
+        &self.styles
+    }
+
+    /// The units style a new request of `kind` goes in now.
+    pub fn units_style(&self, kind: RequestKind) -> UnitsStyle {
+        self.styles
+            .style(kind, self.cfg.destination_host.as_deref())
+    }
+
+    /// After `first` was refused over where its units were, in `auto` for `kind`: the style to
+    /// send it in once more, as a new request (a new Session-Id: the refused one was not
+    /// applied, and an OCS may remember its answer). `None` otherwise.
+    pub fn fallback(&self, kind: RequestKind, first: &Charged) -> Option<UnitsStyle> {
+        (self.styles.is_auto(kind) && first.outcome.units_refusal().is_some())
+            .then(|| other(first.style))
+    }
+
+    /// What an answer says of the units style `style` for `kind`: accepted (news only the
+    /// first time), or, after a fallback whose first attempt was refused as `after`, learnt.
+    fn observe(
+        &self,
+        kind: RequestKind,
+        style: UnitsStyle,
+        a: &CreditControlAnswer,
+        after: Option<&str>,
+    ) {
+        if !self.styles.is_auto(kind)
+            || a.refuses_units()
+            || a.effective_result().is_protocol_error()
+        {
+            return;
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        match after {
+            Some(refusal) => {
+                self.styles
+                    .learnt(&a.origin_host, kind, style, refusal.to_string(), now)
+            }
+            None => self.styles.accepted(&a.origin_host, kind, style, now),
+        }
+    }
+
+    /// The outcome of an answer, its Failed-AVP named from the dictionary.
+    fn outcome_of(&self, a: CreditControlAnswer) -> Outcome {
+        Outcome::from_answer_in(a, Some(self.router.dictionary()))
     }
 
     pub fn config(&self) -> &CcConfig {
@@ -225,7 +286,7 @@ impl CreditControlClient {
         );
         r.destination_host = self.cfg.destination_host.clone();
         r.event_timestamp = Time::from_unix(time::OffsetDateTime::now_utc().unix_timestamp());
-        r.style = self.cfg.style;
+        r.style = self.units_style(RequestKind::of(request_type));
         r.service_identifier = self.cfg.service_identifier;
         r.rating_group = self.cfg.rating_group;
         r.extra = self.cfg.extra_avps.clone();
@@ -312,7 +373,7 @@ impl CreditControlClient {
                 reason: format!("no answer within Tx ({:?})", self.cfg.tx),
                 kept: false,
             },
-            Ok(Exchange::Answer(a)) => Outcome::from_answer(*a),
+            Ok(Exchange::Answer(a)) => self.outcome_of(*a),
             Ok(Exchange::Protocol(rc)) => Outcome::ProtocolError(rc),
             Ok(Exchange::NotSent(why)) => Outcome::Unavailable(why),
             Ok(Exchange::Lost(why) | Exchange::Unreadable(why)) => Outcome::Unknown {
@@ -365,22 +426,86 @@ impl CreditControlClient {
     }
 
     /// A one-time event (RFC 8506 Table 5): debit, refund, balance check or price enquiry.
+    /// In `auto`, a request refused over where its units were is sent once more in the other
+    /// style under a new Session-Id (nothing records it: for events that move no money, or
+    /// callers that record none).
     pub async fn event(self: &Arc<Self>, ev: EventRequest) -> Charged {
         let session_id = self.ids.next(ev.tag.as_deref());
-        self.event_in(session_id, ev).await
+        let first = self.event_in(session_id, ev.clone()).await;
+        match self.fallback(RequestKind::Events, &first) {
+            None => first,
+            Some(style) => {
+                let session_id = self.ids.next(ev.tag.as_deref());
+                self.event_as(session_id, ev, style, Some(&first)).await
+            }
+        }
     }
 
-    /// As [`CreditControlClient::event`], in a Session-Id the caller chose (and recorded)
-    /// with [`CreditControlClient::new_session_id`].
+    /// As [`CreditControlClient::event`] without the fallback, in a Session-Id the caller
+    /// chose (and recorded) with [`CreditControlClient::new_session_id`], in the current style.
     pub async fn event_in(self: &Arc<Self>, session_id: String, ev: EventRequest) -> Charged {
+        let style = self.units_style(RequestKind::Events);
+        self.event_as(session_id, ev, style, None).await
+    }
+
+    /// One event in `style`. `after`: the answer of the attempt this one follows, refused over
+    /// where its units were (see [`CreditControlClient::fallback`]); the style is learnt if
+    /// this one is accepted.
+    pub async fn event_as(
+        self: &Arc<Self>,
+        session_id: String,
+        ev: EventRequest,
+        style: UnitsStyle,
+        after: Option<&Charged>,
+    ) -> Charged {
         let span = info_span!("cc_event", session_id = %session_id, action = ev.action.name());
+        let after = self.fallback_note(RequestKind::Events, style, after);
         let me = Arc::clone(self);
-        async move { me.event_inner(session_id, ev).await }
+        async move { me.event_inner(session_id, ev, style, after).await }
             .instrument(span)
             .await
     }
 
-    async fn event_inner(self: Arc<Self>, session_id: String, ev: EventRequest) -> Charged {
+    /// A second attempt in `style` after `after`: counted and logged; its refusal's text kept
+    /// to say why the style was learnt.
+    fn fallback_note(
+        &self,
+        kind: RequestKind,
+        style: UnitsStyle,
+        after: Option<&Charged>,
+    ) -> Option<String> {
+        let first = after?;
+        let refusal = first.outcome.units_refusal().map(|r| r.to_string())?;
+        metrics::counter!(
+            "gateway_cc_style_fallbacks_total",
+            "kind" => kind.name(),
+            "to" => style_name(style)
+        )
+        .increment(1);
+        info!(
+            kind = kind.name(),
+            from = style_name(first.style),
+            to = style_name(style),
+            refused_session_id = %first.session_id,
+            refusal = %refusal,
+            "the OCS refused where the units were: sending the request once more in the other style"
+        );
+        Some(format!(
+            "{refusal} to units {}",
+            match first.style {
+                UnitsStyle::Mscc => "in Multiple-Services-Credit-Control",
+                UnitsStyle::CommandLevel => "at command level",
+            }
+        ))
+    }
+
+    async fn event_inner(
+        self: Arc<Self>,
+        session_id: String,
+        ev: EventRequest,
+        style: UnitsStyle,
+        after: Option<String>,
+    ) -> Charged {
         let now = Instant::now();
         let mut fsm = ClientSession::new(
             SessionKind::Event(ev.action),
@@ -390,6 +515,7 @@ impl CreditControlClient {
         );
         let number = fsm.begin(now, RequestType::Event).unwrap_or(0);
         let mut req = self.base_request(&session_id, RequestType::Event, number);
+        req.style = style;
         req.subscription = Some(ev.subscription.clone());
         req.requested_action = Some(ev.action);
         req.requested = ev.amount.map(Units::money);
@@ -404,13 +530,14 @@ impl CreditControlClient {
         };
         let late_req = req.clone();
         let late_fsm = fsm.clone();
+        let late_after = after.clone();
         let sent = self
             .transmit_within_tx(req.clone(), opts, move |me, sent| {
-                me.event_late(late_fsm, late_req, e2e, sent);
+                me.event_late(late_fsm, late_req, e2e, sent, late_after.as_deref());
             })
             .await;
         let outcome = match sent {
-            Some(sent) => self.event_decide(&mut fsm, &req, e2e, sent),
+            Some(sent) => self.event_decide(&mut fsm, &req, e2e, sent, after.as_deref()),
             None => {
                 let actions = fsm.on_event(Instant::now(), CcEvent::TxExpired);
                 debug!(?actions, "Tx expired");
@@ -423,6 +550,7 @@ impl CreditControlClient {
         };
         Charged {
             session_id,
+            style,
             outcome,
         }
     }
@@ -452,6 +580,7 @@ impl CreditControlClient {
         req: &CreditControlRequest,
         e2e: u32,
         sent: Exchange,
+        after: Option<&str>,
     ) -> Outcome {
         let now = Instant::now();
         let action = req
@@ -459,10 +588,11 @@ impl CreditControlClient {
             .unwrap_or(RequestedAction::DirectDebiting);
         match sent {
             Exchange::Answer(a) => {
+                self.observe(RequestKind::Events, req.style, &a, after);
                 fsm.apply_overrides(&a);
                 let actions = fsm.on_event(now, CcEvent::Answer(AnswerClass::of(&a)));
                 debug!(?actions, result = %a.effective_result(), "answer");
-                Outcome::from_answer(*a)
+                self.outcome_of(*a)
             }
             Exchange::Protocol(rc) => {
                 let actions = fsm.on_event(now, CcEvent::TemporaryError);
@@ -501,10 +631,11 @@ impl CreditControlClient {
         req: CreditControlRequest,
         e2e: u32,
         sent: Exchange,
+        after: Option<&str>,
     ) {
         // The caller already heard "unknown"; the FSM saw TxExpired.
         let _ = fsm.on_event(Instant::now(), CcEvent::TxExpired);
-        let outcome = self.event_decide(&mut fsm, &req, e2e, sent);
+        let outcome = self.event_decide(&mut fsm, &req, e2e, sent, after);
         if !outcome.is_unknown() {
             self.publish(Resolution {
                 session_id: req.session_id.clone(),
@@ -532,7 +663,7 @@ impl CreditControlClient {
                     };
                     match me.transmit(&req, opts).await {
                         Exchange::Answer(a) => {
-                            let outcome = Outcome::from_answer(*a);
+                            let outcome = me.outcome_of(*a);
                             me.after_session_resolution(&req, &outcome);
                             me.publish(Resolution {
                                 session_id: req.session_id.clone(),
@@ -578,6 +709,7 @@ impl CreditControlClient {
                 if outcome.is_success() {
                     let me = Arc::clone(self);
                     let mut t = self.base_request(&req.session_id, RequestType::Termination, 1);
+                    t.style = req.style;
                     t.subscription = req.subscription.clone();
                     t.used = req
                         .requested
@@ -618,7 +750,9 @@ impl CreditControlClient {
     }
 
     /// Reserves `amount` (INITIAL, RSU money). On success the reservation stays open in the
-    /// session map until [`CreditControlClient::terminate`], or its expiry.
+    /// session map until [`CreditControlClient::terminate`], or its expiry. In `auto`, an
+    /// INITIAL refused over where its units were is sent once more in the other style under a
+    /// new Session-Id (nothing records it: for callers that record none).
     pub async fn reserve(
         self: &Arc<Self>,
         subscription: SubscriptionId,
@@ -627,11 +761,28 @@ impl CreditControlClient {
         tag: Option<&str>,
     ) -> Result<Charged, SessionError> {
         let session_id = self.ids.next(tag);
-        self.reserve_in(session_id, subscription, amount, parameters)
-            .await
+        let first = self
+            .reserve_in(session_id, subscription.clone(), amount, parameters.clone())
+            .await?;
+        match self.fallback(RequestKind::Sessions, &first) {
+            None => Ok(first),
+            Some(style) => {
+                let session_id = self.ids.next(tag);
+                self.reserve_as(
+                    session_id,
+                    subscription,
+                    amount,
+                    parameters,
+                    style,
+                    Some(&first),
+                )
+                .await
+            }
+        }
     }
 
-    /// As [`CreditControlClient::reserve`], in a Session-Id the caller chose.
+    /// As [`CreditControlClient::reserve`] without the fallback, in a Session-Id the caller
+    /// chose, in the current style for sessions.
     pub async fn reserve_in(
         self: &Arc<Self>,
         session_id: String,
@@ -639,13 +790,30 @@ impl CreditControlClient {
         amount: Money,
         parameters: Vec<ServiceParameter>,
     ) -> Result<Charged, SessionError> {
+        let style = self.units_style(RequestKind::Sessions);
+        self.reserve_as(session_id, subscription, amount, parameters, style, None)
+            .await
+    }
+
+    /// One INITIAL in `style` (`after`: as for [`CreditControlClient::event_as`]); the
+    /// session's UPDATEs and TERMINATION keep its style.
+    pub async fn reserve_as(
+        self: &Arc<Self>,
+        session_id: String,
+        subscription: SubscriptionId,
+        amount: Money,
+        parameters: Vec<ServiceParameter>,
+        style: UnitsStyle,
+        after: Option<&Charged>,
+    ) -> Result<Charged, SessionError> {
         if self.sessions.len() >= self.cfg.max_sessions {
             return Err(SessionError::TooMany(self.cfg.max_sessions));
         }
         let span = info_span!("cc_reserve", session_id = %session_id);
+        let after = self.fallback_note(RequestKind::Sessions, style, after);
         let me = Arc::clone(self);
         Ok(async move {
-            me.reserve_inner(session_id, subscription, amount, parameters)
+            me.reserve_inner(session_id, subscription, amount, parameters, style, after)
                 .await
         }
         .instrument(span)
@@ -658,6 +826,8 @@ impl CreditControlClient {
         subscription: SubscriptionId,
         amount: Money,
         parameters: Vec<ServiceParameter>,
+        style: UnitsStyle,
+        after: Option<String>,
     ) -> Charged {
         let now = Instant::now();
         let mut fsm = ClientSession::new(
@@ -668,6 +838,7 @@ impl CreditControlClient {
         );
         let number = fsm.begin(now, RequestType::Initial).unwrap_or(0);
         let mut req = self.base_request(&session_id, RequestType::Initial, number);
+        req.style = style;
         req.subscription = Some(subscription.clone());
         req.requested = Some(Units::money(amount));
         req.service_parameters = parameters.clone();
@@ -681,7 +852,7 @@ impl CreditControlClient {
             .transmit_within_tx(req.clone(), opts, move |me, sent| {
                 // Tx expired: whatever the late answer, release anything reserved.
                 let outcome = match sent {
-                    Exchange::Answer(a) => Outcome::from_answer(*a),
+                    Exchange::Answer(a) => me.outcome_of(*a),
                     _ => Outcome::Unknown {
                         reason: "INITIAL unanswered".into(),
                         kept: false,
@@ -691,6 +862,7 @@ impl CreditControlClient {
                 if outcome.is_unknown() {
                     // Never answered: release blindly (a 5002 answer is harmless).
                     let mut t = me.base_request(&late_req.session_id, RequestType::Termination, 1);
+                    t.style = late_req.style;
                     t.subscription = late_req.subscription.clone();
                     tokio::spawn(async move {
                         let _ = me.transmit(&t, RequestOptions::default()).await;
@@ -710,6 +882,7 @@ impl CreditControlClient {
                 }
             }
             Some(Exchange::Answer(a)) => {
+                self.observe(RequestKind::Sessions, style, &a, after.as_deref());
                 fsm.apply_overrides(&a);
                 let actions = fsm.on_event(Instant::now(), CcEvent::Answer(AnswerClass::of(&a)));
                 debug!(?actions, result = %a.effective_result(), "CCA-I");
@@ -719,7 +892,7 @@ impl CreditControlClient {
                     || a.mscc
                         .iter()
                         .any(|m| m.final_unit_action == Some(FinalUnitAction::Terminate));
-                let outcome = Outcome::from_answer(*a);
+                let outcome = self.outcome_of(*a);
                 if fsm.state() == ClientState::Open && outcome.is_success() {
                     let full = granted.is_some_and(|g| {
                         g.currency == amount.currency && g.amount >= amount.amount
@@ -727,10 +900,11 @@ impl CreditControlClient {
                     let nothing = granted.is_none_or(|g| g.amount.is_zero());
                     if !full || (fui_terminate && nothing) {
                         // Partial grant: release and report it.
-                        self.release_now(&session_id, &subscription, amount.currency)
+                        self.release_now(&session_id, &subscription, amount.currency, style)
                             .await;
                         return Charged {
                             session_id,
+                            style,
                             outcome: Outcome::PartialGrant {
                                 granted: granted.unwrap_or(Money::zero(amount.currency)),
                             },
@@ -746,6 +920,7 @@ impl CreditControlClient {
                             session_id: session_id.clone(),
                             subscription,
                             currency: amount.currency,
+                            style,
                             fsm,
                             granted: granted.unwrap_or(amount),
                             used: Money::zero(amount.currency),
@@ -771,7 +946,7 @@ impl CreditControlClient {
                 // The OCS may hold a reservation: release it (5002 if it does not).
                 let me = Arc::clone(&self);
                 let (sid, sub, cur) = (session_id.clone(), subscription.clone(), amount.currency);
-                tokio::spawn(async move { me.release_now(&sid, &sub, cur).await });
+                tokio::spawn(async move { me.release_now(&sid, &sub, cur, style).await });
                 Outcome::Unknown {
                     reason: format!("{why}; any reservation will be released"),
                     kept: true,
@@ -780,6 +955,7 @@ impl CreditControlClient {
         };
         Charged {
             session_id,
+            style,
             outcome,
         }
     }
@@ -789,8 +965,10 @@ impl CreditControlClient {
         session_id: &str,
         subscription: &SubscriptionId,
         currency: Currency,
+        style: UnitsStyle,
     ) {
         let mut t = self.base_request(session_id, RequestType::Termination, 1);
+        t.style = style;
         t.subscription = Some(subscription.clone());
         t.used = Some(Units::money(Money::zero(currency)));
         let _ = self.transmit(&t, RequestOptions::default()).await;
@@ -897,6 +1075,7 @@ impl CreditControlClient {
             }
         };
         let mut req = self.base_request(&session_id, kind, number);
+        req.style = r.style;
         req.subscription = Some(r.subscription.clone());
         req.used = Some(Units::money(used.unwrap_or(Money::zero(r.currency))));
         req.requested = requested.map(Units::money);
@@ -918,7 +1097,7 @@ impl CreditControlClient {
         let sent = self
             .transmit_within_tx(req.clone(), opts, move |me, sent| {
                 let outcome = match sent {
-                    Exchange::Answer(a) => Outcome::from_answer(*a),
+                    Exchange::Answer(a) => me.outcome_of(*a),
                     _ => {
                         // Still nothing: keep re-sending with the T flag until it resolves.
                         me.spawn_resolver(late_req.clone(), e2e, true);
@@ -958,7 +1137,7 @@ impl CreditControlClient {
                     r.expires_at =
                         now + Duration::from_secs(u64::from(v)).min(self.cfg.reservation_ttl);
                 }
-                let outcome = Outcome::from_answer(*a);
+                let outcome = self.outcome_of(*a);
                 if outcome.is_success()
                     && let Some(u) = used
                 {
@@ -1008,6 +1187,7 @@ impl CreditControlClient {
             used: r.used,
             last_request_number: r.fsm.last_number(),
             expires_in: r.expires_at.saturating_duration_since(Instant::now()),
+            style: Some(r.style),
         })
     }
 
@@ -1022,11 +1202,15 @@ impl CreditControlClient {
             self.cfg.tx,
             rec.last_request_number,
         );
+        let style = rec
+            .style
+            .unwrap_or_else(|| self.units_style(RequestKind::Sessions));
         self.sessions.insert(
             rec.session_id.clone(),
             Reservation {
                 session_id: rec.session_id,
                 currency: rec.granted.currency,
+                style,
                 subscription: rec.subscription,
                 fsm,
                 granted: rec.granted,
@@ -1091,6 +1275,7 @@ mod tests {
             session_id: "gw1.operator.example;1734440000;17;rsv-1a230ac495a8f71-2".into(),
             subscription: sub,
             currency: Currency::EUR,
+            style: UnitsStyle::Mscc,
             fsm: ClientSession::restored_open(
                 CcFailureHandling::Terminate,
                 DdFailureHandling::TerminateOrBuffer,

@@ -22,6 +22,7 @@ use super::subscription::{SubscriptionId, SubscriptionType};
 use crate::diameter::codec::{
     Avp, AvpBuf, AvpCode, DecodeError, Header, Message, MessageBuf, ResultCode, Time, VendorId,
 };
+use crate::diameter::dict::Dictionary;
 use crate::diameter::peer::LocalIdentity;
 
 macro_rules! enumerated {
@@ -616,7 +617,49 @@ pub struct CreditControlAnswer {
     /// The first AVP inside Failed-AVP: read side, its code and vendor; build side, the AVP
     /// to report (RFC 6733 section 7.5).
     pub failed_avp: Option<FailedAvp>,
+    /// Read side: the AVPs inside the Failed-AVP's AVP when it is one of the Grouped AVPs of
+    /// RFC 8506 (depth first, at most [`FAILED_MEMBERS`]), so that a caller can tell what in
+    /// it the OCS objected to.
+    pub failed_avp_members: Vec<(AvpCode, VendorId)>,
     pub error_message: Option<String>,
+}
+
+/// Most members of a Failed-AVP kept by [`CreditControlAnswer::read`].
+pub const FAILED_MEMBERS: usize = 16;
+
+/// The RFC 8506 Grouped AVPs whose members a Failed-AVP is read into.
+fn cc_grouped(code: AvpCode) -> bool {
+    matches!(
+        code,
+        AvpCode::MULTIPLE_SERVICES_CREDIT_CONTROL
+            | AvpCode::REQUESTED_SERVICE_UNIT
+            | AvpCode::USED_SERVICE_UNIT
+            | AvpCode::GRANTED_SERVICE_UNIT
+            | AvpCode::CC_MONEY
+            | AvpCode::UNIT_VALUE
+            | AvpCode::COST_INFORMATION
+            | AvpCode::SUBSCRIPTION_ID
+            | AvpCode::SERVICE_PARAMETER_INFO
+            | AvpCode::FINAL_UNIT_INDICATION
+            | AvpCode::USER_EQUIPMENT_INFO
+    )
+}
+
+/// The members of `avp` (depth first, bounded in depth and count), when it is an RFC 8506
+/// Grouped AVP; malformed members end the walk.
+fn grouped_members(avp: &Avp<'_>, depth: usize, out: &mut Vec<(AvpCode, VendorId)>) {
+    if depth == 0 || avp.vendor_id().is_some_and(|v| v != VendorId::IETF) || !cc_grouped(avp.code())
+    {
+        return;
+    }
+    for m in avp.group() {
+        let Ok(m) = m else { return };
+        if out.len() >= FAILED_MEMBERS {
+            return;
+        }
+        out.push((m.code(), m.vendor_id().unwrap_or_default()));
+        grouped_members(&m, depth - 1, out);
+    }
 }
 
 impl CreditControlAnswer {
@@ -637,6 +680,7 @@ impl CreditControlAnswer {
             check_balance: None,
             cost: None,
             failed_avp: None,
+            failed_avp_members: Vec::new(),
             error_message: None,
         }
     }
@@ -679,6 +723,39 @@ impl CreditControlAnswer {
         total
     }
 
+    /// True when the OCS refused the request over where its units were (5001, 5004, 5005 or
+    /// 5008 with a Failed-AVP naming a units AVP; see [`super::style::refuses_units`]).
+    pub fn refuses_units(&self) -> bool {
+        super::style::refuses_units(
+            self.effective_result(),
+            self.failed_avp.as_ref(),
+            &self.failed_avp_members,
+        )
+    }
+
+    /// The Failed-AVP by dictionary name, with what it holds:
+    /// `Multiple-Services-Credit-Control (holding Requested-Service-Unit, CC-Money)`.
+    pub fn failed_avp_text(&self, dict: Option<&Dictionary>) -> Option<String> {
+        let f = self.failed_avp.as_ref()?;
+        let name = |code: AvpCode, vendor: VendorId| -> String {
+            match dict.and_then(|d| d.avp(code, vendor)) {
+                Some(def) => def.name.clone(),
+                None if vendor == VendorId::IETF => format!("AVP {}", code.0),
+                None => format!("AVP {} (vendor {})", code.0, vendor.0),
+            }
+        };
+        let mut s = name(f.code, f.vendor);
+        if !self.failed_avp_members.is_empty() {
+            let inner: Vec<String> = self
+                .failed_avp_members
+                .iter()
+                .map(|(c, v)| name(*c, *v))
+                .collect();
+            s.push_str(&format!(" (holding {})", inner.join(", ")));
+        }
+        Some(s)
+    }
+
     /// Validity-Time: command level, else the first MSCC that has one.
     pub fn validity(&self) -> Option<u32> {
         self.validity_time
@@ -702,6 +779,7 @@ impl CreditControlAnswer {
             check_balance: None,
             cost: None,
             failed_avp: None,
+            failed_avp_members: Vec::new(),
             error_message: None,
         };
         a.result_code = msg.result_code().ok_or(ReadError::Missing("Result-Code"))?;
@@ -732,11 +810,14 @@ impl CreditControlAnswer {
                 }
                 AvpCode::COST_INFORMATION => a.cost = Some(cost_information(&avp, currency)?),
                 AvpCode::FAILED_AVP => {
-                    a.failed_avp = avp.group().next().and_then(Result::ok).map(|f| FailedAvp {
-                        code: f.code(),
-                        vendor: f.vendor_id().unwrap_or_default(),
-                        avp: None,
-                    });
+                    if let Some(f) = avp.group().next().and_then(Result::ok) {
+                        a.failed_avp = Some(FailedAvp {
+                            code: f.code(),
+                            vendor: f.vendor_id().unwrap_or_default(),
+                            avp: None,
+                        });
+                        grouped_members(&f, 4, &mut a.failed_avp_members);
+                    }
                 }
                 AvpCode::ERROR_MESSAGE => a.error_message = avp.utf8().ok().map(str::to_string),
                 AvpCode::MULTIPLE_SERVICES_CREDIT_CONTROL => {

@@ -17,6 +17,7 @@ pub mod message;
 pub mod money;
 pub mod outcome;
 pub mod session_id;
+pub mod style;
 pub mod subscription;
 
 pub use client::{
@@ -29,6 +30,7 @@ pub use message::{
     RequestedAction, ServiceParameter, ServiceParameterType, Units, UnitsStyle,
 };
 pub use money::{Money, MoneyError};
-pub use outcome::Outcome;
+pub use outcome::{Outcome, Refusal};
 pub use session_id::SessionIds;
+pub use style::{LearnedStyle, RequestKind, StyleBook, StyleChoice, StyleConfig};
 pub use subscription::{SubscriptionId, SubscriptionType};

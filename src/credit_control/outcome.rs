@@ -9,7 +9,7 @@
 //! | 5030 USER_UNKNOWN | unknown user | [`Outcome::UnknownUser`]: nothing charged |
 //! | 5031 RATING_FAILED | rating failed | [`Outcome::RatingFailed`]: nothing charged |
 //! | 5002 UNKNOWN_SESSION_ID | unknown session | [`Outcome::UnknownSession`]: the reservation is gone |
-//! | other 4xxx / 5xxx | failed | [`Outcome::Failed`]: nothing charged |
+//! | other 4xxx / 5xxx | refused | [`Outcome::Refused`]: nothing charged; what the OCS said (Failed-AVP, Error-Message) kept |
 //! | 3xxx (E bit), after one retry elsewhere | protocol | [`Outcome::ProtocolError`]: no server processed it |
 //! | no peer to send to | unavailable | [`Outcome::Unavailable`]: nothing sent |
 //! | 2001 with less money granted than reserved for | partial grant | [`Outcome::PartialGrant`]: released |
@@ -19,6 +19,34 @@ use std::fmt;
 
 use super::message::CreditControlAnswer;
 use crate::diameter::codec::ResultCode;
+use crate::diameter::dict::Dictionary;
+
+/// What an answer said beyond its Result-Code (RFC 6733 section 7.5), for the operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub result: ResultCode,
+    /// The OCS that answered (its Origin-Host).
+    pub origin_host: String,
+    /// The Failed-AVP by dictionary name, with what it holds.
+    pub failed_avp: Option<String>,
+    pub error_message: Option<String>,
+    /// The Failed-AVP names a units AVP: the OCS objected to where the units were.
+    pub units: bool,
+}
+
+impl fmt::Display for Refusal {
+    /// `DIAMETER_MISSING_AVP (5005), Failed-AVP Requested-Service-Unit, Error-Message "..."`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.result)?;
+        if let Some(a) = &self.failed_avp {
+            write!(f, ", Failed-AVP {a}")?;
+        }
+        if let Some(m) = &self.error_message {
+            write!(f, ", Error-Message \"{}\"", m.escape_debug())?;
+        }
+        Ok(())
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -37,6 +65,9 @@ pub enum Outcome {
     UnknownSession,
     /// Another permanent or transient failure; nothing charged.
     Failed(ResultCode),
+    /// Another permanent or transient failure the OCS answered (4xxx, 5xxx), with what its
+    /// answer said about it; nothing charged.
+    Refused(Box<Refusal>),
     /// A protocol error (3xxx, E bit) that remained after one retry elsewhere: no
     /// credit-control server processed the request.
     ProtocolError(ResultCode),
@@ -54,6 +85,11 @@ pub enum Outcome {
 impl Outcome {
     /// The outcome an answer's (effective) Result-Code gives.
     pub fn from_answer(answer: CreditControlAnswer) -> Self {
+        Self::from_answer_in(answer, None)
+    }
+
+    /// [`Outcome::from_answer`], naming a Failed-AVP from `dict`.
+    pub fn from_answer_in(answer: CreditControlAnswer, dict: Option<&Dictionary>) -> Self {
         let rc = answer.effective_result();
         match rc.0 {
             2001 | 2002 => Self::Success(Box::new(answer)),
@@ -65,7 +101,21 @@ impl Outcome {
             },
             5002 => Self::UnknownSession,
             _ if rc.is_protocol_error() => Self::ProtocolError(rc),
-            _ => Self::Failed(rc),
+            _ => Self::Refused(Box::new(Refusal {
+                result: rc,
+                failed_avp: answer.failed_avp_text(dict),
+                units: answer.refuses_units(),
+                origin_host: answer.origin_host,
+                error_message: answer.error_message,
+            })),
+        }
+    }
+
+    /// The refusal, when the OCS refused the request over where its units were.
+    pub fn units_refusal(&self) -> Option<&Refusal> {
+        match self {
+            Self::Refused(r) if r.units => Some(r),
+            _ => None,
         }
     }
 
@@ -84,6 +134,7 @@ impl Outcome {
         match self {
             Self::Success(a) | Self::NotApplicable(a) => Some(a.effective_result()),
             Self::Denied(rc) | Self::Failed(rc) | Self::ProtocolError(rc) => Some(*rc),
+            Self::Refused(r) => Some(r.result),
             Self::UnknownUser => Some(ResultCode::USER_UNKNOWN),
             Self::RatingFailed { .. } => Some(ResultCode::RATING_FAILED),
             Self::UnknownSession => Some(ResultCode::UNKNOWN_SESSION_ID),
@@ -110,6 +161,7 @@ impl fmt::Display for Outcome {
             Self::RatingFailed { .. } => write!(f, "rating failed (5031)"),
             Self::UnknownSession => write!(f, "unknown session (5002)"),
             Self::Failed(rc) => write!(f, "failed: {rc}"),
+            Self::Refused(r) => write!(f, "refused: {r}"),
             Self::ProtocolError(rc) => write!(f, "protocol error: {rc}"),
             Self::Unavailable(why) => write!(f, "unavailable: {why}"),
             Self::PartialGrant { granted } => write!(f, "partial grant of {granted}: released"),

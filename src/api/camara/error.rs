@@ -297,7 +297,7 @@ pub enum Effect {
 /// Result-Codes that say the gateway's own request was malformed or could not be handled:
 /// never the client's fault (its input is validated first).
 fn gateway_fault(rc: u32) -> bool {
-    matches!(rc, 5001 | 5004 | 5005 | 5008 | 5009 | 5012 | 5014)
+    crate::charging::outcome::malformed_code(rc) || rc == 5012
 }
 
 /// What `f` means for the resource of `step`. One exhaustive match, next to [`from_failure`].
@@ -452,23 +452,28 @@ pub fn from_failure(step: Step, f: &Failure) -> CamaraError {
              it (5031).",
         ),
         Failure::PartialGrant { .. } => denied(format!("{f}.")),
-        Failure::OcsError { result_code, name } if gateway_fault(*result_code) => {
+        Failure::OcsError { result_code, .. } if gateway_fault(*result_code) => {
             CamaraError::internal(format!(
-                "The OCS could not process the gateway's request: {name} ({result_code}); \
-                 nothing was charged."
+                "The OCS could not process the gateway's request: {}; nothing was charged, and \
+                 the same request will be refused again until the gateway's configuration \
+                 changes.",
+                f.to_string().trim_start_matches("the OCS answered ")
             ))
         }
         Failure::OcsError {
             result_code: 4001,
             name,
+            ..
         } => CamaraError::permission(ocs(name, 4001)),
-        Failure::OcsError { result_code, name } if (4000..5000).contains(result_code) => {
-            CamaraError::unavailable(format!(
-                "{} Nothing was charged; retry.",
-                ocs(name, *result_code)
-            ))
-        }
-        Failure::OcsError { result_code, name } => denied(ocs(name, *result_code)),
+        Failure::OcsError {
+            result_code, name, ..
+        } if (4000..5000).contains(result_code) => CamaraError::unavailable(format!(
+            "{} Nothing was charged; retry.",
+            ocs(name, *result_code)
+        )),
+        Failure::OcsError {
+            result_code, name, ..
+        } => denied(ocs(name, *result_code)),
         Failure::Unavailable { reason } => CamaraError::unavailable(format!(
             "No OCS available ({reason}); nothing was sent: retry."
         )),

@@ -1535,6 +1535,9 @@ fn every_failure() -> Vec<Failure> {
     let ocs = |rc: u32| Failure::OcsError {
         result_code: rc,
         name: format!("RC{rc}"),
+        failed_avp: None,
+        error_message: None,
+        hint: None,
     };
     vec![
         Failure::Invalid {

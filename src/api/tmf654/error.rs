@@ -203,12 +203,6 @@ pub enum Mapped {
     Error(TmfError),
 }
 
-/// The Result-Codes that mean the gateway sent a malformed request (a gateway bug, never the
-/// client's input, which is validated first).
-fn malformed_by_gateway(rc: u32) -> bool {
-    matches!(rc, 5004 | 5005 | 5008 | 5009)
-}
-
 fn diameter(f: &Failure) -> (String, String) {
     match f.result_code() {
         Some(rc) => (rc.to_string(), crate::charging::result_name(rc)),
@@ -301,8 +295,11 @@ pub fn from_failure(ctx: Context, f: &Failure) -> Mapped {
                 Context::BalanceQuery => Mapped::Error(error),
             }
         }
-        Failure::OcsError { result_code, .. } if malformed_by_gateway(*result_code) => {
-            let message = format!("the OCS refused the gateway's request as malformed: {f}");
+        Failure::OcsError { result_code, .. } if f.is_malformed_request() => {
+            let message = format!(
+                "the OCS refused the gateway's request as malformed: {f}; the same request will \
+                 be refused again until the gateway's configuration changes"
+            );
             match ctx {
                 Context::Topup => Mapped::Failed {
                     reason: format!("{f}"),
@@ -317,7 +314,9 @@ pub fn from_failure(ctx: Context, f: &Failure) -> Mapped {
                 Context::BalanceQuery => with_code(StatusCode::INTERNAL_SERVER_ERROR, message),
             }
         }
-        Failure::OcsError { name, result_code } => match ctx {
+        Failure::OcsError {
+            name, result_code, ..
+        } => match ctx {
             Context::Topup => failed(format!("{name} ({result_code})")),
             Context::BalanceQuery => with_code(
                 StatusCode::BAD_GATEWAY,
@@ -519,25 +518,13 @@ mod tests {
                 "INTERNAL",
             ),
             (
-                Failure::OcsError {
-                    result_code: 5005,
-                    name: "DIAMETER_MISSING_AVP".into(),
-                },
+                Failure::ocs_error(5005),
                 "failed+500",
                 "5005",
                 "500",
                 "5005",
             ),
-            (
-                Failure::OcsError {
-                    result_code: 5012,
-                    name: "DIAMETER_UNABLE_TO_COMPLY".into(),
-                },
-                "failed",
-                "",
-                "502",
-                "5012",
-            ),
+            (Failure::ocs_error(5012), "failed", "", "502", "5012"),
             (
                 Failure::Unavailable { reason: s() },
                 "retry",

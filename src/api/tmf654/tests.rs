@@ -27,8 +27,8 @@ use crate::api::{ApiState, Apps, router};
 use crate::charging::{ChargeInfo, Charging, ChargingSettings, Key};
 use crate::config::{AppConfig, HttpConfig};
 use crate::credit_control::{
-    CcConfig, CcFailureHandling, CreditControlClient, DdFailureHandling, Money, SubscriptionId,
-    UnitsStyle, money::currency,
+    CcConfig, CcFailureHandling, CreditControlClient, DdFailureHandling, Money, StyleChoice,
+    StyleConfig, SubscriptionId, money::currency,
 };
 use crate::diameter::codec::{Limits, ResultCode};
 use crate::diameter::dict::Dictionary;
@@ -174,7 +174,7 @@ fn cc(tx: Duration) -> CcConfig {
         service_context_id: "payment.v1@charging.local".into(),
         destination_realm: "charging.local".into(),
         destination_host: None,
-        style: UnitsStyle::Mscc,
+        style: StyleConfig::both(StyleChoice::Mscc),
         default_currency: currency("EUR").unwrap(),
         ccfh: CcFailureHandling::Terminate,
         ddfh: DdFailureHandling::TerminateOrBuffer,
@@ -299,6 +299,7 @@ async fn start(node: &Node, cc: &CcConfig, store: &Store) -> (Arc<Charging>, Rou
             inflight_wait: Duration::from_secs(10),
             reaper_interval: Duration::from_secs(3600),
             resolve_interval: Duration::from_millis(100),
+            ..ChargingSettings::default()
         },
     )
     .await
