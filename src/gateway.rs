@@ -79,11 +79,14 @@ impl Gateway {
         let sim = opts.sim;
         let dict = Arc::new(dictionaries(&cfg)?);
         let sim = if cfg.ocs_sim.enabled {
-            let sim_cfg = match sim {
+            let mut sim_cfg = match sim {
                 Some(c) => c,
                 None => OcsSimConfig::load(&cfg.ocs_sim.config)
                     .map_err(|e| format!("ocs_sim.config: {e}"))?,
             };
+            if let Some(p) = &cfg.ocs_sim.profile {
+                sim_cfg.profile = p.clone();
+            }
             let host = sim_cfg.origin_host.clone();
             let sim = OcsSim::start(sim_cfg, Arc::clone(&dict))
                 .await

@@ -6,13 +6,17 @@ use std::sync::Arc;
 use clap::{Args, Subcommand};
 
 use crate::diameter::dict::Dictionary;
-use crate::ocs::{OcsSim, OcsSimConfig, read_journal};
+use crate::ocs::{OcsSim, OcsSimConfig, Profile, read_journal};
 
 #[derive(Debug, Args)]
 pub struct OcsSimArgs {
     /// Simulator configuration.
     #[arg(long, short = 'c', default_value = "conf/ocs-sim.toml", global = true)]
     pub config: PathBuf,
+    /// Where units are accepted: any, rfc4006 (events at command level only) or 3gpp (in MSCC
+    /// only); overrides the file's `profile`.
+    #[arg(long, global = true)]
+    pub profile: Option<Profile>,
     #[command(subcommand)]
     pub command: Option<OcsSimCommand>,
 }
@@ -29,7 +33,10 @@ pub enum OcsSimCommand {
 }
 
 pub async fn run(args: &OcsSimArgs) -> Result<String, String> {
-    let cfg = OcsSimConfig::load(&args.config)?;
+    let mut cfg = OcsSimConfig::load(&args.config)?;
+    if let Some(p) = args.profile {
+        cfg.profile = p.name().into();
+    }
     match args.command.as_ref().unwrap_or(&OcsSimCommand::Run) {
         OcsSimCommand::Run => {
             let dict = Arc::new(Dictionary::builtin().map_err(|e| e.to_string())?);

@@ -457,6 +457,9 @@ pub struct EmbeddedSimConfig {
     pub enabled: bool,
     /// Its configuration file (accounts, prices, faults).
     pub config: PathBuf,
+    /// Overrides the file's `profile` (where it accepts units): `any`, `rfc4006` or `3gpp`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 impl Default for EmbeddedSimConfig {
@@ -464,7 +467,18 @@ impl Default for EmbeddedSimConfig {
         Self {
             enabled: true,
             config: PathBuf::from("conf/ocs-sim.toml"),
+            profile: None,
         }
+    }
+}
+
+impl EmbeddedSimConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(p) = &self.profile {
+            p.parse::<crate::ocs::Profile>()
+                .map_err(|e| bad("ocs_sim.profile", e))?;
+        }
+        Ok(())
     }
 }
 
@@ -572,6 +586,7 @@ pub const OPERATIONS: &[&str] = &[
 pub(super) fn validate_service(c: &super::GatewayConfig) -> Result<(), ConfigError> {
     c.credit_control.validate()?;
     c.tmf654.validate()?;
+    c.ocs_sim.validate()?;
     if c.http.listen.parse::<SocketAddr>().is_err() {
         return Err(bad(
             "http.listen",

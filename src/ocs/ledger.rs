@@ -20,6 +20,7 @@ use iso_currency::Currency;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::profile::grouped_example;
 use crate::credit_control::{
     CheckBalanceResult, CreditControlAnswer, CreditControlRequest, FailedAvp, Money, MsccAnswer,
     RequestType, RequestedAction, Units, UnitsStyle,
@@ -450,7 +451,7 @@ impl Ledger {
                     Some(FailedAvp {
                         code: AvpCode::SUBSCRIPTION_ID,
                         vendor: VendorId::IETF,
-                        avp: None,
+                        avp: Some(grouped_example(AvpCode::SUBSCRIPTION_ID)),
                     }),
                 );
             }
@@ -484,10 +485,11 @@ impl Ledger {
                 return Self::fail(req, ResultCode::INVALID_AVP_VALUE, Some(money_avp(m)));
             }
         }
+        // RFC 6733 section 7.5: the Failed-AVP of a missing AVP holds an example of it.
         let missing_money = || FailedAvp {
             code: AvpCode::REQUESTED_SERVICE_UNIT,
             vendor: VendorId::IETF,
-            avp: None,
+            avp: Some(grouped_example(AvpCode::REQUESTED_SERVICE_UNIT)),
         };
         match req.request_type {
             RequestType::Event => {

@@ -9,8 +9,11 @@
 //!
 //! Faults for tests: a fixed Result-Code per subscriber (3xxx sent as E-bit protocol errors),
 //! latency, silence (requests never answered), and dropping every connection without DPR.
+//! The [`Profile`] (`profile = "any" | "rfc4006" | "3gpp"`) says where it accepts the units of
+//! a CCR; a request it refuses is answered 5005 before the ledger sees it.
 
 pub mod ledger;
+pub mod profile;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -35,6 +38,7 @@ use crate::diameter::peer::{LocalIdentity, PeerSettings, messages};
 use crate::diameter::router::{PeerSpec, RequestHandler, Router, RouterSettings};
 
 pub use ledger::{Account, JournalEntry, Ledger, UnknownUsers};
+pub use profile::{Placement, Profile, Refusal};
 
 /// `conf/ocs-sim.toml`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -59,6 +63,10 @@ pub struct OcsSimConfig {
     /// `reject` (5030) or `create`.
     #[serde(default = "default_unknown")]
     pub unknown_users: String,
+    /// Where units are accepted: `any`, `rfc4006` (events at command level only) or `3gpp`
+    /// (in MSCC only); see [`Profile`].
+    #[serde(default = "default_profile")]
+    pub profile: String,
     /// Balance of accounts created for unknown users.
     #[serde(default)]
     pub initial_balance: Decimal,
@@ -137,6 +145,9 @@ fn default_currency() -> String {
 fn default_unknown() -> String {
     "reject".into()
 }
+fn default_profile() -> String {
+    Profile::default().name().into()
+}
 fn default_validity() -> u32 {
     900
 }
@@ -151,6 +162,7 @@ impl Default for OcsSimConfig {
             peers: Vec::new(),
             default_currency: default_currency(),
             unknown_users: default_unknown(),
+            profile: default_profile(),
             initial_balance: Decimal::ZERO,
             validity_time: default_validity(),
             journal_path: None,
@@ -166,8 +178,14 @@ impl OcsSimConfig {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let cfg: Self = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         cfg.ledger()
+            .and(cfg.profile())
             .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(cfg)
+    }
+
+    /// The configured [`Profile`].
+    pub fn profile(&self) -> Result<Profile, String> {
+        self.profile.parse().map_err(|e| format!("profile: {e}"))
     }
 
     fn currency(code: &str, key: &str) -> Result<Currency, String> {
@@ -238,6 +256,7 @@ struct Shared {
     faults: RwLock<Faults>,
     local: LocalIdentity,
     currency: Currency,
+    profile: Profile,
     router: RwLock<Option<Arc<Router>>>,
 }
 
@@ -308,6 +327,11 @@ impl Shared {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
+        if let Err(refusal) = self.profile.check(&req, &Placement::of(&msg)) {
+            // Refused before the ledger: not applied, not journaled, not remembered.
+            info!(session_id = %req.session_id, profile = %self.profile, reason = %refusal.message, "CCR refused by the profile");
+            return self.render(&header, &msg, refusal.answer(&req), req.style);
+        }
         if let Some(rc) = faults.fixed.get(&subscriber) {
             if rc.is_protocol_error() {
                 return messages::error_answer(
@@ -371,6 +395,26 @@ impl Shared {
     }
 }
 
+/// The simulator's Diameter identity (CER/CEA, every answer).
+fn identity(cfg: &OcsSimConfig) -> LocalIdentity {
+    LocalIdentity {
+        origin_host: cfg.origin_host.clone(),
+        origin_realm: cfg.origin_realm.clone(),
+        host_ip_addresses: vec![std::net::IpAddr::from([127, 0, 0, 1])],
+        vendor_id: 0,
+        product_name: "charging-gateway ocs-sim".into(),
+        firmware_revision: 1,
+        origin_state_id: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(1),
+        auth_application_ids: vec![4],
+        acct_application_ids: vec![],
+        vendor_specific_auth_apps: vec![],
+        supported_vendor_ids: vec![10415],
+    }
+}
+
 /// A running simulator.
 pub struct OcsSim {
     node: Node,
@@ -390,6 +434,7 @@ impl OcsSim {
     /// Loads the books (configuration, then the journal), binds and starts answering.
     pub async fn start(cfg: OcsSimConfig, dict: Arc<Dictionary>) -> Result<Self, String> {
         let mut ledger = cfg.ledger()?;
+        let profile = cfg.profile()?;
         let currency = OcsSimConfig::currency(&cfg.default_currency, "default_currency")?;
         let mut journal_file = None;
         if let Some(path) = &cfg.journal_path {
@@ -418,28 +463,14 @@ impl OcsSim {
                 .unwrap_or_else(|_| f.subscriber.clone());
             faults.fixed.insert(key, ResultCode(f.result_code));
         }
-        let local = LocalIdentity {
-            origin_host: cfg.origin_host.clone(),
-            origin_realm: cfg.origin_realm.clone(),
-            host_ip_addresses: vec![std::net::IpAddr::from([127, 0, 0, 1])],
-            vendor_id: 0,
-            product_name: "charging-gateway ocs-sim".into(),
-            firmware_revision: 1,
-            origin_state_id: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as u32)
-                .unwrap_or(1),
-            auth_application_ids: vec![4],
-            acct_application_ids: vec![],
-            vendor_specific_auth_apps: vec![],
-            supported_vendor_ids: vec![10415],
-        };
+        let local = identity(&cfg);
         let shared = Arc::new(Shared {
             ledger: Mutex::new(ledger),
             journal_file: Mutex::new(journal_file),
             faults: RwLock::new(faults),
             local: local.clone(),
             currency,
+            profile,
             router: RwLock::new(None),
         });
         let listen: SocketAddr = cfg
@@ -492,7 +523,7 @@ impl OcsSim {
                 sup.persist(&expired);
             }
         });
-        info!(address = %node.local_addr().map(|a| a.to_string()).unwrap_or_default(), "OCS simulator listening");
+        info!(address = %node.local_addr().map(|a| a.to_string()).unwrap_or_default(), profile = %profile, "OCS simulator listening");
         Ok(Self {
             node,
             shared,
@@ -573,5 +604,291 @@ impl OcsSim {
     pub async fn shutdown(self) {
         self.supervision.abort();
         self.node.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The answer path (`Shared::answer`) without a node: encoded CCRs in, encoded CCAs out,
+    //! for each profile.
+
+    use super::*;
+    use crate::credit_control::{RequestType, RequestedAction, Units, UnitsStyle};
+    use crate::diameter::codec::{AvpCode, AvpFlags};
+    use std::str::FromStr;
+
+    const SUB: &str = "tel:+34671999000";
+
+    fn dict() -> Dictionary {
+        Dictionary::builtin().unwrap()
+    }
+
+    fn eur(s: &str) -> Money {
+        Money::new(Decimal::from_str(s).unwrap(), Currency::EUR)
+    }
+
+    fn shared(profile: Profile) -> Arc<Shared> {
+        let cfg = OcsSimConfig {
+            profile: profile.name().into(),
+            accounts: vec![SimAccount {
+                subscriber: SUB.into(),
+                balance: Decimal::from_str("10.00").unwrap(),
+                currency: "EUR".into(),
+            }],
+            ..OcsSimConfig::default()
+        };
+        Arc::new(Shared {
+            ledger: Mutex::new(cfg.ledger().unwrap()),
+            journal_file: Mutex::new(None),
+            faults: RwLock::new(Faults::default()),
+            local: identity(&cfg),
+            currency: Currency::EUR,
+            profile: cfg.profile().unwrap(),
+            router: RwLock::new(None),
+        })
+    }
+
+    fn ccr(
+        sid: &str,
+        t: RequestType,
+        n: u32,
+        action: Option<RequestedAction>,
+        amount: &str,
+        style: UnitsStyle,
+    ) -> CreditControlRequest {
+        let mut r =
+            CreditControlRequest::new(sid.into(), "charging.local".into(), "c".into(), t, n);
+        r.subscription = Some(SubscriptionId::parse(SUB).unwrap());
+        r.requested_action = action;
+        r.requested = Some(Units::money(eur(amount)));
+        r.style = style;
+        r
+    }
+
+    /// Sends `r` through the answer path; the decoded CCA and the message it came in.
+    async fn exchange(s: &Arc<Shared>, r: &CreditControlRequest) -> (CreditControlAnswer, Message) {
+        let d = dict();
+        let mut gw = identity(&OcsSimConfig::default());
+        gw.origin_host = "gw.charging.local".into();
+        let bytes = r.to_message(&gw).unwrap().to_bytes().unwrap();
+        let req = Message::decode(bytes, &d, &Limits::default()).unwrap();
+        let answer = Arc::clone(s).answer(req).await.to_bytes().unwrap();
+        let msg = Message::decode(answer, &d, &Limits::default()).unwrap();
+        d.check(&msg, &Limits::default())
+            .expect("the CCA follows its grammar");
+        (CreditControlAnswer::read(&msg, Currency::EUR).unwrap(), msg)
+    }
+
+    /// The single AVP inside the answer's Failed-AVP: its code, flags and member count.
+    fn failed_avp(msg: &Message) -> (AvpCode, AvpFlags, usize) {
+        let f = msg.avp(AvpCode::FAILED_AVP).expect("a Failed-AVP");
+        let inner: Vec<_> = f.group().map(Result::unwrap).collect();
+        assert_eq!(inner.len(), 1, "one AVP inside the Failed-AVP");
+        (inner[0].code(), inner[0].flags(), inner[0].group().count())
+    }
+
+    fn balance(s: &Shared) -> Decimal {
+        s.ledger
+            .lock()
+            .unwrap()
+            .account("tel:34671999000")
+            .unwrap()
+            .balance
+    }
+
+    fn journal_len(s: &Shared) -> usize {
+        s.ledger.lock().unwrap().journal.len()
+    }
+
+    use RequestedAction::{DirectDebiting, RefundAccount};
+    use UnitsStyle::{CommandLevel, Mscc};
+
+    #[tokio::test]
+    async fn rfc4006_refuses_event_units_in_mscc_and_applies_nothing() {
+        let s = shared(Profile::Rfc4006);
+        for (n, action) in [DirectDebiting, RefundAccount].into_iter().enumerate() {
+            let (before, entries) = (balance(&s), journal_len(&s));
+            let sid = format!("gw;1;{n}");
+            let r = ccr(&sid, RequestType::Event, 0, Some(action), "1.00", Mscc);
+            let (a, msg) = exchange(&s, &r).await;
+            assert_eq!(a.result_code, ResultCode::MISSING_AVP, "{action:?}");
+            assert!(
+                !msg.header().flags.is_error(),
+                "5005 is not a protocol error"
+            );
+            let (code, flags, members) = failed_avp(&msg);
+            assert_eq!(code, AvpCode::REQUESTED_SERVICE_UNIT);
+            assert!(flags.is_mandatory());
+            assert_eq!(members, 0, "a minimal example: the Grouped header alone");
+            let text = a.error_message.unwrap();
+            assert!(
+                text.contains(action.name()) && text.contains("sessions"),
+                "{text}"
+            );
+            assert_eq!(balance(&s), before, "no money moved");
+            assert_eq!(journal_len(&s), entries, "nothing journaled");
+            // The same request at command level, in the same Session-Id, is served.
+            let mut fixed = r.clone();
+            fixed.style = CommandLevel;
+            let (a, _) = exchange(&s, &fixed).await;
+            assert_eq!(a.result_code, ResultCode::SUCCESS, "{action:?}");
+        }
+        // Debited 1.00 and refunded 1.00.
+        assert_eq!(balance(&s), Decimal::from_str("10.00").unwrap());
+        assert_eq!(journal_len(&s), 2);
+        // And in another Session-Id, the correct form works as well.
+        let r = ccr(
+            "gw;2;0",
+            RequestType::Event,
+            0,
+            Some(DirectDebiting),
+            "2.50",
+            CommandLevel,
+        );
+        assert_eq!(exchange(&s, &r).await.0.result_code, ResultCode::SUCCESS);
+        assert_eq!(balance(&s), Decimal::from_str("7.50").unwrap());
+    }
+
+    #[tokio::test]
+    async fn rfc4006_sessions_take_both_styles() {
+        let s = shared(Profile::Rfc4006);
+        for (n, style) in [CommandLevel, Mscc].into_iter().enumerate() {
+            let sid = format!("gw;3;{n}");
+            let i = ccr(&sid, RequestType::Initial, 0, None, "4.00", style);
+            let (a, _) = exchange(&s, &i).await;
+            assert_eq!(a.effective_result(), ResultCode::SUCCESS, "{style:?}");
+            assert_eq!(a.granted_money(), Some(eur("4.00")));
+            let mut t = ccr(&sid, RequestType::Termination, 1, None, "0", style);
+            t.requested = None;
+            let (a, _) = exchange(&s, &t).await;
+            assert_eq!(a.effective_result(), ResultCode::SUCCESS, "{style:?}");
+        }
+        assert_eq!(balance(&s), Decimal::from_str("10.00").unwrap());
+    }
+
+    #[tokio::test]
+    async fn three_gpp_refuses_command_level_units_and_applies_nothing() {
+        let s = shared(Profile::ThreeGpp);
+        let e = ccr(
+            "gw;4;0",
+            RequestType::Event,
+            0,
+            Some(DirectDebiting),
+            "1.00",
+            CommandLevel,
+        );
+        let i = ccr(
+            "gw;4;1",
+            RequestType::Initial,
+            0,
+            None,
+            "3.00",
+            CommandLevel,
+        );
+        for r in [&e, &i] {
+            let (a, msg) = exchange(&s, r).await;
+            assert_eq!(a.result_code, ResultCode::MISSING_AVP);
+            let (code, _, members) = failed_avp(&msg);
+            assert_eq!(code, AvpCode::MULTIPLE_SERVICES_CREDIT_CONTROL);
+            assert_eq!(members, 0);
+            let text = a.error_message.unwrap();
+            assert!(
+                text.contains("3GPP TS 32.299") && text.contains("command level"),
+                "{text}"
+            );
+        }
+        assert_eq!(balance(&s), Decimal::from_str("10.00").unwrap());
+        assert_eq!(journal_len(&s), 0);
+        assert_eq!(s.ledger.lock().unwrap().open_reservations(), 0);
+        // The same requests in MSCC are served (same Session-Ids: nothing was remembered).
+        for r in [&e, &i] {
+            let mut fixed = r.clone();
+            fixed.style = Mscc;
+            let (a, msg) = exchange(&s, &fixed).await;
+            assert_eq!(a.effective_result(), ResultCode::SUCCESS);
+            assert!(msg.avp(AvpCode::MULTIPLE_SERVICES_CREDIT_CONTROL).is_some());
+        }
+        let l = s.ledger.lock().unwrap();
+        let acct = l.account("tel:34671999000").unwrap();
+        assert_eq!(
+            (acct.balance, acct.reserved),
+            (
+                Decimal::from_str("9.00").unwrap(),
+                Decimal::from_str("3.00").unwrap()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn any_answers_in_the_request_style() {
+        let s = shared(Profile::Any);
+        for (n, style) in [CommandLevel, Mscc].into_iter().enumerate() {
+            let sid = format!("gw;5;{n}");
+            let r = ccr(
+                &sid,
+                RequestType::Event,
+                0,
+                Some(DirectDebiting),
+                "1.00",
+                style,
+            );
+            let (a, msg) = exchange(&s, &r).await;
+            assert_eq!(a.effective_result(), ResultCode::SUCCESS, "{style:?}");
+            assert_eq!(
+                msg.avp(AvpCode::MULTIPLE_SERVICES_CREDIT_CONTROL).is_some(),
+                style == Mscc
+            );
+            assert_eq!(
+                msg.avp(AvpCode::GRANTED_SERVICE_UNIT).is_some(),
+                style == CommandLevel
+            );
+        }
+        assert_eq!(balance(&s), Decimal::from_str("8.00").unwrap());
+    }
+
+    #[test]
+    fn a_bad_profile_is_refused_naming_the_key() {
+        let cfg = OcsSimConfig {
+            profile: "rfc-4006".into(),
+            ..OcsSimConfig::default()
+        };
+        let e = cfg.profile().unwrap_err();
+        assert!(e.starts_with("profile: \"rfc-4006\""), "{e}");
+        let dir = std::env::temp_dir().join(format!("ocs-profile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sim.toml");
+        std::fs::write(&path, "profile = \"nope\"\n").unwrap();
+        let e = OcsSimConfig::load(&path).unwrap_err();
+        assert!(
+            e.contains("profile: \"nope\" must be one of any, rfc4006, 3gpp"),
+            "{e}"
+        );
+        std::fs::write(&path, "profile = \"3gpp\"\n").unwrap();
+        assert_eq!(
+            OcsSimConfig::load(&path).unwrap().profile(),
+            Ok(Profile::ThreeGpp)
+        );
+        // The gateway's own `[ocs_sim] profile` key (from its file or the environment).
+        let gw = dir.join("gateway.toml");
+        std::fs::write(
+            &gw,
+            "[diameter]\norigin_host = \"gw.example.net\"\norigin_realm = \"example.net\"\n\
+             listen = \"127.0.0.1:0\"\n",
+        )
+        .unwrap();
+        let env = |v: &str| vec![("GATEWAY__OCS_SIM__PROFILE".to_string(), v.to_string())];
+        let c = crate::config::GatewayConfig::load_with_env(&gw, env("rfc4006")).unwrap();
+        assert_eq!(c.ocs_sim.profile.as_deref(), Some("rfc4006"));
+        let c = crate::config::GatewayConfig::load_with_env(&gw, env("3gpp")).unwrap();
+        assert_eq!(c.ocs_sim.profile.as_deref(), Some("3gpp"));
+        let e = crate::config::GatewayConfig::load_with_env(&gw, env("strict")).unwrap_err();
+        assert_eq!(e.key, "ocs_sim.profile", "{e}");
+        assert!(e.reason.contains("any, rfc4006, 3gpp"), "{e}");
+        let c = crate::config::GatewayConfig::load_with_env(&gw, Vec::new()).unwrap();
+        assert_eq!(
+            c.ocs_sim.profile, None,
+            "optional: the file's profile stands"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
