@@ -10,8 +10,8 @@ use rust_decimal::Decimal;
 
 use charging_gateway::credit_control::{
     CcConfig, CcFailureHandling, CreditControlAnswer, CreditControlClient, DdFailureHandling,
-    EventRequest, Money, Outcome, RequestType, RequestedAction, SubscriptionId, Units, UnitsStyle,
-    money::currency,
+    EventRequest, Money, RequestType, RequestedAction, StyleChoice, StyleConfig, SubscriptionId,
+    Units, UnitsStyle, money::currency,
 };
 use charging_gateway::diameter::codec::{AvpCode, Limits, ResultCode};
 use charging_gateway::diameter::dict::Dictionary;
@@ -101,7 +101,7 @@ async fn world(profile: Profile) -> World {
             service_context_id: "payment.v1@charging.local".into(),
             destination_realm: "charging.local".into(),
             destination_host: None,
-            style: UnitsStyle::Mscc,
+            style: StyleConfig::both(StyleChoice::Mscc),
             default_currency: currency("EUR").unwrap(),
             ccfh: CcFailureHandling::Terminate,
             ddfh: DdFailureHandling::TerminateOrBuffer,
@@ -190,7 +190,18 @@ async fn rfc4006_profile_refuses_event_units_in_mscc_over_tcp() {
             tag: None,
         })
         .await;
-    assert_eq!(charged.outcome, Outcome::Failed(ResultCode::MISSING_AVP));
+    // Pinned to MSCC: no second attempt; the refusal says what the OCS said.
+    let refusal = charged
+        .outcome
+        .units_refusal()
+        .unwrap_or_else(|| panic!("a units refusal: {}", charged.outcome));
+    assert_eq!(refusal.result, ResultCode::MISSING_AVP);
+    assert_eq!(
+        refusal.failed_avp.as_deref(),
+        Some("Requested-Service-Unit")
+    );
+    assert_eq!(refusal.origin_host, "ocs.charging.local");
+    assert!(refusal.error_message.is_some());
     assert_eq!(w.balance(), d("10.00"));
     // At command level the same debit goes through, and its refund too.
     let a = w
