@@ -16,6 +16,7 @@ pub mod admin;
 pub mod auth;
 pub mod camara;
 pub mod error;
+pub mod ocs;
 pub mod openapi;
 pub mod payment;
 pub mod tmf654;
@@ -158,6 +159,7 @@ pub fn routes() -> Vec<Route> {
             Access::App,
             post(payment::release_reservation),
         ),
+        r(Method::GET, "/health", Access::Public, get(ocs::health)),
         r(Method::GET, "/health/live", Access::Public, get(live)),
         r(Method::GET, "/health/ready", Access::Public, get(ready)),
         r(
@@ -179,6 +181,7 @@ pub fn routes() -> Vec<Route> {
             Access::Admin,
             get(admin::reservation),
         ),
+        r(Method::GET, "/admin/ocs", Access::Admin, get(ocs::admin)),
     ];
     routes.extend(camara::routes());
     routes.extend(tmf654::routes());

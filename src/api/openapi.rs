@@ -36,6 +36,8 @@ use super::error::ErrorBody;
         super::metrics_text,
         super::admin::operations,
         super::admin::reservation,
+        super::ocs::health,
+        super::ocs::admin,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Security, &PaymentErrors),
