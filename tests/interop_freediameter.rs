@@ -14,6 +14,10 @@
 //! (panics included) and its configuration directory removed. Without `freeDiameterd` the
 //! tests print that they are skipped, or fail under `CI=true`. `FD_SHOW_LOG=1` prints
 //! freeDiameter's log (it is printed anyway when a test fails).
+//!
+//! Each run is also captured on the loopback, both connections, from before freeDiameter
+//! starts (`support::wire`), and fails on any frame Wireshark's Diameter dissector marks
+//! malformed or warns about (beyond `WIRESHARK_LIMITS`).
 
 mod support;
 
@@ -41,6 +45,7 @@ use charging_gateway::ocs::{OcsSim, OcsSimConfig, SimAccount, SimPrice};
 use support::cc_flows::{eur, event};
 
 use support::freediameter::{FdConfig, FdPeer, FreeDiameterd, Install};
+use support::wire::{self, Capture, WIRESHARK_LIMITS};
 
 fn dict() -> Arc<Dictionary> {
     static D: std::sync::OnceLock<Arc<Dictionary>> = std::sync::OnceLock::new();
@@ -143,6 +148,35 @@ async fn wait_for(what: &str, within: Duration, cond: impl Fn() -> bool) {
     }
 }
 
+/// The wire check of a finished run: nothing Wireshark's Diameter dissector flags beyond
+/// `WIRESHARK_LIMITS`, and on each `(port, leg, commands)` every command seen both as a
+/// request and as an answer (so the check judged both directions of that connection).
+fn check_wire(capture: Option<Capture>, legs: &[(u16, &str, &[u32])]) {
+    let Some(capture) = capture else { return };
+    let report = capture.finish();
+    eprintln!(
+        "wire check ({}): {} Diameter messages on ports {:?}, {} findings, {} not allowed",
+        report.version,
+        report.messages.len(),
+        report.ports,
+        report.findings.len(),
+        report.unexpected(WIRESHARK_LIMITS).len()
+    );
+    report.assert_clean(WIRESHARK_LIMITS);
+    for (port, leg, commands) in legs {
+        for code in *commands {
+            for request in [true, false] {
+                assert!(
+                    report.count(*port, *code, request) > 0,
+                    "wire check: no {} of command {code} on {leg} (port {port}) in {:#?}",
+                    if request { "request" } else { "answer" },
+                    report.on_port(*port).collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+}
+
 fn cc_config(realm: &str, host: Option<&str>, style: UnitsStyle) -> CcConfig {
     CcConfig {
         service_context_id: "payment.v1@charging.local".into(),
@@ -189,7 +223,9 @@ async fn base_protocol_with_freediameter() {
         Duration::from_secs(30),
     )
     .await;
-    let mut fd = FreeDiameterd::start(
+    let gw_r_port = gw_r.local_addr().unwrap().port();
+    // Everything on both connections is captured from before freeDiameter starts.
+    let (mut fd, capture) = FreeDiameterd::start_with(
         &install,
         &FdConfig {
             identity: FD_HOST.into(),
@@ -200,10 +236,11 @@ async fn base_protocol_with_freediameter() {
             connect_peers: vec![FdPeer {
                 identity: GW_R.into(),
                 realm: Some(FD_REALM.into()),
-                port: gw_r.local_addr().unwrap().port(),
+                port: gw_r_port,
             }],
             routes: Vec::new(),
         },
+        |fd_port| wire::capture_or_skip("base_protocol_with_freediameter", &[fd_port, gw_r_port]),
     )
     .await;
     // gw-i dials freeDiameter; its Tw is short, so it is the one sending DWRs there.
@@ -388,6 +425,14 @@ async fn base_protocol_with_freediameter() {
         "{errors:#?}"
     );
     assert_eq!(errors.len(), 2, "{errors:#?}");
+    // Wireshark's view of every message of both connections, both ways.
+    check_wire(
+        capture,
+        &[
+            (fd.port, "gw-i <-> freeDiameter", &[257, 280, 272, 282]),
+            (gw_r_port, "freeDiameter <-> gw-r", &[257, 280, 282]),
+        ],
+    );
 }
 
 // ---- credit control through freeDiameter as a relay ------------------------------------
@@ -406,6 +451,9 @@ struct RelayWorld {
     gw: Node,
     client: Arc<CreditControlClient>,
     fd: FreeDiameterd,
+    /// Both legs (gateway <-> relay on the relay's port, relay <-> simulator on the
+    /// simulator's), captured from before freeDiameter starts; checked in `stop`.
+    capture: Option<Capture>,
 }
 
 async fn relay_world(install: &Install, style: UnitsStyle) -> RelayWorld {
@@ -437,7 +485,8 @@ async fn relay_world(install: &Install, style: UnitsStyle) -> RelayWorld {
     )
     .await
     .unwrap();
-    let fd = FreeDiameterd::start(
+    let sim_port = sim.local_addr().unwrap().port();
+    let (fd, capture) = FreeDiameterd::start_with(
         install,
         &FdConfig {
             identity: RELAY_HOST.into(),
@@ -448,12 +497,13 @@ async fn relay_world(install: &Install, style: UnitsStyle) -> RelayWorld {
             connect_peers: vec![FdPeer {
                 identity: OCS_HOST.into(),
                 realm: Some(OCS_REALM.into()),
-                port: sim.local_addr().unwrap().port(),
+                port: sim_port,
             }],
             // Requests for the OCS's realm go to the OCS (freeDiameter's own realm routing
             // would find it too; the rule makes the route explicit).
             routes: vec![format!("dr=\"{OCS_REALM}\" : \"{OCS_HOST}\" += 100 ;")],
         },
+        |fd_port| wire::capture_or_skip(&format!("relay world ({style:?})"), &[fd_port, sim_port]),
     )
     .await;
     let gw = gateway(
@@ -481,6 +531,7 @@ async fn relay_world(install: &Install, style: UnitsStyle) -> RelayWorld {
         gw,
         client,
         fd,
+        capture,
     }
 }
 
@@ -510,13 +561,22 @@ impl RelayWorld {
         assert_eq!(forwarded, ccrs, "CCRs freeDiameter forwarded to the OCS");
     }
 
+    /// Stops everything, then checks what went on the wire on both legs.
     async fn stop(self) {
         if std::env::var("FD_SHOW_LOG").is_ok() {
             eprintln!("{}", self.fd.log());
         }
+        let (relay_port, sim_port) = (self.fd.port, self.sim.local_addr().unwrap().port());
         self.gw.shutdown().await;
         self.sim.shutdown().await;
         drop(self.fd);
+        check_wire(
+            self.capture,
+            &[
+                (relay_port, "gateway <-> freeDiameter", &[257, 272]),
+                (sim_port, "freeDiameter <-> simulator", &[257, 272]),
+            ],
+        );
     }
 }
 

@@ -248,6 +248,17 @@ impl FreeDiameterd {
     /// Generates the configuration, starts the daemon on a free loopback port and waits until
     /// it says it is initialized. A port taken between choosing and binding is retried.
     pub async fn start(install: &Install, cfg: &FdConfig) -> Self {
+        Self::start_with(install, cfg, |_| ()).await.0
+    }
+
+    /// As `start`, calling `before(port)` with the port the daemon is about to listen on,
+    /// just before each attempt spawns it (a capture of that port, say). What `before`
+    /// returned for an attempt that failed is dropped with it.
+    pub async fn start_with<T>(
+        install: &Install,
+        cfg: &FdConfig,
+        mut before: impl FnMut(u16) -> T,
+    ) -> (Self, T) {
         let mut last = String::new();
         for _ in 0..3 {
             let dir = scratch_dir();
@@ -256,6 +267,7 @@ impl FreeDiameterd {
             let conf = dir.join("freeDiameter.conf");
             std::fs::write(&conf, &config).expect("write freeDiameter.conf");
             let log = Arc::new(Mutex::new(String::new()));
+            let extra = before(port);
             let mut child = Command::new(&install.binary)
                 .arg("-c")
                 .arg(&conf)
@@ -281,7 +293,7 @@ impl FreeDiameterd {
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 if fd.log().contains("freeDiameterd daemon initialized.") {
-                    return fd;
+                    return (fd, extra);
                 }
                 let exited = fd.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
                 if exited.is_some() || Instant::now() > deadline {
