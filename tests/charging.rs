@@ -803,3 +803,169 @@ async fn settle_charges_and_releases_in_one_termination() {
     assert!(matches!(r, Err(Failure::ReservationClosed { .. })), "{r:?}");
     gw.shutdown().await;
 }
+
+// ---- units style ------------------------------------------------------------------------------
+
+async fn gateway_on(style: &str, profile: &str) -> Gateway {
+    let sim = OcsSimConfig {
+        profile: profile.into(),
+        ..sim_config(&accounts())
+    };
+    let gw = Gateway::start(config(style, "2s"), Some(sim)).await.unwrap();
+    assert!(
+        gw.wait_ready(Duration::from_secs(5)).await,
+        "no OCS peer opened"
+    );
+    gw
+}
+
+/// In `auto` a debit refused over where its units were goes once more under a new Session-Id,
+/// and the operation's record holds that second request (the one a restart would re-send),
+/// not the refused one.
+#[tokio::test]
+async fn a_fallback_is_recorded_before_it_is_sent() {
+    let gw = gateway_on("auto", "rfc4006").await;
+    let done = gw
+        .charging
+        .charge(
+            &Key::new("app", Some("fb-1")),
+            &sub(ALICE),
+            ALICE,
+            eur("2.00"),
+            &info("fb-1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(balance(&gw, ALICE), eur("98.00"));
+    let row = gw
+        .store
+        .operation_by_key("app", "fb-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.session_id, done.session_id);
+    let recorded = Recorded::from_json(&row.request).unwrap();
+    assert_eq!(
+        recorded.style,
+        Some(charging_gateway::credit_control::UnitsStyle::CommandLevel)
+    );
+    // The OCS applied exactly the recorded request: its journal names that Session-Id.
+    let journal = gw.sim.as_ref().unwrap().journal();
+    let applied: Vec<_> = journal.iter().filter(|e| e.op == "debit").collect();
+    assert_eq!(applied.len(), 1);
+    assert_eq!(applied[0].session_id, row.session_id);
+    // The refused request went under another Session-Id of the same operation.
+    assert!(row.session_id.contains(&row.id), "{}", row.session_id);
+    gw.shutdown().await;
+}
+
+/// A style pinned where the OCS does not take it: refused, nothing charged, and the failure
+/// names the Result-Code, the Failed-AVP, the Error-Message and the key to change; stored so.
+#[tokio::test]
+async fn a_pinned_style_the_ocs_refuses_says_what_to_change() {
+    let gw = gateway_on("mscc", "rfc4006").await;
+    let f = gw
+        .charging
+        .charge(
+            &Key::new("app", Some("pin-1")),
+            &sub(ALICE),
+            ALICE,
+            eur("2.00"),
+            &info("pin-1"),
+        )
+        .await
+        .unwrap_err();
+    let Failure::OcsError {
+        result_code,
+        failed_avp,
+        error_message,
+        hint,
+        ..
+    } = &f
+    else {
+        panic!("{f:?}")
+    };
+    assert_eq!(*result_code, 5005);
+    assert_eq!(failed_avp.as_deref(), Some("Requested-Service-Unit"));
+    assert!(error_message.as_deref().is_some_and(|m| m.contains("rfc4006")));
+    let hint = hint.as_deref().unwrap();
+    assert!(
+        hint.contains("credit_control.style.events = \"command_level\""),
+        "{hint}"
+    );
+    assert!(f.is_malformed_request());
+    let text = f.to_string();
+    assert!(
+        text.starts_with("the OCS answered DIAMETER_MISSING_AVP (5005), Failed-AVP Requested-Service-Unit, Error-Message \""),
+        "{text}"
+    );
+    assert_eq!(balance(&gw, ALICE), eur("100.00"));
+    let row = gw
+        .store
+        .operation_by_key("app", "pin-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.state, OpState::Refused);
+    assert_eq!(row.result_code, Some(5005));
+    let stored = row.outcome.unwrap();
+    assert!(
+        stored.contains("\"failed_avp\":\"Requested-Service-Unit\""),
+        "{stored}"
+    );
+    // The same request again is answered the same, and charges nothing.
+    let again = gw
+        .charging
+        .charge(
+            &Key::new("app", Some("pin-1")),
+            &sub(ALICE),
+            ALICE,
+            eur("2.00"),
+            &info("pin-1"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(again, f);
+    gw.shutdown().await;
+}
+
+/// Sessions: a style learnt earlier (here: from the store, command level) that the OCS refuses
+/// (3GPP: MSCC only). The INITIAL goes once more in MSCC, the style is learnt anew, and the
+/// reservation's UPDATE and TERMINATION go in MSCC too.
+#[tokio::test]
+async fn a_session_style_the_ocs_refuses_is_learnt_anew_and_kept_by_the_session() {
+    use charging_gateway::credit_control::style::Evidence;
+    use charging_gateway::credit_control::{LearnedStyle, RequestKind, UnitsStyle};
+    let gw = gateway_on("auto", "3gpp").await;
+    gw.client.styles().seed(LearnedStyle {
+        ocs: "ocs.charging.local".into(),
+        kind: RequestKind::Sessions,
+        style: UnitsStyle::CommandLevel,
+        evidence: Evidence::Accepted,
+        learned_ms: 1,
+    });
+    let key = Key::new("app", None);
+    let r = gw
+        .charging
+        .reserve(&key, &sub(ALICE), ALICE, eur("10.00"), &info("s-1"))
+        .await
+        .unwrap();
+    let id = r.reservation_id.unwrap();
+    let learnt = gw
+        .client
+        .styles()
+        .known("ocs.charging.local", RequestKind::Sessions)
+        .unwrap();
+    assert_eq!(learnt.style, UnitsStyle::Mscc);
+    assert!(matches!(learnt.evidence, Evidence::Fallback { .. }));
+    gw.charging
+        .charge_reservation(&Key::new("app", Some("s-1c")), &id, eur("4.00"), &info("s-1c"))
+        .await
+        .unwrap();
+    gw.charging.release(&key, &id).await.unwrap();
+    assert_eq!(balance(&gw, ALICE), eur("96.00"));
+    // Every step of the session went in MSCC: the profile refuses anything else.
+    let journal = gw.sim.as_ref().unwrap().journal();
+    assert!(journal.iter().any(|e| e.op == "commit"), "{journal:?}");
+    gw.shutdown().await;
+}
