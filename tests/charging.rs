@@ -811,7 +811,9 @@ async fn gateway_on(style: &str, profile: &str) -> Gateway {
         profile: profile.into(),
         ..sim_config(&accounts())
     };
-    let gw = Gateway::start(config(style, "2s"), Some(sim)).await.unwrap();
+    let gw = Gateway::start(config(style, "2s"), Some(sim))
+        .await
+        .unwrap();
     assert!(
         gw.wait_ready(Duration::from_secs(5)).await,
         "no OCS peer opened"
@@ -887,7 +889,11 @@ async fn a_pinned_style_the_ocs_refuses_says_what_to_change() {
     };
     assert_eq!(*result_code, 5005);
     assert_eq!(failed_avp.as_deref(), Some("Requested-Service-Unit"));
-    assert!(error_message.as_deref().is_some_and(|m| m.contains("rfc4006")));
+    assert!(
+        error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("rfc4006"))
+    );
     let hint = hint.as_deref().unwrap();
     assert!(
         hint.contains("credit_control.style.events = \"command_level\""),
@@ -959,7 +965,12 @@ async fn a_session_style_the_ocs_refuses_is_learnt_anew_and_kept_by_the_session(
     assert_eq!(learnt.style, UnitsStyle::Mscc);
     assert!(matches!(learnt.evidence, Evidence::Fallback { .. }));
     gw.charging
-        .charge_reservation(&Key::new("app", Some("s-1c")), &id, eur("4.00"), &info("s-1c"))
+        .charge_reservation(
+            &Key::new("app", Some("s-1c")),
+            &id,
+            eur("4.00"),
+            &info("s-1c"),
+        )
         .await
         .unwrap();
     gw.charging.release(&key, &id).await.unwrap();

@@ -61,6 +61,11 @@ async fn simulator(profile: &str) -> OcsSim {
 /// `gateway serve` with no `credit_control.style` (so `auto` for both kinds), SQLite in
 /// `dir`, pointing at the simulator at `ocs`.
 async fn start(dir: &Path, ocs: std::net::SocketAddr) -> GatewayProcess {
+    start_with(dir, ocs, "").await
+}
+
+/// As [`start`], with `credit_control` keys.
+async fn start_with(dir: &Path, ocs: std::net::SocketAddr, credit_control: &str) -> GatewayProcess {
     let config = format!(
         r#"
 [diameter]
@@ -77,6 +82,9 @@ reconnect_max = "1s"
 host = "ocs.charging.local"
 realm = "charging.local"
 address = "{ocs}"
+
+[credit_control]
+{credit_control}
 
 [http]
 listen = "127.0.0.1:0"
@@ -395,4 +403,46 @@ async fn a_learnt_style_the_ocs_no_longer_takes_is_learnt_anew() {
     );
     gw.stop();
     tgpp.shutdown().await;
+}
+
+/// A style pinned where the OCS does not take it: every family answers a 500 in its own error
+/// model that names the Result-Code, the Failed-AVP and the key to change, with no
+/// Retry-After (the same request will be refused again); nothing is charged.
+#[tokio::test]
+async fn a_pinned_style_the_ocs_refuses_is_a_500_that_says_what_to_change() {
+    let sim = simulator("rfc4006").await;
+    let dir = TempDir::new("style-pinned");
+    let gw = start_with(&dir.0, sim.local_addr().unwrap(), "style = \"mscc\"").await;
+    let named = |a: &Answer, text: &str| {
+        assert_eq!(a.status, 500, "{}", a.body);
+        assert!(a.header("retry-after").is_none(), "no Retry-After");
+        for part in [
+            "DIAMETER_MISSING_AVP (5005)",
+            "Failed-AVP Requested-Service-Unit",
+            "Error-Message",
+            "credit_control.style.events = \"command_level\"",
+        ] {
+            assert!(text.contains(part), "{part} in {text}");
+        }
+    };
+    let a = post(&gw, "/rest/payment/charge-amount", json!({"charge": {"amount": "1.00", "currency": "EUR"}, "endUserIdentifier": format!("tel:{ALICE}"), "referenceCode": "pin-c"}), &[]).await;
+    let m = a.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(m.starts_with("SVC0001: "), "{m}");
+    named(&a, m);
+    let a = post(&gw, "/carrier-billing/v0.5/payments", json!({"amountTransaction": {"phoneNumber": ALICE, "referenceCode": "pin-p", "paymentAmount": {"chargingInformation": {"amount": 1, "currency": "EUR", "description": "x"}}}}), &[]).await;
+    assert_eq!(a.body["code"], "INTERNAL", "{}", a.body);
+    named(&a, a.body["message"].as_str().unwrap_or_default());
+    let a = post(&gw, "/tmf-api/prepayBalanceManagement/v4/topupBalance", json!({"amount": {"amount": 1, "units": "EUR"}, "logicalResource": [{"id": "34671999000", "@referredType": "MSISDN"}]}), &[]).await;
+    assert_eq!(a.body["code"], "5005", "{}", a.body);
+    named(&a, a.body["message"].as_str().unwrap_or_default());
+    assert_eq!(
+        sim.balance(&format!("tel:{ALICE}")).unwrap().amount,
+        d("100.00")
+    );
+    assert!(sim.journal().is_empty(), "nothing applied");
+    // Reservations work in MSCC against this OCS (it takes MSCC in sessions).
+    let a = post(&gw, "/rest/payment/reserve-amount", json!({"charge": {"amount": "1.00", "currency": "EUR"}, "endUserIdentifier": format!("tel:{ALICE}")}), &[]).await;
+    expect(&a, 200, "reserve-amount");
+    gw.stop();
+    sim.shutdown().await;
 }
