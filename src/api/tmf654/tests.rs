@@ -448,6 +448,7 @@ async fn a_top_up_moves_the_balance_once_even_when_retried() {
     );
     assert_eq!(v["@type"], "TopupBalance");
     assert!(v["confirmationDate"].is_string() && v["requestedDate"].is_string());
+    assert_eq!(crate::api::datetime::assert_fixed_form(&v), 2, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
     assert_eq!(v["href"], format!("{TOPUPS}/{id}"));
     assert_eq!(r.header("location"), v["href"].as_str());
