@@ -483,16 +483,9 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         checkout::cancel_payment,
     ),
     components(schemas(error::ErrorInfo)),
-    modifiers(&CamaraErrors),
-    tags(
-        (name = "camara-payment", description = "CAMARA Carrier Billing v0.5.0 (sync mode): \
-            /carrier-billing/v0.5/payments"),
-        (name = "camara-refund", description = "CAMARA Carrier Billing Refund v0.3.0 (sync \
-            mode): /carrier-billing-refund/v0.3/payments/{paymentId}/refunds"),
-        (name = "camara-checkout", description = "CAMARA Carrier Billing Checkout v0.7.0 \
-            (legacy purchase model, sync, no notifications): \
-            /carrier-billing-checkout/v0/purchases"),
-    )
+    // Its tags (camara-payment, camara-refund, camara-checkout) are described with every
+    // family's in `api::openapi::FAMILIES`.
+    modifiers(&CamaraErrors)
 )]
 struct CamaraDoc;
 
