@@ -1110,9 +1110,9 @@ async fn a_monthly_top_up_from_31_january_runs_each_period_once_then_completes()
     assert_eq!(
         dates,
         [
-            "2025-01-31T10:00:00Z",
-            "2025-02-28T10:00:00Z",
-            "2025-03-31T10:00:00Z"
+            "2025-01-31T10:00:00.000Z",
+            "2025-02-28T10:00:00.000Z",
+            "2025-03-31T10:00:00.000Z"
         ]
     );
     // Nothing is due any more.
@@ -1191,10 +1191,10 @@ async fn across_a_restart_each_period_tops_up_once_and_downtime_is_caught_up_onc
     assert_eq!(
         dates,
         [
-            "2025-03-31T10:00:00Z",
-            "2025-04-30T10:00:00Z",
-            "2025-05-31T10:00:00Z",
-            "2025-06-30T10:00:00Z"
+            "2025-03-31T10:00:00.000Z",
+            "2025-04-30T10:00:00.000Z",
+            "2025-05-31T10:00:00.000Z",
+            "2025-06-30T10:00:00.000Z"
         ]
     );
 }
