@@ -21,7 +21,7 @@ use crate::credit_control::CreditControlClient;
 use crate::diameter::dict::Dictionary;
 use crate::diameter::node::Node;
 use crate::diameter::router::NoApplications;
-use crate::ocs::{OcsSim, OcsSimConfig};
+use crate::ocs::{OcsSim, OcsSimConfig, SimPeer};
 use crate::store::Store;
 
 /// A running gateway (without its REST server, which the caller runs on top).
@@ -86,6 +86,19 @@ impl Gateway {
             };
             if let Some(p) = &cfg.ocs_sim.profile {
                 sim_cfg.profile = p.clone();
+            }
+            // The simulator knows the gateway it runs for: its CER comes from a configured
+            // peer, not from an unknown one it happens to accept.
+            let me = &cfg.diameter;
+            if !sim_cfg
+                .peers
+                .iter()
+                .any(|p| p.host.eq_ignore_ascii_case(&me.origin_host))
+            {
+                sim_cfg.peers.push(SimPeer {
+                    host: me.origin_host.clone(),
+                    realm: me.origin_realm.clone(),
+                });
             }
             let host = sim_cfg.origin_host.clone();
             let sim = OcsSim::start(sim_cfg, Arc::clone(&dict))

@@ -80,7 +80,8 @@ impl fmt::Display for MessageId {
     }
 }
 
-/// The error body, exactly as the seed gives it.
+/// The OCSG error body, exactly as the seed gives it: a Parlay X ServiceException or
+/// PolicyException (`error.type`), its message starting with the message id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"error": {
     "type": "org.csapi.schema.parlayx.common.v3_1.ServiceException",

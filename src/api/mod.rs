@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod auth;
 pub mod camara;
+pub mod datetime;
 pub mod error;
 pub mod ocs;
 pub mod openapi;

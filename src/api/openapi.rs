@@ -1,9 +1,22 @@
 //! The OpenAPI 3 document, generated (utoipa) from the handlers and the body types they parse,
 //! so that it matches the code; served at `/openapi.json`.
 //!
-//! The payment operations all answer the same error statuses (400, 401, 403, 409, 413, 415,
-//! 500, 503 with the ServiceException / PolicyException body): a modifier adds them to every
-//! `/rest/payment/` path rather than repeating them on each handler.
+//! ```text
+//! family (tag)       paths                                      error body (component)
+//! payment            /rest/payment/<operation>                  ErrorBody (ServiceException / PolicyException)
+//! camara-payment     /carrier-billing/v0.5/payments...          ErrorInfo
+//! camara-refund      /carrier-billing-refund/v0.3/...           ErrorInfo
+//! camara-checkout    /carrier-billing-checkout/v0/purchases...  ErrorInfo
+//! tmf654             /tmf-api/prepayBalanceManagement/v4/...    TmfError
+//! admin              /metrics, /admin/...                       ErrorBody
+//! operations         /health/..., /openapi.json                 Health (the readiness 503)
+//! ```
+//!
+//! Every operation carries exactly one family tag ([`FAMILIES`], which also gives the tags'
+//! descriptions), and each error status it documents carries its family's error body. The
+//! payment operations all answer the same error statuses: a modifier adds them to every
+//! `/rest/payment/` path rather than repeating them on each handler (the CAMARA and TMF654
+//! parts do the same for theirs, the admin routes here).
 
 use utoipa::openapi::path::Operation as PathOperation;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -16,11 +29,24 @@ use super::error::ErrorBody;
 #[openapi(
     info(
         title = "charging-gateway REST API",
-        description = "OCSG RESTful Payment facade (Parlay X 3.0 Payment semantics) over Diameter \
-            Credit-Control (RFC 4006 / RFC 8506, 3GPP Gy/Ro), and the gateway's operations \
-            endpoints. Errors are Parlay X ServiceException / PolicyException bodies whose \
+        description = "REST front ends over Diameter Credit-Control (RFC 4006 / RFC 8506, \
+            3GPP Gy/Ro) with an OCS: a 2xx means the OCS confirmed and the record is durable. \
+            Three API families, each with its own error model (every operation is tagged with \
+            its family; each error response names that family's body):\n\n\
+            - OCSG RESTful Payment (tag `payment`, /rest/payment/): Parlay X 3.0 Payment \
+            semantics. Errors: `ErrorBody`, a Parlay X ServiceException or PolicyException whose \
             message starts with the message id (SVC0001, SVC0002, SVC0007, SVC0270, POL0001, \
-            POL2011)."
+            POL2011).\n\
+            - CAMARA Carrier Billing v0.5.0, Carrier Billing Refund v0.3.0 and Carrier Billing \
+            Checkout v0.7.0, sync mode (tags `camara-payment`, `camara-refund`, \
+            `camara-checkout`). Errors: CAMARA `ErrorInfo` {status, code, message}; \
+            x-correlator echoed.\n\
+            - TMF654 Prepay Balance Management v4 (tag `tmf654`): top-ups and balance \
+            sufficiency. Errors: TMF `TmfError` {code, reason, message, status, @type}, code the \
+            Diameter Result-Code when the OCS gave one.\n\n\
+            And the gateway's own endpoints: `admin` (metrics, stored records; admin \
+            applications; errors as OCSG `ErrorBody`) and `operations` (health, this document; \
+            no authentication; the readiness probe's 503 is its `Health` body)."
     ),
     paths(
         super::payment::charge_amount,
@@ -40,20 +66,85 @@ use super::error::ErrorBody;
         super::ocs::admin,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&Security, &PaymentErrors),
-    tags(
-        (name = "payment", description = "OCSG RESTful Payment: /rest/payment/<operation>"),
-        (name = "operations", description = "Health and the API description"),
-        (name = "admin", description = "Metrics and stored records; admin applications only"),
-    )
+    modifiers(&Security, &PaymentErrors, &AdminErrors)
 )]
 pub struct ApiDoc;
+
+/// A family of operations: its tag, what it is (the tag's description), and the component
+/// schema of its error answers.
+#[derive(Clone, Copy, Debug)]
+pub struct Family {
+    pub tag: &'static str,
+    pub description: &'static str,
+    pub error_schema: &'static str,
+}
+
+/// Every family of the document, in the order of its tags.
+pub const FAMILIES: &[Family] = &[
+    Family {
+        tag: "payment",
+        description: "OCSG RESTful Payment (Parlay X 3.0 Payment): /rest/payment/<operation>; \
+            HTTP Basic or X-API-Key. Errors: ErrorBody, a Parlay X ServiceException (SVC0001, \
+            SVC0002, SVC0007, SVC0270) or PolicyException (POL0001, POL2011).",
+        error_schema: "ErrorBody",
+    },
+    Family {
+        tag: "camara-payment",
+        description: "CAMARA Carrier Billing v0.5.0 (sync mode): /carrier-billing/v0.5/payments. \
+            Errors: CAMARA ErrorInfo {status, code, message}.",
+        error_schema: "ErrorInfo",
+    },
+    Family {
+        tag: "camara-refund",
+        description: "CAMARA Carrier Billing Refund v0.3.0 (sync mode): \
+            /carrier-billing-refund/v0.3/payments/{paymentId}/refunds. Errors: CAMARA ErrorInfo.",
+        error_schema: "ErrorInfo",
+    },
+    Family {
+        tag: "camara-checkout",
+        description: "CAMARA Carrier Billing Checkout v0.7.0 (legacy purchase model, sync, no \
+            notifications): /carrier-billing-checkout/v0/purchases. Errors: CAMARA ErrorInfo.",
+        error_schema: "ErrorInfo",
+    },
+    Family {
+        tag: "tmf654",
+        description: "TMF654 Prepay Balance Management v4: monetary top-ups (CCR EVENT \
+            REFUND_ACCOUNT), automatic top-ups, balance sufficiency (CHECK_BALANCE). Errors: \
+            TMF Error bodies (TmfError) {code, reason, message, status, @type}; code is the \
+            Diameter Result-Code when the OCS gave one.",
+        error_schema: "TmfError",
+    },
+    Family {
+        tag: "admin",
+        description: "Metrics and stored records (disputes); admin applications only. Errors: \
+            the OCSG ErrorBody (SVC0001, SVC0002, POL0001).",
+        error_schema: "ErrorBody",
+    },
+    Family {
+        tag: "operations",
+        description: "Health and this API description; no authentication. /health/ready \
+            answers 503 with its Health body ({\"status\": \"not ready\"}) while no OCS \
+            peer is open.",
+        error_schema: "Health",
+    },
+];
 
 /// The document.
 pub fn document() -> Doc {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::camara::openapi());
     doc.merge(super::tmf654::Tmf654Doc::openapi());
+    doc.tags = Some(
+        FAMILIES
+            .iter()
+            .map(|f| {
+                utoipa::openapi::tag::TagBuilder::new()
+                    .name(f.tag)
+                    .description(Some(f.description))
+                    .build()
+            })
+            .collect(),
+    );
     doc
 }
 
@@ -136,6 +227,66 @@ impl Modify for PaymentErrors {
     }
 }
 
+/// What the admin routes answer besides their result, with the OCSG error body: the same
+/// authentication as the payment operations, then the admin check (`auth::require_admin`).
+const ADMIN_ERRORS: &[(&str, &str, &str)] = &[
+    (
+        "/admin/operations",
+        "400",
+        "A query parameter is invalid (SVC0002, the parameter named)",
+    ),
+    ("", "401", "Authentication required (SVC0001)"),
+    (
+        "",
+        "403",
+        "The application is not an administrator (POL0001: admin = true)",
+    ),
+    (
+        "/admin/reservations/{id}",
+        "404",
+        "No such reservation (SVC0002)",
+    ),
+    (
+        "/metrics",
+        "404",
+        "Metrics are not enabled on this gateway (SVC0001)",
+    ),
+    ("/admin/", "500", "The store could not be read (SVC0001)"),
+];
+
+struct AdminErrors;
+
+impl Modify for AdminErrors {
+    fn modify(&self, doc: &mut Doc) {
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if !(path.starts_with("/admin/") || path == "/metrics") {
+                continue;
+            }
+            let Some(op) = item.get.as_mut() else {
+                continue;
+            };
+            for (prefix, status, description) in ADMIN_ERRORS {
+                if !path.starts_with(prefix) {
+                    continue;
+                }
+                op.responses.responses.insert(
+                    (*status).to_string(),
+                    ResponseBuilder::new()
+                        .description(*description)
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                .build(),
+                        )
+                        .build()
+                        .into(),
+                );
+            }
+        }
+    }
+}
+
 fn add_errors(op: &mut PathOperation, error: &dyn Fn() -> utoipa::openapi::Content) {
     for (status, description) in PAYMENT_ERRORS {
         op.responses.responses.insert(
@@ -146,5 +297,159 @@ fn add_errors(op: &mut PathOperation, error: &dyn Fn() -> utoipa::openapi::Conte
                 .build()
                 .into(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    use super::*;
+
+    /// The family each served path belongs to, from its path alone (independent of the tags
+    /// the handlers declare), and the error body that family answers with.
+    fn family_of(path: &str) -> (&'static str, &'static str) {
+        if path.starts_with("/rest/payment/") {
+            ("payment", "ErrorBody")
+        } else if path.starts_with("/carrier-billing/") {
+            ("camara-payment", "ErrorInfo")
+        } else if path.starts_with("/carrier-billing-refund/") {
+            ("camara-refund", "ErrorInfo")
+        } else if path.starts_with("/carrier-billing-checkout/") {
+            ("camara-checkout", "ErrorInfo")
+        } else if path.starts_with("/tmf-api/prepayBalanceManagement/") {
+            ("tmf654", "TmfError")
+        } else if path.starts_with("/admin/") || path == "/metrics" {
+            ("admin", "ErrorBody")
+        } else if path == "/health" {
+            // The operator's view answers 503 with the same view while not ready.
+            ("operations", "OcsView")
+        } else if path.starts_with("/health/") || path == "/openapi.json" {
+            ("operations", "Health")
+        } else {
+            panic!("{path}: a path of no known family")
+        }
+    }
+
+    #[test]
+    fn every_operation_is_in_one_described_family_with_its_error_body() {
+        let doc: Value = serde_json::from_str(&document().to_json().unwrap()).unwrap();
+        let tags: Vec<(&str, &str)> = doc["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["name"].as_str().unwrap(),
+                    t["description"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        let families: BTreeSet<&str> = tags.iter().map(|t| t.0).collect();
+        assert_eq!(families.len(), tags.len(), "a tag listed twice: {tags:?}");
+        for (name, description) in &tags {
+            assert!(
+                description.len() > 40,
+                "{name} is not described: {description:?}"
+            );
+        }
+        let schemas = &doc["components"]["schemas"];
+        let mut used = BTreeSet::new();
+        let mut operations = 0;
+        let mut errors_of = std::collections::BTreeMap::<&str, usize>::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let (family, error) = family_of(path);
+            for (method, op) in item.as_object().unwrap() {
+                let at = format!("{} {path}", method.to_uppercase());
+                operations += 1;
+                let own: Vec<&str> = op["tags"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{at}: no tags"))
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter(|t| families.contains(t))
+                    .collect();
+                assert_eq!(own, [family], "{at}: exactly one family tag, its own");
+                used.insert(family);
+                if family != "operations" {
+                    // Every other family authenticates: its refusals are documented too.
+                    for status in ["401", "403"] {
+                        assert!(op["responses"][status].is_object(), "{at}: no {status}");
+                    }
+                }
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    if !(status.starts_with('4') || status.starts_with('5')) {
+                        continue;
+                    }
+                    *errors_of.entry(family).or_default() += 1;
+                    let content = response["content"]
+                        .as_object()
+                        .unwrap_or_else(|| panic!("{at} {status}: no body documented"));
+                    assert!(!content.is_empty(), "{at} {status}");
+                    for (media, c) in content {
+                        assert_eq!(
+                            c["schema"]["$ref"],
+                            format!("#/components/schemas/{error}"),
+                            "{at} {status} {media}: not the {family} error body"
+                        );
+                    }
+                }
+            }
+        }
+        // Every family described is one that operations use, and the reverse.
+        assert_eq!(used, families);
+        assert_eq!(
+            operations,
+            crate::api::routes().len(),
+            "one per route served"
+        );
+        // ... and each of them documents errors (so the checks above held on something).
+        assert_eq!(errors_of.keys().copied().collect::<BTreeSet<_>>(), families);
+        // Each family's error body is a component, with the shape its family defines.
+        assert!(
+            schemas["ErrorBody"]["properties"]["error"]["$ref"]
+                == "#/components/schemas/ErrorDetail"
+        );
+        assert!(schemas["ErrorDetail"]["properties"]["type"].is_object());
+        for field in ["status", "code", "message"] {
+            assert!(
+                schemas["ErrorInfo"]["properties"][field].is_object(),
+                "ErrorInfo.{field}"
+            );
+        }
+        for field in ["code", "reason", "message", "status", "@type"] {
+            assert!(
+                schemas["TmfError"]["properties"][field].is_object(),
+                "TmfError.{field}"
+            );
+        }
+        assert!(schemas["Health"]["properties"]["status"].is_object());
+        // The description of the whole document names every family and its error model.
+        let info = doc["info"]["description"].as_str().unwrap();
+        for needle in [
+            "OCSG",
+            "ServiceException",
+            "PolicyException",
+            "CAMARA",
+            "ErrorInfo",
+            "Refund",
+            "Checkout",
+            "TMF654",
+            "TmfError",
+        ] {
+            assert!(
+                info.contains(needle),
+                "info.description does not say {needle}"
+            );
+        }
+        for f in FAMILIES {
+            assert!(
+                info.contains(&format!("`{}`", f.tag)),
+                "info.description: {}",
+                f.tag
+            );
+        }
     }
 }

@@ -203,6 +203,23 @@ pub fn minor_unit(currency: Currency) -> Result<u32, MoneyError> {
         .ok_or(MoneyError::NoMinorUnit(currency.code()))
 }
 
+/// `amount` as it is written for people: exactly the currency's minor-unit digits (`0` and
+/// `0.000` EUR -> `0.00`, `5.0` JPY -> `5`, `1.5` KWD -> `1.500`), so that one table or body
+/// never mixes `0` and `0.00`. An amount more precise than the minor unit keeps its digits
+/// (never rounded: `0.005` EUR stays `0.005`); a currency without a minor unit (XAU) is left
+/// as it is.
+pub fn with_minor_digits(amount: Decimal, currency: Currency) -> Decimal {
+    let Ok(minor) = minor_unit(currency) else {
+        return amount;
+    };
+    let mut fixed = amount.normalize();
+    if fixed.scale() < minor {
+        // Widening only: exact (rescale caps the scale where the mantissa would overflow).
+        fixed.rescale(minor);
+    }
+    fixed
+}
+
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.amount, self.currency.code())
@@ -233,6 +250,25 @@ mod tests {
         assert_eq!(decimal_from_unit_value(-7, 0), Ok(d("-7")));
         assert!(decimal_from_unit_value(1, -40).is_err());
         assert!(decimal_from_unit_value(i64::MAX, 30).is_err());
+    }
+
+    #[test]
+    fn amounts_are_written_with_the_minor_unit_digits() {
+        let shown = |a: &str, c: &str| with_minor_digits(d(a), currency(c).unwrap()).to_string();
+        assert_eq!(shown("0", "EUR"), "0.00");
+        assert_eq!(shown("0.000", "EUR"), "0.00");
+        assert_eq!(shown("5", "EUR"), "5.00");
+        assert_eq!(shown("12.5", "EUR"), "12.50");
+        assert_eq!(shown("-3", "EUR"), "-3.00");
+        assert_eq!(shown("0.005", "EUR"), "0.005", "never rounded");
+        assert_eq!(shown("5.0", "JPY"), "5");
+        assert_eq!(shown("1.5", "KWD"), "1.500");
+        assert_eq!(shown("2.50", "XAU"), "2.50", "no minor unit: as given");
+        assert_eq!(
+            shown("79228162514264337593543950335", "EUR"),
+            "79228162514264337593543950335",
+            "no room for decimals: unchanged, not wrapped"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, Span, debug, info, info_span, warn};
 
 use super::codec::header;
 use super::codec::{CommandCode, Limits, Message, ResultCode};
@@ -74,11 +74,14 @@ struct Shared {
     settings: PeerSettings,
     accept_unknown: bool,
     cer_timeout: Duration,
+    /// The span the node was started in (the simulator's `ocs_sim`): its listener and the peers
+    /// it creates run in it, so that their lines say whose they are.
+    span: Span,
 }
 
 impl Node {
     /// Binds the listener (if any), spawns a task per configured peer (dialling ones start at
-    /// once) and returns.
+    /// once) and returns. Every task of the node runs in the caller's current span.
     pub async fn start(
         cfg: NodeConfig,
         dict: Arc<Dictionary>,
@@ -132,8 +135,11 @@ impl Node {
                 settings: cfg.peer_settings.clone(),
                 accept_unknown: cfg.accept_unknown_peers,
                 cer_timeout: cfg.cer_timeout,
+                span: Span::current(),
             });
-            listener_task = Some(tokio::spawn(accept_loop(listener, shared)));
+            listener_task = Some(tokio::spawn(
+                accept_loop(listener, shared).in_current_span(),
+            ));
         }
         Ok(Self {
             router,
@@ -231,7 +237,8 @@ async fn incoming(mut io: BoxIo, shared: &Shared) -> io::Result<()> {
         Some(i) => i,
         None if shared.accept_unknown => {
             info!(origin_host = %caps.origin_host, "accepting a peer not in the configuration");
-            add_dynamic_peer(shared, &caps)
+            // The peer outlives this connection: its task belongs to the node.
+            shared.span.in_scope(|| add_dynamic_peer(shared, &caps))
         }
         None => {
             warn!(origin_host = %caps.origin_host, "CER from an unknown peer refused (3010)");

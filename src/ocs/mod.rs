@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use iso_currency::Currency;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::credit_control::{CreditControlAnswer, CreditControlRequest, Money, SubscriptionId};
 use crate::diameter::codec::{ApplicationId, Limits, Message, MessageBuf, ResultCode};
@@ -420,6 +420,9 @@ pub struct OcsSim {
     node: Node,
     shared: Arc<Shared>,
     supervision: tokio::task::JoinHandle<()>,
+    /// `ocs_sim{origin_host}`: every line of the simulator (its node, peers, supervision) is
+    /// logged inside it, apart from the gateway's when both run in one process.
+    span: tracing::Span,
 }
 
 impl std::fmt::Debug for OcsSim {
@@ -433,6 +436,17 @@ impl std::fmt::Debug for OcsSim {
 impl OcsSim {
     /// Loads the books (configuration, then the journal), binds and starts answering.
     pub async fn start(cfg: OcsSimConfig, dict: Arc<Dictionary>) -> Result<Self, String> {
+        let span = info_span!("ocs_sim", origin_host = %cfg.origin_host);
+        Self::start_in(cfg, dict, span.clone())
+            .instrument(span)
+            .await
+    }
+
+    async fn start_in(
+        cfg: OcsSimConfig,
+        dict: Arc<Dictionary>,
+        span: tracing::Span,
+    ) -> Result<Self, String> {
         let mut ledger = cfg.ledger()?;
         let profile = cfg.profile()?;
         let currency = OcsSimConfig::currency(&cfg.default_currency, "default_currency")?;
@@ -505,29 +519,33 @@ impl OcsSim {
             .map_err(|e| format!("listen {listen}: {e}"))?;
         *shared.router.write().unwrap_or_else(|e| e.into_inner()) = Some(node.router().clone());
         let sup = shared.clone();
-        let supervision = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                let expired = sup
-                    .ledger
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .expire(Instant::now());
-                if !expired.is_empty() {
-                    info!(
-                        count = expired.len(),
-                        "reservations released by supervision (Tcc)"
-                    );
+        let supervision = tokio::spawn(
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let expired = sup
+                        .ledger
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .expire(Instant::now());
+                    if !expired.is_empty() {
+                        info!(
+                            count = expired.len(),
+                            "reservations released by supervision (Tcc)"
+                        );
+                    }
+                    sup.persist(&expired);
                 }
-                sup.persist(&expired);
             }
-        });
+            .in_current_span(),
+        );
         info!(address = %node.local_addr().map(|a| a.to_string()).unwrap_or_default(), profile = %profile, "OCS simulator listening");
         Ok(Self {
             node,
             shared,
             supervision,
+            span,
         })
     }
 
@@ -603,7 +621,7 @@ impl OcsSim {
     /// Graceful stop: DPR to every peer.
     pub async fn shutdown(self) {
         self.supervision.abort();
-        self.node.shutdown().await;
+        self.node.shutdown().instrument(self.span).await;
     }
 }
 

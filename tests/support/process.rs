@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -67,6 +68,10 @@ pub struct GatewayProcess {
     child: Child,
     /// `127.0.0.1:<port>` of its REST API.
     pub host: String,
+    /// Every line it has logged so far (stderr, text format).
+    log: Arc<Mutex<Vec<String>>>,
+    /// The thread reading its stderr; it ends when the process does.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for GatewayProcess {
@@ -95,7 +100,9 @@ impl GatewayProcess {
         // The REST address is in the "REST API listening" log line.
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::clone(&log);
+        let reader = std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if !sent
@@ -105,12 +112,18 @@ impl GatewayProcess {
                     let _ = tx.send(a.split_whitespace().next().unwrap_or("").to_string());
                     sent = true;
                 }
+                lines.lock().unwrap().push(line);
             }
         });
         let host = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("the gateway logs its REST address");
-        let gw = Self { child, host };
+        let gw = Self {
+            child,
+            host,
+            log,
+            reader: Some(reader),
+        };
         for _ in 0..200 {
             if let Ok(a) = gw.request("GET", "/health/ready", None, &[], None).await
                 && a.status == 200
@@ -186,6 +199,27 @@ impl GatewayProcess {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
+    }
+
+    /// The lines logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, then (up to 20 s) its exit status and every line it logged, to the last.
+    pub fn terminate_and_log(mut self) -> (Option<ExitStatus>, Vec<String>) {
+        self.terminate();
+        let reader = self.reader.take();
+        let log = Arc::clone(&self.log);
+        let status = self.wait_exit();
+        if status.is_some()
+            && let Some(r) = reader
+        {
+            // Its stderr is closed: the reader has seen every line.
+            let _ = r.join();
+        }
+        let lines = log.lock().unwrap().clone();
+        (status, lines)
     }
 
     /// Waits (up to 20 s) for the process to end; its exit status.

@@ -147,6 +147,8 @@ pub struct MoneyAmountInput {
     /// ISO 4217 alphabetic code.
     #[schema(required = true, nullable = false, example = "EUR")]
     pub currency: Option<String>,
+    /// Default false. One value for an order: an item without it takes the total's (or, when
+    /// the total has none, the items'); an item contradicting it is refused (400).
     pub tax_included: Option<bool>,
 }
 
@@ -373,11 +375,12 @@ impl PurchaseDoc {
 
 // ---- checks ----------------------------------------------------------------------------------
 
-/// A `MoneyAmount`: multipleOf 0.01, above zero, exact in an ISO 4217 currency.
+/// A `MoneyAmount`: multipleOf 0.01, above zero, exact in an ISO 4217 currency; with the
+/// `taxIncluded` the client sent, if it sent one (the caller settles the order's).
 fn money_amount(
     path: &str,
     m: Option<MoneyAmountInput>,
-) -> Result<(MoneyAmount, Money), CamaraError> {
+) -> Result<(MoneyAmount, Money, Option<bool>), CamaraError> {
     let Some(m) = m else {
         return Err(CamaraError::missing(path));
     };
@@ -394,7 +397,35 @@ fn money_amount(
             tax_included: m.tax_included.unwrap_or(false),
         },
         money,
+        m.tax_included,
     ))
+}
+
+/// The order's `taxIncluded`, one for the total and every item: the items add up to the total,
+/// so either they all include taxes or none does. The total's value when the client gave it,
+/// else the first item's that gave one, else the schema's default (false). An item (or, with
+/// the total silent, an item after the first) that says otherwise contradicts it: 400 naming
+/// both. `given[i]` is what item `i` sent.
+fn tax_basis(op: &str, total: Option<bool>, given: &[Option<bool>]) -> Result<bool, CamaraError> {
+    let (basis, from) = match (total, given.iter().position(Option::is_some)) {
+        (Some(t), _) => (t, format!("{op}.totalAmount.taxIncluded")),
+        (None, Some(i)) => (
+            given.get(i).copied().flatten().unwrap_or(false),
+            format!("{op}.items[{i}].amount.taxIncluded"),
+        ),
+        (None, None) => return Ok(false),
+    };
+    for (i, g) in given.iter().enumerate() {
+        if let Some(v) = g
+            && *v != basis
+        {
+            return Err(CamaraError::invalid(format!(
+                "{op}.items[{i}].amount.taxIncluded: {v} contradicts {from} ({basis}): the items \
+                 add up to the total, so they include taxes exactly when it does"
+            )));
+        }
+    }
+    Ok(basis)
 }
 
 /// `payable`, checked: a digital good whose items add up to its total.
@@ -428,7 +459,8 @@ pub fn digital_good(
         return Err(CamaraError::missing(&op));
     };
     let id = model::opt_text(&format!("{op}.id"), o.id, MAX_KEY)?;
-    let (total_amount, total) = money_amount(&format!("{op}.totalAmount"), o.total_amount)?;
+    let (mut total_amount, total, total_tax) =
+        money_amount(&format!("{op}.totalAmount"), o.total_amount)?;
     let Some(inputs) = o.items else {
         return Err(CamaraError::missing(&format!("{op}.items")));
     };
@@ -439,11 +471,12 @@ pub fn digital_good(
         )));
     }
     let mut items = Vec::with_capacity(inputs.len());
+    let mut taxes = Vec::with_capacity(inputs.len());
     let mut sum = Decimal::ZERO;
     for (i, it) in inputs.into_iter().enumerate() {
         let ip = format!("{op}.items[{i}]");
         let name = model::text(&format!("{ip}.name"), it.name, MAX_DESCRIPTION)?;
-        let (amount, m) = money_amount(&format!("{ip}.amount"), it.amount)?;
+        let (amount, m, tax) = money_amount(&format!("{ip}.amount"), it.amount)?;
         if m.currency != total.currency {
             return Err(CamaraError::invalid(format!(
                 "{ip}.amount.currency: {} differs from the totalAmount's {}",
@@ -455,12 +488,18 @@ pub fn digital_good(
             .checked_add(m.amount)
             .ok_or_else(|| CamaraError::invalid(format!("{op}.items: the sum is too large")))?;
         items.push(MarketOrderItem { name, amount });
+        taxes.push(tax);
     }
     if sum != total.amount {
         return Err(CamaraError::invalid(format!(
             "{op}.totalAmount.value: {} is not the sum of the items ({sum})",
             total.amount
         )));
+    }
+    let tax_included = tax_basis(&op, total_tax, &taxes)?;
+    total_amount.tax_included = tax_included;
+    for it in &mut items {
+        it.amount.tax_included = tax_included;
     }
     Ok((
         DigitalGood {

@@ -447,16 +447,10 @@ impl Drop for KeyGuard {
 
 // ---- times -----------------------------------------------------------------------------------
 
-/// RFC 3339 with the zone (UTC), milliseconds: `2026-12-01T10:00:00.123Z`.
+/// RFC 3339 in UTC, always with milliseconds: `2026-12-01T10:00:00.120Z` (the one form of
+/// every body, [`crate::api::datetime`]).
 pub fn rfc3339(ms: i64) -> String {
-    let nanos = i128::from(ms) * 1_000_000;
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
+    crate::api::datetime::format_ms(ms)
 }
 
 /// An RFC 3339 date-time with its zone (`Z` or `+hh:mm`), in ms since the epoch.
@@ -489,16 +483,9 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         checkout::cancel_payment,
     ),
     components(schemas(error::ErrorInfo)),
-    modifiers(&CamaraErrors),
-    tags(
-        (name = "camara-payment", description = "CAMARA Carrier Billing v0.5.0 (sync mode): \
-            /carrier-billing/v0.5/payments"),
-        (name = "camara-refund", description = "CAMARA Carrier Billing Refund v0.3.0 (sync \
-            mode): /carrier-billing-refund/v0.3/payments/{paymentId}/refunds"),
-        (name = "camara-checkout", description = "CAMARA Carrier Billing Checkout v0.7.0 \
-            (legacy purchase model, sync, no notifications): \
-            /carrier-billing-checkout/v0/purchases"),
-    )
+    // Its tags (camara-payment, camara-refund, camara-checkout) are described with every
+    // family's in `api::openapi::FAMILIES`.
+    modifiers(&CamaraErrors)
 )]
 struct CamaraDoc;
 

@@ -410,8 +410,9 @@ async fn a_one_step_payment_is_charged_and_answered_201_succeeded() {
     );
     let session = at["serverReferenceCode"].as_str().unwrap().to_string();
     assert!(session.starts_with("gw.charging.local;"), "{session}");
-    assert!(v["paymentCreationDate"].as_str().unwrap().ends_with('Z'));
     assert!(v["paymentDate"].is_string());
+    // paymentCreationDate and paymentDate, in the one form.
+    assert_eq!(crate::api::datetime::assert_fixed_form(&v), 2, "{v}");
     // The OCS debited it once, in that session.
     assert_eq!(w.balance(ALICE), d("95.01"));
     let debits: Vec<_> = w
@@ -871,6 +872,8 @@ async fn partial_and_total_refunds_never_exceed_the_payment() {
     assert_eq!(v["refundStatus"], "succeeded");
     assert_eq!(v["type"], "partial");
     assert_eq!(v["reason"], "customer request");
+    // refundCreationDate and refundDate, in the one form.
+    assert_eq!(crate::api::datetime::assert_fixed_form(&v), 2, "{v}");
     assert_eq!(
         v["amountTransaction"]["refundAmount"]["chargingInformation"]["amount"],
         num("10.00")
@@ -1806,6 +1809,18 @@ fn correlators_phone_numbers_and_ids() {
         derived_id("pay-", &["a", "b"])
     );
     assert_eq!(derived_id("pay-", &["a"]).len(), 28);
+}
+
+#[test]
+fn times_have_one_form() {
+    // Whole tenths and whole seconds keep three digits (`.7Z` and `28Z` before).
+    assert_eq!(rfc3339(1_796_206_288_700), "2026-12-02T10:11:28.700Z");
+    assert_eq!(rfc3339(1_796_206_288_703), "2026-12-02T10:11:28.703Z");
+    assert_eq!(rfc3339(1_796_206_288_000), "2026-12-02T10:11:28.000Z");
+    assert_eq!(
+        parse_rfc3339("2026-12-02T10:11:28.7Z"),
+        Some(1_796_206_288_700)
+    );
 }
 
 #[tokio::test]

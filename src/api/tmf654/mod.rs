@@ -671,11 +671,8 @@ async fn bucket(
         TopupLedger,
         TmfError,
     )),
-    modifiers(&TmfErrors),
-    tags((name = "tmf654", description = "TMF654 Prepay Balance Management v4: monetary \
-        top-ups (CCR EVENT REFUND_ACCOUNT), automatic top-ups, balance sufficiency \
-        (CHECK_BALANCE). Errors are TMF Error bodies {code, reason, message, status, @type}; \
-        code is the Diameter Result-Code when the OCS gave one."))
+    // Its tag (tmf654) is described with every family's in `api::openapi::FAMILIES`.
+    modifiers(&TmfErrors)
 )]
 pub struct Tmf654Doc;
 

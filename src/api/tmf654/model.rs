@@ -107,12 +107,12 @@ pub struct LogicalResourceRef {
     pub referred_type: Option<String>,
 }
 
-/// TMF `TimePeriod` (RFC 3339 date-times).
+/// TMF `TimePeriod` (RFC 3339 date-times; answered with milliseconds, in the offset sent).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TimePeriod {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = "2025-01-31T10:00:00Z")]
+    #[schema(example = "2025-01-31T10:00:00.000Z")]
     pub start_date_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_date_time: Option<String>,

@@ -121,11 +121,10 @@ pub fn from_ms(ms: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// RFC 3339 text of `ms` (UTC, millisecond precision).
+/// RFC 3339 text of `ms`: UTC, always with milliseconds (`2025-02-28T10:00:00.000Z`, the one
+/// form of every body, [`crate::api::datetime`]).
 pub fn rfc3339(ms: i64) -> String {
-    from_ms(ms)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    crate::api::datetime::format_ms(ms)
 }
 
 /// What the scheduler (and the handlers) read the time from.
@@ -267,7 +266,7 @@ mod tests {
         let c = ManualClock::new(datetime!(2025-01-31 10:00 UTC));
         assert_eq!(c.now_ms(), to_ms(datetime!(2025-01-31 10:00 UTC)));
         c.set(datetime!(2025-02-28 10:00 UTC));
-        assert_eq!(rfc3339(c.now_ms()), "2025-02-28T10:00:00Z");
+        assert_eq!(rfc3339(c.now_ms()), "2025-02-28T10:00:00.000Z");
         assert!(SystemClock.now_ms() > to_ms(datetime!(2024-01-01 0:00 UTC)));
     }
 }

@@ -449,6 +449,7 @@ async fn a_top_up_moves_the_balance_once_even_when_retried() {
     );
     assert_eq!(v["@type"], "TopupBalance");
     assert!(v["confirmationDate"].is_string() && v["requestedDate"].is_string());
+    assert_eq!(crate::api::datetime::assert_fixed_form(&v), 2, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
     assert_eq!(v["href"], format!("{TOPUPS}/{id}"));
     assert_eq!(r.header("location"), v["href"].as_str());
@@ -1110,9 +1111,9 @@ async fn a_monthly_top_up_from_31_january_runs_each_period_once_then_completes()
     assert_eq!(
         dates,
         [
-            "2025-01-31T10:00:00Z",
-            "2025-02-28T10:00:00Z",
-            "2025-03-31T10:00:00Z"
+            "2025-01-31T10:00:00.000Z",
+            "2025-02-28T10:00:00.000Z",
+            "2025-03-31T10:00:00.000Z"
         ]
     );
     // Nothing is due any more.
@@ -1191,10 +1192,10 @@ async fn across_a_restart_each_period_tops_up_once_and_downtime_is_caught_up_onc
     assert_eq!(
         dates,
         [
-            "2025-03-31T10:00:00Z",
-            "2025-04-30T10:00:00Z",
-            "2025-05-31T10:00:00Z",
-            "2025-06-30T10:00:00Z"
+            "2025-03-31T10:00:00.000Z",
+            "2025-04-30T10:00:00.000Z",
+            "2025-05-31T10:00:00.000Z",
+            "2025-06-30T10:00:00.000Z"
         ]
     );
 }

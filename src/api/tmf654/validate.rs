@@ -462,7 +462,13 @@ pub(crate) fn new_topup(
         is_auto_topup: recurring.is_some(),
         recurring_period: recurring.as_ref().map(|r| r.period),
         number_of_periods: recurring.as_ref().and_then(|r| r.periods),
-        valid_for: req.valid_for.clone().filter(|_| recurring.is_some()),
+        // Echoed in the one form of every date-time (milliseconds, the client's offset kept).
+        valid_for: recurring.as_ref().and_then(|r| {
+            req.valid_for.as_ref().map(|_| TimePeriod {
+                start_date_time: r.start.map(crate::api::datetime::format),
+                end_date_time: r.end.map(crate::api::datetime::format),
+            })
+        }),
         logical_resource: resources,
         bucket: req.bucket,
         party_account: req.party_account,
@@ -873,9 +879,34 @@ mod tests {
             serde_json::json!({"isAutoTopup": true, "recurringPeriod": "monthly",
             "numberOfPeriods": 12, "validFor": {"startDateTime": "2025-01-31T10:00:00Z"}}),
         ));
+        assert_eq!(
+            t.view.valid_for,
+            Some(TimePeriod {
+                start_date_time: Some("2025-01-31T10:00:00.000Z".into()),
+                end_date_time: None,
+            }),
+            "echoed in the one form: milliseconds always"
+        );
         let r = t.recurring.unwrap();
         assert_eq!((r.period, r.periods), (RecurringPeriod::Monthly, Some(12)));
         assert_eq!(r.start, Some(datetime!(2025-01-31 10:00 UTC)));
+        // Any precision and offset in; milliseconds out, the client's offset kept.
+        let t = ok(base(
+            serde_json::json!({"isAutoTopup": true, "recurringPeriod": "weekly",
+            "validFor": {"startDateTime": "2025-01-31T11:30:00.5+01:00",
+                         "endDateTime": "2025-06-30T23:59:59.123456Z"}}),
+        ));
+        assert_eq!(
+            t.view.valid_for,
+            Some(TimePeriod {
+                start_date_time: Some("2025-01-31T11:30:00.500+01:00".into()),
+                end_date_time: Some("2025-06-30T23:59:59.123Z".into()),
+            })
+        );
+        let rec = t.into_record("t-1".into(), "shop", datetime!(2025-01-31 10:00:00.7 UTC));
+        assert_eq!(rec.view.requested_date, "2025-01-31T10:00:00.700Z");
+        let body = serde_json::to_value(&rec.view).unwrap();
+        assert_eq!(crate::api::datetime::assert_fixed_form(&body), 3, "{body}");
         assert!(
             ok(base(
                 serde_json::json!({"isAutoTopup": true, "recurringPeriod": "weekly"})

@@ -205,6 +205,24 @@ pub struct PeerFsm {
     backoff: Duration,
     rng: fastrand::Rng,
     stats: PeerStats,
+    /// While `Closing`: the agreed disconnect under way (its cause, and who sent the DPR).
+    agreed: Option<(DisconnectCause, DprFrom)>,
+}
+
+/// Which side asked for a disconnect (section 5.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DprFrom {
+    Us,
+    Peer,
+}
+
+impl DprFrom {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Us => "sent",
+            Self::Peer => "received",
+        }
+    }
 }
 
 impl fmt::Debug for PeerFsm {
@@ -253,6 +271,7 @@ impl PeerFsm {
             backoff,
             rng,
             stats: PeerStats::default(),
+            agreed: None,
         }
     }
 
@@ -327,6 +346,7 @@ impl PeerFsm {
             self.set_usable(false);
         }
         if next == PeerState::Closed {
+            self.agreed = None;
             self.set_timer(Timer::Handshake, None);
             self.set_timer(Timer::Closing, None);
             self.active = None;
@@ -344,11 +364,13 @@ impl PeerFsm {
 
     fn apply_watchdog(&mut self, now: Instant, out: WatchdogOutput) {
         if out.failover {
-            if self.state == PeerState::Closing {
-                // A disconnect both sides agreed on (DPR/DPA): expected, not a fault.
-                info!(peer = %self.settings.name, watchdog = self.watchdog.state().name(), "out of routing: disconnecting (DPR/DPA)");
+            if self.state.is_open() {
+                // OKAY -> SUSPECT: the connection is up but its DWR went unanswered.
+                warn!(peer = %self.settings.name, watchdog = self.watchdog.state().name(), "no answer to DWR: out of routing");
             } else {
-                warn!(peer = %self.settings.name, watchdog = self.watchdog.state().name(), "failover");
+                // Leaving an open state: a disconnect both sides agreed on (DPR/DPA, logged as
+                // such), or a lost connection (logged where it was seen). Nothing more to say.
+                debug!(peer = %self.settings.name, state = %self.state, "out of routing");
             }
             self.set_usable(false);
         }
@@ -449,9 +471,11 @@ impl PeerFsm {
                     self.ids.next_end_to_end(),
                 );
                 self.stats.dpr_sent += 1;
+                info!(peer = %self.settings.name, cause = cause.name(), "disconnecting: DPR sent");
                 self.send_buf(conn, &dpr);
                 self.set_timer(Timer::Closing, Some(now + self.settings.disconnect_timeout));
                 self.goto(now, PeerState::Closing);
+                self.agreed = Some((cause, DprFrom::Us));
             }
             (PeerState::Closing | PeerState::Closed, _) => {}
             _ => {
@@ -662,6 +686,16 @@ impl PeerFsm {
                 self.goto(now, Closed);
             }
             (Closing, c) if Some(c) == self.active => {
+                match self.agreed {
+                    // Section 5.4: the DPA's sender waits for the DPR's sender to close.
+                    Some((cause, DprFrom::Peer)) => {
+                        self.log_agreed_disconnect(cause, DprFrom::Peer)
+                    }
+                    Some((cause, DprFrom::Us)) => {
+                        info!(peer = %self.settings.name, cause = cause.name(), "disconnected: the peer closed before its DPA");
+                    }
+                    None => {}
+                }
                 self.goto(now, Closed);
             }
             _ => {}
@@ -731,11 +765,15 @@ impl PeerFsm {
                 self.send_buf(conn, &a);
                 self.set_timer(Timer::Closing, Some(now + self.settings.disconnect_timeout));
                 self.goto(now, PeerState::Closing);
+                self.agreed = Some((cause, DprFrom::Peer));
                 self.hold_for(now, cause);
             }
             (CommandCode::DISCONNECT_PEER, false) => {
                 if self.state == PeerState::Closing {
                     self.stats.dpa_received += 1;
+                    if let Some((cause, from)) = self.agreed {
+                        self.log_agreed_disconnect(cause, from);
+                    }
                     self.disconnect(conn);
                     self.goto(now, PeerState::Closed);
                 }
@@ -759,6 +797,11 @@ impl PeerFsm {
                 }
             }
         }
+    }
+
+    /// The planned end of a connection (section 5.4), said as such: no failover, no watchdog.
+    fn log_agreed_disconnect(&self, cause: DisconnectCause, from: DprFrom) {
+        info!(peer = %self.settings.name, cause = cause.name(), dpr = from.name(), "disconnected after DPR/DPA");
     }
 
     /// After a peer's DPR: a REBOOTING peer may be dialled again after the usual back-off; a
@@ -852,7 +895,15 @@ impl PeerFsm {
             }
             Timer::Closing => {
                 if self.state == PeerState::Closing {
-                    debug!(peer = %self.settings.name, "closing timed out");
+                    match self.agreed {
+                        Some((cause, DprFrom::Us)) => {
+                            info!(peer = %self.settings.name, cause = cause.name(), "disconnected: no DPA within the disconnect timeout");
+                        }
+                        Some((cause, DprFrom::Peer)) => {
+                            info!(peer = %self.settings.name, cause = cause.name(), "disconnected after DPR/DPA: the peer did not close, closed here");
+                        }
+                        None => debug!(peer = %self.settings.name, "closing timed out"),
+                    }
                     self.close_all();
                     self.goto(now, PeerState::Closed);
                 }
