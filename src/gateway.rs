@@ -7,7 +7,8 @@
 //! start:    dictionaries -> [OCS simulator] -> store -> node (peers dialled) -> client
 //!           -> charging (open reservations restored, unresolved requests re-sent)
 //! shutdown: (REST stopped by the caller) -> node: drain in-flight answers, DPR to peers
-//!           -> store flushed -> [simulator stopped]
+//!           -> store closed (SQLite: write-ahead log checkpointed and removed; a store
+//!              the caller supplied is only flushed) -> [simulator stopped]
 //! ```
 
 use std::sync::Arc;
@@ -34,6 +35,8 @@ pub struct Gateway {
     pub client: Arc<CreditControlClient>,
     pub store: Store,
     pub charging: Arc<Charging>,
+    /// Whether the gateway opened `store` (then its shutdown closes it).
+    owns_store: bool,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -115,6 +118,7 @@ impl Gateway {
         } else {
             None
         };
+        let owns_store = opts.store.is_none();
         let store = match opts.store {
             Some(s) => s,
             None => open_store(&cfg)?,
@@ -159,6 +163,7 @@ impl Gateway {
             client,
             store,
             charging,
+            owns_store,
         })
     }
 
@@ -180,10 +185,17 @@ impl Gateway {
     }
 
     /// The one shutdown path: in-flight answers drained and DPR sent (the node), the store
-    /// flushed, the simulator stopped.
+    /// closed (everything committed; SQLite's write-ahead log folded into the database and
+    /// removed, so a clean stop leaves `gateway.sqlite3` alone) or, when the caller supplied
+    /// it, flushed; the simulator stopped.
     pub async fn shutdown(self) {
         self.node.shutdown().await;
-        if let Err(e) = self.store.flush().await {
+        let stored = if self.owns_store {
+            self.store.close().await
+        } else {
+            self.store.flush().await
+        };
+        if let Err(e) = stored {
             warn!(error = %e, "store flush on shutdown failed");
         }
         if let Some(sim) = self.sim {

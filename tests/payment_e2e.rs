@@ -491,6 +491,11 @@ async fn a_graceful_stop_finishes_in_flight_requests_and_says_goodbye() {
         st.dpr_received >= 1 && st.last_dpr_cause == Some(DisconnectCause::Rebooting)
     });
     assert!(said_goodbye, "DPR with REBOOTING reached the OCS");
+    // A clean stop leaves the records in the database file alone: its write-ahead log was
+    // checkpointed and removed (the retry below reads them back).
+    let wal = dir.0.join("data").join("gateway.sqlite3-wal");
+    let wal_bytes = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(wal_bytes, 0, "{} left behind", wal.display());
     // The outcome was flushed: a new process answers the retry from the store.
     sim.clear_faults();
     let gw = start(&dir.0, sim.local_addr().unwrap()).await;

@@ -2,8 +2,11 @@
 //! metrics, admin reads) and the OpenAPI document generated from the handlers' own types.
 //!
 //! ```text
+//! connection (server.rs: request head within http.header_timeout, else closed)
 //! request -> trace span (method, route, app, operation_id, session_id, status)
 //!         -> metrics (gateway_http_requests_total, gateway_http_request_duration_seconds)
+//!         -> family headers (CAMARA x-correlator)
+//!         -> body read whole within http.body_timeout (408, nothing charged)
 //!         -> request timeout (503 SVC0001, outcome unknown; the operation itself goes on)
 //!         -> body limit (413) -> route -> auth (401 / 403) -> handler -> Charging
 //! ```
@@ -20,6 +23,7 @@ pub mod error;
 pub mod ocs;
 pub mod openapi;
 pub mod payment;
+pub mod server;
 pub mod tmf654;
 
 #[cfg(test)]
@@ -29,11 +33,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
+use http_body_util::BodyExt;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower_http::trace::TraceLayer;
 use tracing::field::Empty;
@@ -190,8 +196,8 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// The REST router: every route of [`routes`], the body limit (`http.max_body_bytes`, 413),
-/// the request timeout (`http.request_timeout`), request metrics and a tracing span per
-/// request.
+/// the body read within `http.body_timeout` (408), then the request timeout
+/// (`http.request_timeout`), request metrics and a tracing span per request.
 pub fn router(state: ApiState, http: &HttpConfig) -> Router {
     // Routes of one path (GET and POST of a collection) share one method router, which gets
     // the 405 fallback once: axum refuses to merge two that each have one.
@@ -221,6 +227,13 @@ pub fn router(state: ApiState, http: &HttpConfig) -> Router {
     app.fallback(not_found)
         .layer(DefaultBodyLimit::max(http.max_body_bytes))
         .layer(middleware::from_fn_with_state(timeout, request_timeout))
+        .layer(middleware::from_fn_with_state(
+            BodyLimits {
+                timeout: http.body_timeout,
+                max_bytes: http.max_body_bytes,
+            },
+            read_body,
+        ))
         .layer(middleware::from_fn(family_headers))
         .layer(middleware::from_fn(track))
         .layer(
@@ -311,9 +324,113 @@ impl Family {
     }
 }
 
-/// Answers 503 when a request takes longer than `http.request_timeout` (504 TIMEOUT on the
-/// CAMARA paths, as Commonalities have it). The charging call runs in its own task and goes
-/// on: a retry with the same key learns its outcome.
+/// What [`read_body`] needs of `[http]`.
+#[derive(Clone, Copy, Debug)]
+struct BodyLimits {
+    timeout: Duration,
+    max_bytes: usize,
+}
+
+/// Reads the whole request body within `http.body_timeout`, before the request timeout
+/// starts and before any handler runs, so that a client slow to send its body never takes
+/// the time given to the OCS, and is never told that the outcome of a request nothing was
+/// sent for is unknown: 408 in the family's error model, "nothing was charged", and the
+/// connection closed. The handler then reads the body from memory: one over
+/// `http.max_body_bytes` is cut at the limit plus one byte and left to the handlers' own 413;
+/// one that failed (the client went away, broken chunked coding) is handed on with its error,
+/// as the handlers always saw it.
+async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
+    let family = Family::of(req.uri().path());
+    let (parts, body) = req.into_parts();
+    if body.is_end_stream() {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    match tokio::time::timeout(limits.timeout, buffer(body, limits.max_bytes)).await {
+        Ok(body) => next.run(Request::from_parts(parts, body)).await,
+        Err(_) => body_timeout(family, limits.timeout),
+    }
+}
+
+/// The body in memory: all of it, or its first `max + 1` bytes when it is larger, or what came
+/// before a failure followed by the failure.
+async fn buffer(mut body: Body, max: usize) -> Body {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let data = match frame.map(|f| f.into_data()) {
+            Ok(Ok(data)) => data,
+            // Trailers: no handler reads them.
+            Ok(Err(_)) => continue,
+            Err(e) => {
+                let read = Ok::<_, axum::Error>(concat(chunks));
+                return Body::from_stream(futures::stream::iter([read, Err(e)]));
+            }
+        };
+        let room = max.saturating_add(1).saturating_sub(len);
+        if data.len() >= room {
+            chunks.push(data.slice(..room));
+            break;
+        }
+        len += data.len();
+        chunks.push(data);
+    }
+    Body::from(concat(chunks))
+}
+
+fn concat(mut chunks: Vec<Bytes>) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.pop().unwrap_or_default();
+    }
+    chunks.concat().into()
+}
+
+/// 408 for a body that did not arrive within `http.body_timeout`, with `Connection: close`
+/// (RFC 9110 section 15.5.9: the rest of the body may still come).
+fn body_timeout(family: Family, limit: Duration) -> Response {
+    let mut res = match family {
+        Family::Ocsg => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            MessageId::Svc0001,
+            format!(
+                "the request body did not arrive within http.body_timeout ({limit:?}); nothing \
+                 was charged: send the request again"
+            ),
+        )
+        .into_response(),
+        // Commonalities define no code for 408. TIMEOUT ("Request timeout exceeded.") is
+        // theirs for a timeout, and the one a CAMARA client already knows; ABORTED means that
+        // another operation is modifying the resource, which would send the client to wait
+        // and retry for a conflict there is none of. The status (408, where the request
+        // timeout answers 504) says that the request never arrived, the message that nothing
+        // was charged.
+        Family::Camara => CamaraError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            camara::error::code::TIMEOUT,
+            format!(
+                "Request timeout exceeded. The request body did not arrive within {limit:?}; \
+                 nothing was charged: send the request again."
+            ),
+        )
+        .into_response(),
+        Family::Tmf654 => TmfError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "TIMEOUT",
+            "request timeout",
+            format!(
+                "the request body did not arrive within {limit:?}; nothing was charged or \
+                 topped up: send the request again"
+            ),
+        )
+        .into_response(),
+    };
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
+}
+
+/// Answers 503 when a request takes longer than `http.request_timeout` once its body is read
+/// (504 TIMEOUT on the CAMARA paths, as Commonalities have it). The charging call runs in its
+/// own task and goes on: a retry with the same key learns its outcome.
 async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
     let family = Family::of(req.uri().path());
     match tokio::time::timeout(limit, next.run(req)).await {

@@ -2709,3 +2709,129 @@ fn no_body_on_any_route_gives_a_5xx_other_than_unavailable() {
         }
     });
 }
+
+// ---- the body read before the request timeout (read_body) -------------------------------------
+
+mod body_read {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use axum::routing::post;
+    use futures::StreamExt;
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    /// A router with only `read_body` in front of a handler that records that it ran and
+    /// echoes the body it got (or the error reading it).
+    fn app(max_bytes: usize, ran: Arc<AtomicBool>) -> Router {
+        let handler = move |body: Body| async move {
+            ran.store(true, Ordering::SeqCst);
+            match body.collect().await {
+                Ok(b) => (StatusCode::OK, b.to_bytes()).into_response(),
+                Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+            }
+        };
+        let limits = BodyLimits {
+            timeout: Duration::from_millis(300),
+            max_bytes,
+        };
+        Router::new()
+            .route("/{*path}", post(handler))
+            .layer(middleware::from_fn_with_state(limits, read_body))
+    }
+
+    async fn send(app: Router, path: &str, body: Body) -> (StatusCode, HeaderMap, Bytes) {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .body(body)
+            .unwrap();
+        let res = app.oneshot(req).await.unwrap();
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        (parts.status, parts.headers, body)
+    }
+
+    /// 10 bytes, then nothing ever again.
+    fn stalled() -> Body {
+        let first =
+            futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"{\"charge\":"))]);
+        Body::from_stream(first.chain(futures::stream::pending()))
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stops_coming_is_408_in_the_family_model_and_no_handler_runs() {
+        for (path, check) in [
+            (
+                "/rest/payment/charge-amount",
+                (|v: &serde_json::Value| {
+                    assert_eq!(v["error"]["type"], SERVICE_EXCEPTION);
+                    v["error"]["message"].as_str().unwrap().to_string()
+                }) as fn(&serde_json::Value) -> String,
+            ),
+            ("/carrier-billing/v0.5/payments", |v| {
+                assert_eq!(
+                    (v["status"].as_u64(), v["code"].as_str()),
+                    (Some(408), Some("TIMEOUT"))
+                );
+                v["message"].as_str().unwrap().to_string()
+            }),
+            ("/tmf-api/prepayBalanceManagement/v4/topupBalance", |v| {
+                assert_eq!(
+                    (v["status"].as_str(), v["code"].as_str()),
+                    (Some("408"), Some("TIMEOUT"))
+                );
+                v["message"].as_str().unwrap().to_string()
+            }),
+        ] {
+            let ran = Arc::new(AtomicBool::new(false));
+            let (status, headers, body) = send(app(4096, Arc::clone(&ran)), path, stalled()).await;
+            assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{path}");
+            assert_eq!(headers.get("connection").unwrap(), "close", "{path}");
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let message = check(&v);
+            assert!(
+                message.contains("nothing was charged") && message.contains("300ms"),
+                "{message}"
+            );
+            assert!(!ran.load(Ordering::SeqCst), "{path}: the handler ran");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_handler_gets_the_body_whole_cut_past_the_limit_or_with_its_error() {
+        let ran = Arc::new(AtomicBool::new(false));
+        // Whole, in several chunks.
+        let chunks = futures::stream::iter(
+            ["{\"a\":", " 1", "}"]
+                .map(|c| Ok::<_, std::io::Error>(Bytes::from_static(c.as_bytes()))),
+        );
+        let (status, _, body) =
+            send(app(64, Arc::clone(&ran)), "/x", Body::from_stream(chunks)).await;
+        assert_eq!((status, &body[..]), (StatusCode::OK, &b"{\"a\": 1}"[..]));
+        // Exactly at the limit: whole; one byte more: cut at the limit plus one, so that the
+        // extractors' own limit answers 413.
+        let (_, _, body) = send(app(8, Arc::clone(&ran)), "/x", Body::from("12345678")).await;
+        assert_eq!(&body[..], b"12345678");
+        let over = futures::stream::iter(
+            (0..5).map(|_| Ok::<_, std::io::Error>(Bytes::from_static(b"abcd"))),
+        );
+        let (_, _, body) = send(app(9, Arc::clone(&ran)), "/x", Body::from_stream(over)).await;
+        assert_eq!(&body[..], b"abcdabcdab");
+        // A body that fails reaches the handler as what came before and the failure.
+        let failing = futures::stream::iter([
+            Ok(Bytes::from_static(b"{\"a\"")),
+            Err(std::io::Error::other("the client went away")),
+        ]);
+        let (status, _, body) =
+            send(app(64, Arc::clone(&ran)), "/x", Body::from_stream(failing)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            String::from_utf8_lossy(&body).contains("the client went away"),
+            "{body:?}"
+        );
+        // No body at all: straight through.
+        let (status, _, body) = send(app(64, ran), "/x", Body::empty()).await;
+        assert_eq!((status, body.len()), (StatusCode::OK, 0));
+    }
+}

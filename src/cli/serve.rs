@@ -2,6 +2,7 @@
 //! one shutdown path.
 //!
 //! ```text
+//! REST: api::server (request heads within http.header_timeout) over api::router
 //! SIGINT / SIGTERM -> stop accepting REST connections, let in-flight requests finish
 //!                     (http.shutdown_grace) -> the TMF654 scheduler stopped (its pass in
 //!                     progress finished) -> Gateway::shutdown: in-flight Diameter answers
@@ -76,20 +77,20 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
     info!(address = %local, "REST API listening");
     let gauges = spawn_gauges(&gw);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(async move {
-        let mut rx = stop_rx;
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let server = tokio::spawn(api::server::serve(
+        listener,
+        app,
+        http.header_timeout,
+        async move {
+            let mut rx = stop_rx;
+            let _ = rx.wait_for(|s| *s).await;
+        },
+    ));
     shutdown_signal().await;
     info!("shutting down: no new REST requests");
     let _ = stop_tx.send(true);
     match tokio::time::timeout(http.shutdown_grace, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => warn!(error = %e, "REST server ended with an error"),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => warn!(error = %e, "REST server task failed"),
         Err(_) => warn!("in-flight REST requests still running after the grace period"),
     }

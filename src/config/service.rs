@@ -285,7 +285,16 @@ pub struct HttpConfig {
     pub listen: String,
     /// Largest request body accepted (bytes); larger ones get 413.
     pub max_body_bytes: usize,
-    /// Longest a request may take end to end (must exceed the Diameter Tx).
+    /// Longest a client may take to send a request's head (request line and headers) from
+    /// the moment the server waits for it (a new connection, or a kept-alive one after its
+    /// last answer); then the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Longest a client may take to send a request's body once its head is read; then 408,
+    /// nothing charged.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Longest a request may take once its body is read (must exceed the Diameter Tx).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Longest wait for in-flight REST requests on shutdown.
@@ -300,6 +309,8 @@ impl Default for HttpConfig {
         Self {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 64 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             log_format: "text".into(),
@@ -596,6 +607,14 @@ pub(super) fn validate_service(c: &super::GatewayConfig) -> Result<(), ConfigErr
     if c.http.max_body_bytes < 256 {
         return Err(bad("http.max_body_bytes", "must be at least 256"));
     }
+    for (key, v) in [
+        ("http.header_timeout", c.http.header_timeout),
+        ("http.body_timeout", c.http.body_timeout),
+    ] {
+        if v.is_zero() {
+            return Err(bad(key, "must be above zero"));
+        }
+    }
     if c.http.request_timeout <= c.diameter.timers.request_timeout {
         return Err(bad(
             "http.request_timeout",
@@ -727,6 +746,8 @@ address = "127.0.0.1:3868"
     fn service_sections_default_and_refuse_by_key() {
         let c = with("").unwrap();
         assert_eq!(c.http.listen, "127.0.0.1:8080");
+        assert_eq!(c.http.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.http.body_timeout, Duration::from_secs(10));
         assert_eq!(c.store.backend, "sqlite");
         assert!(c.ocs_sim.enabled);
         assert_eq!(c.credit_control.ddfh, DdFailureHandling::TerminateOrBuffer);
@@ -748,6 +769,8 @@ allowed_currencies = ["EUR"]
         for (text, key) in [
             ("[http]\nlisten = \"here\"", "http.listen"),
             ("[http]\nrequest_timeout = \"5s\"", "http.request_timeout"),
+            ("[http]\nheader_timeout = \"0s\"", "http.header_timeout"),
+            ("[http]\nbody_timeout = \"0ms\"", "http.body_timeout"),
             ("[store]\nbackend = \"oracle\"", "store.backend"),
             (
                 "[credit_control]\nservice_context_id = \"payment\"",

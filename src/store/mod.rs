@@ -284,6 +284,12 @@ pub trait Backend: Send + 'static {
         &mut self,
         filter: &ResourceFilter,
     ) -> Result<(Vec<ResourceRow>, usize), StoreError>;
+    /// Called once when the store stops, after its last batch: leaves the storage tidy
+    /// (SQLite folds its write-ahead log into the database file). The backend is dropped
+    /// right after. An error is reported to whoever stopped the store; nothing is lost by it.
+    fn close(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Store settings.
@@ -321,10 +327,12 @@ enum Command {
     Resources(ResourceFilter, Reply<(Vec<ResourceRow>, usize)>),
     /// Answered once every write queued before it is committed.
     Flush(Reply<()>),
+    /// As `Flush`, then the backend is closed and the writer thread ends.
+    Close(Reply<()>),
 }
 
-/// Handle to the store (cheap to clone). Dropping every handle stops the writer thread after
-/// it has committed what was queued.
+/// Handle to the store (cheap to clone). [`Store::close`], or dropping every handle, stops the
+/// writer thread after it has committed what was queued and closed the backend.
 #[derive(Clone)]
 pub struct Store {
     tx: mpsc::Sender<Command>,
@@ -525,6 +533,14 @@ impl Store {
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.call(Command::Flush).await
     }
+
+    /// The clean stop: everything queued before is committed, then the backend is closed
+    /// (SQLite: the write-ahead log checkpointed into the database, and removed) and the
+    /// writer thread ends. Every later call, through any handle, fails ("the store is
+    /// stopped"). Returns once the backend is closed, with its error if closing failed.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.call(Command::Close).await
+    }
 }
 
 fn writer(
@@ -589,9 +605,28 @@ fn writer(
             }
             writes.clear();
         }
+        let mut closing = Vec::new();
         for cmd in after.drain(..) {
-            serve_read(&mut backend, cmd);
+            match cmd {
+                Command::Close(reply) => closing.push(reply),
+                other => serve_read(&mut backend, other),
+            }
         }
+        if !closing.is_empty() {
+            let result = backend.close();
+            if let Err(e) = &result {
+                warn!(error = %e, "store close failed");
+            }
+            for reply in closing {
+                let _ = reply.send(result.clone());
+            }
+            // Dropping `rx` refuses every call still queued or made later.
+            return;
+        }
+    }
+    // Every handle is gone: close too.
+    if let Err(e) = backend.close() {
+        warn!(error = %e, "store close failed");
     }
 }
 
@@ -626,6 +661,9 @@ fn serve_read(backend: &mut impl Backend, cmd: Command) {
         }
         Command::Flush(reply) => {
             let _ = reply.send(Ok(()));
+        }
+        Command::Close(reply) => {
+            let _ = reply.send(Err(StoreError("close routed as a read".into())));
         }
     }
 }

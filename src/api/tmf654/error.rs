@@ -29,7 +29,8 @@ pub const MEDIA_TYPE: &str = "application/json;charset=utf-8";
 pub struct TmfError {
     /// A Diameter Result-Code (`"5030"`) when the OCS gave one, else one of INVALID_ARGUMENT,
     /// UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND, CONFLICT, IN_PROGRESS, INVALID_STATE,
-    /// PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, NOT_IMPLEMENTED, INTERNAL, UNAVAILABLE.
+    /// PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, NOT_IMPLEMENTED, INTERNAL, UNAVAILABLE,
+    /// TIMEOUT (408: the request body did not arrive in time).
     pub code: String,
     /// Short text: the Diameter result name, or what the code means.
     pub reason: String,
