@@ -81,43 +81,7 @@ impl Gateway {
         let mut cfg = cfg;
         let sim = opts.sim;
         let dict = Arc::new(dictionaries(&cfg)?);
-        let sim = if cfg.ocs_sim.enabled {
-            let mut sim_cfg = match sim {
-                Some(c) => c,
-                None => OcsSimConfig::load(&cfg.ocs_sim.config)
-                    .map_err(|e| format!("ocs_sim.config: {e}"))?,
-            };
-            if let Some(p) = &cfg.ocs_sim.profile {
-                sim_cfg.profile = p.clone();
-            }
-            // The simulator knows the gateway it runs for: its CER comes from a configured
-            // peer, not from an unknown one it happens to accept.
-            let me = &cfg.diameter;
-            if !sim_cfg
-                .peers
-                .iter()
-                .any(|p| p.host.eq_ignore_ascii_case(&me.origin_host))
-            {
-                sim_cfg.peers.push(SimPeer {
-                    host: me.origin_host.clone(),
-                    realm: me.origin_realm.clone(),
-                });
-            }
-            let host = sim_cfg.origin_host.clone();
-            let sim = OcsSim::start(sim_cfg, Arc::clone(&dict))
-                .await
-                .map_err(|e| format!("embedded OCS simulator: {e}"))?;
-            if let Some(addr) = sim.local_addr() {
-                for p in &mut cfg.diameter.peers {
-                    if p.host.eq_ignore_ascii_case(&host) {
-                        p.address = Some(addr.to_string());
-                    }
-                }
-            }
-            Some(sim)
-        } else {
-            None
-        };
+        let sim = start_embedded_sim(&mut cfg, &dict, sim).await?;
         let owns_store = opts.store.is_none();
         let store = match opts.store {
             Some(s) => s,
@@ -203,6 +167,53 @@ impl Gateway {
         }
         info!("gateway stopped");
     }
+}
+
+/// Starts the embedded simulator when `ocs_sim.enabled` (from `sim`, else `ocs_sim.config`,
+/// with `ocs_sim.profile` applied) and points the peer with its Origin-Host at the address it
+/// really listens on. `gateway serve` and `gateway conformance` both start it so.
+pub async fn start_embedded_sim(
+    cfg: &mut GatewayConfig,
+    dict: &Arc<Dictionary>,
+    sim: Option<OcsSimConfig>,
+) -> Result<Option<OcsSim>, String> {
+    if !cfg.ocs_sim.enabled {
+        return Ok(None);
+    }
+    let mut sim_cfg = match sim {
+        Some(c) => c,
+        None => {
+            OcsSimConfig::load(&cfg.ocs_sim.config).map_err(|e| format!("ocs_sim.config: {e}"))?
+        }
+    };
+    if let Some(p) = &cfg.ocs_sim.profile {
+        sim_cfg.profile = p.clone();
+    }
+    // The simulator knows the gateway it runs for: its CER comes from a configured peer, not
+    // from an unknown one it happens to accept.
+    let me = &cfg.diameter;
+    if !sim_cfg
+        .peers
+        .iter()
+        .any(|p| p.host.eq_ignore_ascii_case(&me.origin_host))
+    {
+        sim_cfg.peers.push(SimPeer {
+            host: me.origin_host.clone(),
+            realm: me.origin_realm.clone(),
+        });
+    }
+    let host = sim_cfg.origin_host.clone();
+    let sim = OcsSim::start(sim_cfg, Arc::clone(dict))
+        .await
+        .map_err(|e| format!("embedded OCS simulator: {e}"))?;
+    if let Some(addr) = sim.local_addr() {
+        for p in &mut cfg.diameter.peers {
+            if p.host.eq_ignore_ascii_case(&host) {
+                p.address = Some(addr.to_string());
+            }
+        }
+    }
+    Ok(Some(sim))
 }
 
 fn open_store(cfg: &GatewayConfig) -> Result<Store, String> {

@@ -30,6 +30,10 @@ enum Command {
     OcsSim(cli::ocs_sim::OcsSimArgs),
     /// Load a running gateway's Payment API and print throughput and latency.
     Bench(cli::bench::BenchArgs),
+    /// Run a money-neutral series of exchanges against the configured OCS and print what it
+    /// supports and the configuration it needs. Exit code 0: every mandatory step passed; 1:
+    /// one failed; 2: the run could not start.
+    Conformance(cli::conformance::ConformanceArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,16 +41,28 @@ fn main() -> ExitCode {
     let command = cli
         .command
         .unwrap_or_else(|| Command::Serve(cli::serve::ServeArgs::default_args()));
-    init_logging(match &command {
-        Command::Serve(args) => cli::serve::log_format(args),
-        _ => None,
-    });
+    init_logging(
+        match &command {
+            Command::Serve(args) => cli::serve::log_format(args),
+            _ => None,
+        },
+        // The conformance report says everything; logs would only interleave with it.
+        if matches!(command, Command::Conformance(_)) {
+            "error"
+        } else {
+            "info"
+        },
+    );
+    if let Command::Conformance(args) = &command {
+        return conformance(args);
+    }
     let result = match &command {
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(cli::serve::run(args))),
         Command::Decode(args) => cli::decode::run(args),
         Command::CheckConfig(args) => cli::check_config::run(args),
         Command::OcsSim(args) => runtime().and_then(|rt| rt.block_on(cli::ocs_sim::run(args))),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(cli::bench::run(args))),
+        Command::Conformance(_) => Ok(String::new()),
     };
     match result {
         Ok(out) => {
@@ -60,6 +76,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// `gateway conformance`: the report on stdout; the exit code says whether every mandatory
+/// step passed (1 when one failed, 2 when the run could not start).
+fn conformance(args: &cli::conformance::ConformanceArgs) -> ExitCode {
+    match runtime().and_then(|rt| rt.block_on(cli::conformance::run(args))) {
+        Ok(report) => {
+            print!("{}", report.render(args.json));
+            if report.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("gateway conformance: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -67,12 +102,13 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
-/// Logs to stderr; `RUST_LOG` filters (default `info`); `LOG_FORMAT` (`text` or `json`)
-/// overrides the configured format.
-fn init_logging(configured: Option<String>) {
+/// Logs to stderr; `RUST_LOG` filters (default `default_level`); `LOG_FORMAT` (`text` or
+/// `json`) overrides the configured format.
+fn init_logging(configured: Option<String>, default_level: &str) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

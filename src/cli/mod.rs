@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod check_config;
+pub mod conformance;
 pub mod decode;
 pub mod ocs_sim;
 pub mod serve;

@@ -102,6 +102,8 @@ pub enum PeerCommand {
     /// Drop every connection at once, without DPR (fault injection: a crashed peer). An
     /// initiator dials again after its back-off.
     Abort,
+    /// Send one DWR now ([`PeerFsm::probe`]); the sender learns whether it went out.
+    Probe(oneshot::Sender<bool>),
 }
 
 /// The handle the router keeps.
@@ -334,6 +336,9 @@ impl PeerTask {
                 // Whatever was not accepted is closed with the actions applied next.
             }
             PeerCommand::Start => self.fsm.start(now),
+            PeerCommand::Probe(sent) => {
+                let _ = sent.send(self.fsm.probe());
+            }
             PeerCommand::Abort => {
                 for conn in [Conn::Initiator, Conn::Responder] {
                     if self.slot(conn).is_some() {

@@ -111,7 +111,7 @@ pub enum Action {
 pub struct PeerStats {
     /// Capabilities exchanges completed (CEA received with success, or CEA sent).
     pub opened: u64,
-    /// DWRs this node sent (its own watchdog fired).
+    /// DWRs this node sent (its own watchdog fired, or [`PeerFsm::probe`]).
     pub dwr_sent: u64,
     /// DWAs received for them.
     pub dwa_received: u64,
@@ -300,6 +300,24 @@ impl PeerFsm {
     /// Counts of CER/CEA, DWR/DWA and DPR/DPA exchanges so far.
     pub fn stats(&self) -> PeerStats {
         self.stats
+    }
+
+    /// Sends one DWR now, outside the watchdog's schedule (an operator's probe of a usable
+    /// connection). Its DWA is handled like any other (RFC 3539 section 3.4.1: traffic
+    /// restarts Tw) and counted in [`PeerStats::dwa_received`]. False, and nothing sent, when
+    /// the peer is not usable.
+    pub fn probe(&mut self) -> bool {
+        let Some(conn) = self.active.filter(|_| self.usable) else {
+            return false;
+        };
+        let dwr = messages::dwr(
+            &self.local,
+            self.ids.next_hop_by_hop(),
+            self.ids.next_end_to_end(),
+        );
+        self.stats.dwr_sent += 1;
+        self.send_buf(conn, &dwr);
+        true
     }
 
     /// The next action for the driver.

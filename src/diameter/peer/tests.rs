@@ -654,3 +654,37 @@ fn stats_count_each_side_of_the_base_protocol_exchanges() {
     );
     assert_eq!((s.dpr_sent, s.dwr_received), (0, 0));
 }
+
+#[test]
+fn a_probe_sends_one_dwr_on_a_usable_connection_only() {
+    let t0 = Instant::now();
+    let mut f = fsm("gw.example.net", true);
+    assert!(!f.probe(), "closed: nothing to probe");
+    assert!(drain(&mut f).is_empty());
+    assert_eq!(f.stats().dwr_sent, 0);
+    open_initiator(&mut f, t0);
+    assert!(f.probe());
+    let dwr = sent(&drain(&mut f), Conn::Initiator);
+    assert_eq!(dwr.len(), 1, "one DWR");
+    assert_eq!(dwr[0].header().code, CommandCode::DEVICE_WATCHDOG);
+    assert!(dwr[0].header().flags.is_request());
+    assert_eq!(f.stats().dwr_sent, 1);
+    // Its DWA is counted; the connection stays OKAY and usable.
+    let dwa = bytes(&messages::dwa(
+        &identity("ocs.example.net"),
+        dwr[0].header(),
+    ));
+    let t1 = t0 + Duration::from_secs(10);
+    f.received(t1, Conn::Initiator, dwa);
+    assert_eq!(f.stats().dwa_received, 1);
+    assert_eq!(f.watchdog_state(), WatchdogState::Okay);
+    assert!(f.is_usable());
+    // The DWA was traffic: the watchdog's own DWR comes Tw after it, not Tw after t0.
+    f.handle_timeout(t0 + TW);
+    assert!(sent(&drain(&mut f), Conn::Initiator).is_empty());
+    f.handle_timeout(t1 + TW);
+    let own = sent(&drain(&mut f), Conn::Initiator);
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0].header().code, CommandCode::DEVICE_WATCHDOG);
+    assert_eq!(f.stats().dwr_sent, 2);
+}
