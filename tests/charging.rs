@@ -980,3 +980,108 @@ async fn a_session_style_the_ocs_refuses_is_learnt_anew_and_kept_by_the_session(
     assert!(journal.iter().any(|e| e.op == "commit"), "{journal:?}");
     gw.shutdown().await;
 }
+
+// ---- OCS restart while outcomes are unknown ------------------------------------------------------
+
+/// Waits until the operation of `key` is final in the store (the resolver re-sends it).
+async fn resolved(gw: &Gateway, key: &str) -> OperationRow {
+    for _ in 0..100 {
+        let row = gw
+            .store
+            .operation_by_key("app", key)
+            .await
+            .unwrap()
+            .unwrap();
+        if row.state.is_final() {
+            return row;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{key} never resolved");
+}
+
+/// A debit whose answer was lost, resolved by its T-flag re-send: by the same OCS, nothing to
+/// reconcile; by an OCS that restarted (new Origin-State-Id, its duplicate detection lost)
+/// meanwhile, the re-send is still made (never dropped) and the operation is recorded as
+/// resolved across the restart, with both Origin-State-Ids.
+#[tokio::test]
+async fn an_outcome_learnt_across_an_ocs_restart_is_recorded_for_reconciliation() {
+    use charging_gateway::charging::learnt;
+    let mut sim_cfg = sim_config(&accounts());
+    sim_cfg.origin_state_id = Some(100);
+    let mut gw = Gateway::start(config("auto", "500ms"), Some(sim_cfg.clone()))
+        .await
+        .unwrap();
+    assert!(gw.wait_ready(Duration::from_secs(5)).await);
+    let charge = |gw: &Gateway, key: &'static str| {
+        let charging = gw.charging.clone();
+        async move {
+            charging
+                .charge(
+                    &Key::new("app", Some(key)),
+                    &sub(ALICE),
+                    ALICE,
+                    eur("1.00"),
+                    &info(key),
+                )
+                .await
+        }
+    };
+    // Seen answering with Origin-State-Id 100.
+    charge(&gw, "r-0").await.unwrap();
+    assert_eq!(gw.client.ocs_states().snapshot()[0].origin_state_id, 100);
+
+    // Lost answer, resolved by the same OCS: nothing to reconcile.
+    gw.sim.as_ref().unwrap().set_faults(|f| f.silent = true);
+    assert!(charge(&gw, "r-1").await.unwrap_err().is_unknown());
+    gw.sim.as_ref().unwrap().clear_faults();
+    assert_eq!(resolved(&gw, "r-1").await.state, OpState::Succeeded);
+    assert!(learnt::restarts(&gw.store, 10).await.unwrap().is_empty());
+    assert_eq!(balance(&gw, ALICE), eur("98.00"));
+
+    // Lost answer; then the OCS restarts with Origin-State-Id 200 and no memory of it.
+    gw.sim.as_ref().unwrap().set_faults(|f| f.silent = true);
+    assert!(charge(&gw, "r-2").await.unwrap_err().is_unknown());
+    let old = gw.sim.take().unwrap();
+    let addr = old.local_addr().unwrap();
+    old.shutdown().await;
+    sim_cfg.listen = addr.to_string();
+    sim_cfg.origin_state_id = Some(200);
+    let dict =
+        std::sync::Arc::new(charging_gateway::diameter::dict::Dictionary::builtin().unwrap());
+    let fresh = charging_gateway::ocs::OcsSim::start(sim_cfg, dict)
+        .await
+        .unwrap();
+    let row = resolved(&gw, "r-2").await;
+    // The fresh OCS applied the re-send (it had lost the first one's state): the operator is
+    // told, with what is needed to reconcile it.
+    assert_eq!(row.state, OpState::Succeeded);
+    let restarts = learnt::restarts(&gw.store, 10).await.unwrap();
+    assert_eq!(restarts.len(), 1, "{restarts:?}");
+    let r = &restarts[0];
+    assert_eq!(r.operation_id, row.id);
+    assert_eq!(r.session_id, row.session_id);
+    assert_eq!(r.ocs, "ocs.charging.local");
+    assert_eq!(
+        (r.origin_state_id_before, r.origin_state_id_after),
+        (Some(100), 200)
+    );
+    assert_eq!(r.state, "succeeded");
+    assert!(r.sent_ms <= r.resolved_ms);
+    let applied = fresh
+        .journal()
+        .iter()
+        .filter(|e| e.session_id == row.session_id && e.op == "debit")
+        .count();
+    assert_eq!(
+        applied, 1,
+        "the re-send was made and applied by the fresh OCS"
+    );
+    // A debit sent after the restart is not listed.
+    charge(&gw, "r-3").await.unwrap();
+    assert_eq!(learnt::restarts(&gw.store, 10).await.unwrap().len(), 1);
+    let state = &gw.client.ocs_states().snapshot()[0];
+    assert_eq!((state.previous, state.origin_state_id), (Some(100), 200));
+    gw.shutdown().await;
+    fresh.shutdown().await;
+}

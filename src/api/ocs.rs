@@ -1,10 +1,11 @@
 //! What the gateway knows of its OCSs, for the operator: each peer connection (state and what
 //! its CER/CEA said), the units style configured per kind of request and the style learnt per
-//! OCS (how, and when).
+//! OCS (how, and when), each OCS's Origin-State-Id (and its last change: a restart), and the
+//! operations resolved across an OCS restart, to reconcile.
 //!
 //! ```text
-//! GET /health       (anyone)  status, peers, configured and learnt units styles
-//! GET /admin/ocs    (admin)   the same
+//! GET /health       (anyone)  status, peers, units styles, OCS states
+//! GET /admin/ocs    (admin)   the same, and the operations resolved across an OCS restart
 //! ```
 
 use axum::extract::State;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::ApiState;
+use crate::charging::learnt;
 use crate::credit_control::style::{Evidence, style_name};
 
 /// One peer connection.
@@ -80,6 +82,43 @@ pub struct ConfiguredStyle {
     pub sessions: String,
 }
 
+/// The Origin-State-Id of an OCS (RFC 6733 section 8.16).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OcsStateView {
+    pub ocs: String,
+    pub origin_state_id: u32,
+    /// Before its last change (a restart), when one was seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<u32>,
+    /// RFC 3339: when that change was seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarted_at: Option<String>,
+}
+
+/// An operation whose unknown outcome was learnt from an OCS that had restarted since it was
+/// sent: the OCS may have lost its duplicate detection and applied the re-sent request again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AcrossRestartView {
+    pub operation_id: String,
+    pub app: String,
+    pub kind: String,
+    pub session_id: String,
+    pub request_number: u32,
+    pub ocs: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin_state_id_before: Option<u32>,
+    pub origin_state_id_after: u32,
+    /// RFC 3339.
+    pub sent_at: String,
+    pub resolved_at: String,
+    /// The operation's recorded state (`succeeded`, `refused`, ...).
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result_code: Option<u32>,
+}
+
 /// What `GET /health` and `GET /admin/ocs` answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -90,6 +129,11 @@ pub struct OcsView {
     pub configured_style: ConfiguredStyle,
     /// Per OCS and kind: the style in use (`auto`) and why.
     pub learnt_styles: Vec<LearntStyleView>,
+    pub ocs_states: Vec<OcsStateView>,
+    /// `GET /admin/ocs` only: the operations resolved across an OCS restart, newest first
+    /// (at most 1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_across_restart: Option<Vec<AcrossRestartView>>,
 }
 
 /// The view of `st`'s OCSs now.
@@ -138,6 +182,17 @@ pub fn view(st: &ApiState) -> OcsView {
             learnt_at: super::camara::rfc3339(l.learned_ms),
         })
         .collect();
+    let ocs_states = client
+        .ocs_states()
+        .snapshot()
+        .into_iter()
+        .map(|s| OcsStateView {
+            ocs: s.ocs,
+            origin_state_id: s.origin_state_id,
+            previous: s.previous,
+            restarted_at: s.changed_ms.map(super::camara::rfc3339),
+        })
+        .collect();
     OcsView {
         status: if (st.ready)() { "ready" } else { "not ready" }.into(),
         peers,
@@ -146,6 +201,8 @@ pub fn view(st: &ApiState) -> OcsView {
             sessions: config.sessions.name().into(),
         },
         learnt_styles,
+        ocs_states,
+        resolved_across_restart: None,
     }
 }
 
@@ -164,10 +221,42 @@ pub(crate) async fn health(State(st): State<ApiState>) -> Response {
     (status, axum::Json(v)).into_response()
 }
 
-/// The OCS peers, and the units styles configured and learnt (admin applications).
+/// The OCS peers, the units styles configured and learnt, the OCSs' states, and the
+/// operations resolved across an OCS restart (admin applications).
 #[utoipa::path(get, path = "/admin/ocs", tag = "admin",
     security(("basic" = []), ("apiKey" = []), ("bearer" = [])),
     responses((status = 200, description = "What the gateway knows of its OCSs", body = OcsView)))]
 pub(crate) async fn admin(State(st): State<ApiState>) -> Response {
-    axum::Json(view(&st)).into_response()
+    let mut v = view(&st);
+    let restarts = match learnt::restarts(st.charging.store(), super::admin::MAX_LIMIT).await {
+        Ok(r) => r,
+        Err(e) => {
+            return super::error::ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                super::error::MessageId::Svc0001,
+                e,
+            )
+            .into_response();
+        }
+    };
+    v.resolved_across_restart = Some(
+        restarts
+            .into_iter()
+            .map(|r| AcrossRestartView {
+                sent_at: super::camara::rfc3339(r.sent_ms),
+                resolved_at: super::camara::rfc3339(r.resolved_ms),
+                operation_id: r.operation_id,
+                app: r.app,
+                kind: r.kind,
+                session_id: r.session_id,
+                request_number: r.request_number,
+                ocs: r.ocs,
+                origin_state_id_before: r.origin_state_id_before,
+                origin_state_id_after: r.origin_state_id_after,
+                state: r.state,
+                result_code: r.result_code,
+            })
+            .collect(),
+    );
+    axum::Json(v).into_response()
 }

@@ -19,10 +19,10 @@
 //!
 //! This layer knows nothing of HTTP: families map [`Failure`] onto their own error models.
 
+pub mod learnt;
 pub mod outcome;
 pub mod record;
 pub mod split;
-pub mod styles;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -291,12 +291,12 @@ impl Charging {
         });
         me.restore().await?;
         // What was learnt before is a head start, not a condition to serve.
-        match styles::load(&me.client, &me.store).await {
+        match learnt::load(&me.client, &me.store).await {
             Ok(0) => {}
             Ok(known) => info!(known, "units styles learnt earlier read from the store"),
             Err(e) => warn!(error = %e, "cannot read the learnt units styles: learning anew"),
         }
-        styles::spawn(&me.client, me.store.clone(), me.settings.style_refresh);
+        learnt::spawn(&me.client, me.store.clone(), me.settings.style_refresh);
         let weak = Arc::downgrade(&me);
         let reaper_every = me.settings.reaper_interval;
         tokio::spawn(async move {
@@ -1549,6 +1549,7 @@ impl Charging {
             Some(id) if row.kind != "reserve" => self.reservations.get(id).map(|s| Arc::clone(&s)),
             _ => None,
         };
+        let mut answered_by = None;
         let result = if row.kind == "reserve" {
             // Nobody holds this reservation's id: release whatever the OCS may hold.
             let mut t = self
@@ -1574,9 +1575,10 @@ impl Charging {
             }
         } else {
             debug!(op = %row.id, session_id = %row.session_id, "re-sending with the T flag");
-            let o = self.client.send_once(&req, true).await;
+            let resent = self.client.resend(&req).await;
+            answered_by = resent.answered_by;
             outcome::from_outcome(
-                o,
+                resent.outcome,
                 &row.id,
                 &row.session_id,
                 row.reservation_id.as_deref(),
@@ -1609,10 +1611,51 @@ impl Charging {
             return Err(store_failure(e));
         }
         info!(op = %row.id, state = row.state.name(), "resolved");
+        self.note_restart(&row, answered_by.as_deref()).await;
         if let Some(slot) = slot {
             self.apply_resolved(&slot, &row, &recorded, &result).await;
         }
         result
+    }
+
+    /// An operation just resolved by a re-sent request that `answered_by` answered: when that
+    /// OCS restarted (its Origin-State-Id changed) after the operation was first sent, its
+    /// duplicate detection may have been lost and the re-sent request applied again. Counted
+    /// (`gateway_resolved_across_ocs_restart_total`), logged and recorded for the operator
+    /// (`GET /admin/ocs`); nothing else changes.
+    async fn note_restart(&self, row: &OperationRow, answered_by: Option<&str>) {
+        let Some(ocs) = answered_by else { return };
+        let Some((before, after)) = self.client.restart_since(ocs, row.created_ms) else {
+            return;
+        };
+        metrics::counter!("gateway_resolved_across_ocs_restart_total").increment(1);
+        warn!(
+            op = %row.id,
+            session_id = %row.session_id,
+            ocs,
+            origin_state_id_before = ?before,
+            origin_state_id_after = after,
+            state = row.state.name(),
+            "resolved across an OCS restart: the OCS may have applied the re-sent request a \
+             second time; reconcile it (GET /admin/ocs)"
+        );
+        let r = learnt::AcrossRestart {
+            operation_id: row.id.clone(),
+            app: row.app.clone(),
+            kind: row.kind.clone(),
+            session_id: row.session_id.clone(),
+            request_number: row.request_number,
+            ocs: ocs.to_ascii_lowercase(),
+            origin_state_id_before: before,
+            origin_state_id_after: after,
+            sent_ms: row.created_ms,
+            resolved_ms: now_ms(),
+            state: row.state.name().into(),
+            result_code: row.result_code,
+        };
+        if let Err(e) = learnt::record_restart(&self.store, &r).await {
+            warn!(op = %row.id, error = %e, "resolution across an OCS restart not recorded");
+        }
     }
 
     /// A reservation operation resolved after a restart: the slot follows.
@@ -1714,6 +1757,7 @@ impl Charging {
         row.updated_ms = now_ms();
         info!(op = %row.id, state = row.state.name(), "late outcome recorded");
         let _ = self.store.update(row.clone()).await;
+        self.note_restart(&row, res.answered_by.as_deref()).await;
         if let Some(id) = &row.reservation_id
             && let Some(slot) = self.reservations.get(id).map(|s| Arc::clone(&s))
         {

@@ -35,6 +35,7 @@ use super::message::{
     FinalUnitAction, RequestType, RequestedAction, ServiceParameter, Units, UnitsStyle,
 };
 use super::money::Money;
+use super::ocs_state::OcsStates;
 use super::outcome::Outcome;
 use super::session_id::SessionIds;
 use super::style::{RequestKind, StyleBook, StyleConfig, other, style_name};
@@ -99,6 +100,16 @@ pub struct Resolution {
     pub request_type: RequestType,
     pub request_number: u32,
     pub outcome: Outcome,
+    /// The OCS whose answer resolved it (Origin-Host), when one answered.
+    pub answered_by: Option<String>,
+}
+
+/// What a re-sent request came back with ([`CreditControlClient::resend`]).
+#[derive(Clone, Debug)]
+pub struct Resent {
+    pub outcome: Outcome,
+    /// The OCS that answered (Origin-Host), when one did.
+    pub answered_by: Option<String>,
 }
 
 /// Why a session operation could not start.
@@ -165,6 +176,7 @@ pub struct CreditControlClient {
     sessions: DashMap<String, Reservation>,
     resolutions: Option<mpsc::UnboundedSender<Resolution>>,
     styles: StyleBook,
+    ocs_states: OcsStates,
 }
 
 impl std::fmt::Debug for CreditControlClient {
@@ -204,7 +216,29 @@ impl CreditControlClient {
             sessions: DashMap::new(),
             resolutions,
             styles,
+            ocs_states: OcsStates::default(),
         })
+    }
+
+    /// The Origin-State-Id seen of each OCS (from its answers and CEAs).
+    pub fn ocs_states(&self) -> &OcsStates {
+        &self.ocs_states
+    }
+
+    /// `(before, after)` Origin-State-Ids when `ocs` was seen to restart after `since_ms`
+    /// (ms since the epoch): a request first sent before then and resolved by it now was
+    /// resolved across a restart (its duplicate detection may have been lost). What peers
+    /// said in their last CEA counts too.
+    pub fn restart_since(&self, ocs: &str, since_ms: i64) -> Option<(Option<u32>, u32)> {
+        let now = now_ms();
+        for p in self.router.peers() {
+            if let Some(c) = p.capabilities()
+                && let Some(osi) = c.origin_state_id
+            {
+                self.ocs_states.observe(&c.origin_host, osi, now);
+            }
+        }
+        self.ocs_states.restart_since(ocs, since_ms)
     }
 
     /// The units styles: configured per kind, learnt per OCS.
@@ -241,8 +275,7 @@ impl CreditControlClient {
         {
             return;
         }
-        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let now = now_ms();
         match after {
             Some(refusal) => {
                 self.styles
@@ -323,7 +356,12 @@ impl CreditControlClient {
             match self.router.request_with(msg.clone(), opts).await {
                 Ok(answer) => {
                     return match CreditControlAnswer::read(&answer, self.cfg.default_currency) {
-                        Ok(a) => Exchange::Answer(Box::new(a)),
+                        Ok(a) => {
+                            if let Some(osi) = a.origin_state_id {
+                                self.ocs_states.observe(&a.origin_host, osi, now_ms());
+                            }
+                            Exchange::Answer(Box::new(a))
+                        }
                         Err(e) => Exchange::Unreadable(format!("unreadable CCA: {e}")),
                     };
                 }
@@ -363,23 +401,46 @@ impl CreditControlClient {
     /// recorded before a restart, or re-sent to learn an unknown outcome (the OCS's duplicate
     /// detection answers a request it has seen with its first answer).
     pub async fn send_once(&self, req: &CreditControlRequest, retransmit: bool) -> Outcome {
+        self.send_once_from(req, retransmit).await.outcome
+    }
+
+    /// [`CreditControlClient::send_once`] with the T flag, saying which OCS answered.
+    pub async fn resend(&self, req: &CreditControlRequest) -> Resent {
+        self.send_once_from(req, true).await
+    }
+
+    async fn send_once_from(&self, req: &CreditControlRequest, retransmit: bool) -> Resent {
         let opts = RequestOptions {
             end_to_end: None,
             retransmit,
             exclude: None,
         };
-        match tokio::time::timeout(self.cfg.tx, self.transmit(req, opts)).await {
-            Err(_) => Outcome::Unknown {
-                reason: format!("no answer within Tx ({:?})", self.cfg.tx),
-                kept: false,
-            },
-            Ok(Exchange::Answer(a)) => self.outcome_of(*a),
-            Ok(Exchange::Protocol(rc)) => Outcome::ProtocolError(rc),
-            Ok(Exchange::NotSent(why)) => Outcome::Unavailable(why),
-            Ok(Exchange::Lost(why) | Exchange::Unreadable(why)) => Outcome::Unknown {
-                reason: why,
-                kept: false,
-            },
+        let (outcome, answered_by) =
+            match tokio::time::timeout(self.cfg.tx, self.transmit(req, opts)).await {
+                Err(_) => (
+                    Outcome::Unknown {
+                        reason: format!("no answer within Tx ({:?})", self.cfg.tx),
+                        kept: false,
+                    },
+                    None,
+                ),
+                Ok(Exchange::Answer(a)) => {
+                    let by = a.origin_host.clone();
+                    (self.outcome_of(*a), Some(by))
+                }
+                Ok(Exchange::Protocol(rc)) => (Outcome::ProtocolError(rc), None),
+                Ok(Exchange::NotSent(why)) => (Outcome::Unavailable(why), None),
+                Ok(Exchange::Lost(why) | Exchange::Unreadable(why)) => (
+                    Outcome::Unknown {
+                        reason: why,
+                        kept: false,
+                    },
+                    None,
+                ),
+            };
+        Resent {
+            outcome,
+            answered_by,
         }
     }
 
@@ -642,6 +703,8 @@ impl CreditControlClient {
                 request_type: RequestType::Event,
                 request_number: req.request_number,
                 outcome,
+                // The first transmission's own (late) answer: nothing was re-sent.
+                answered_by: None,
             });
         }
     }
@@ -663,6 +726,7 @@ impl CreditControlClient {
                     };
                     match me.transmit(&req, opts).await {
                         Exchange::Answer(a) => {
+                            let answered_by = Some(a.origin_host.clone());
                             let outcome = me.outcome_of(*a);
                             me.after_session_resolution(&req, &outcome);
                             me.publish(Resolution {
@@ -670,6 +734,7 @@ impl CreditControlClient {
                                 request_type: req.request_type,
                                 request_number: req.request_number,
                                 outcome,
+                                answered_by,
                             });
                             return;
                         }
@@ -695,6 +760,7 @@ impl CreditControlClient {
                         reason: "unresolved after all attempts".into(),
                         kept: false,
                     },
+                    answered_by: None,
                 });
             }
             .instrument(span),
@@ -1110,6 +1176,7 @@ impl CreditControlClient {
                     request_type: late_req.request_type,
                     request_number: late_req.request_number,
                     outcome,
+                    answered_by: None,
                 });
             })
             .await;
@@ -1255,6 +1322,12 @@ impl CreditControlClient {
             }
         })
     }
+}
+
+/// Wall-clock ms since the epoch (what the store's records use).
+fn now_ms() -> i64 {
+    let ns = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    i64::try_from(ns).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

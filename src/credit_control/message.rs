@@ -622,6 +622,8 @@ pub struct CreditControlAnswer {
     /// it the OCS objected to.
     pub failed_avp_members: Vec<(AvpCode, VendorId)>,
     pub error_message: Option<String>,
+    /// Read side: the answering node's Origin-State-Id (RFC 6733 section 8.16), if sent.
+    pub origin_state_id: Option<u32>,
 }
 
 /// Most members of a Failed-AVP kept by [`CreditControlAnswer::read`].
@@ -682,6 +684,7 @@ impl CreditControlAnswer {
             failed_avp: None,
             failed_avp_members: Vec::new(),
             error_message: None,
+            origin_state_id: None,
         }
     }
 
@@ -781,6 +784,7 @@ impl CreditControlAnswer {
             failed_avp: None,
             failed_avp_members: Vec::new(),
             error_message: None,
+            origin_state_id: None,
         };
         a.result_code = msg.result_code().ok_or(ReadError::Missing("Result-Code"))?;
         for avp in msg.avps() {
@@ -790,6 +794,7 @@ impl CreditControlAnswer {
             match avp.code() {
                 AvpCode::SESSION_ID => a.session_id = avp.utf8()?.to_string(),
                 AvpCode::ORIGIN_HOST => a.origin_host = avp.identity()?.to_string(),
+                AvpCode::ORIGIN_STATE_ID => a.origin_state_id = avp.unsigned32().ok(),
                 AvpCode::CC_REQUEST_TYPE => {
                     if let Some(t) = RequestType::from_value(avp.enumerated()?) {
                         a.request_type = t;

@@ -15,13 +15,14 @@ pub mod client;
 pub mod fsm;
 pub mod message;
 pub mod money;
+pub mod ocs_state;
 pub mod outcome;
 pub mod session_id;
 pub mod style;
 pub mod subscription;
 
 pub use client::{
-    CcConfig, Charged, CreditControlClient, EventRequest, ReservationRecord, Resolution,
+    CcConfig, Charged, CreditControlClient, EventRequest, Resent, ReservationRecord, Resolution,
     SessionError,
 };
 pub use message::{
@@ -30,6 +31,7 @@ pub use message::{
     RequestedAction, ServiceParameter, ServiceParameterType, Units, UnitsStyle,
 };
 pub use money::{Money, MoneyError};
+pub use ocs_state::{OcsState, OcsStates};
 pub use outcome::{Outcome, Refusal};
 pub use session_id::SessionIds;
 pub use style::{LearnedStyle, RequestKind, StyleBook, StyleChoice, StyleConfig};

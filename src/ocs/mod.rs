@@ -67,6 +67,11 @@ pub struct OcsSimConfig {
     /// (in MSCC only); see [`Profile`].
     #[serde(default = "default_profile")]
     pub profile: String,
+    /// Origin-State-Id (RFC 6733 section 8.16) in its CEAs and answers; absent: the start time
+    /// in seconds, so that each start is a restart "with loss of previous state" (the
+    /// duplicate detection is in memory; the books are rebuilt from the journal).
+    #[serde(default)]
+    pub origin_state_id: Option<u32>,
     /// Balance of accounts created for unknown users.
     #[serde(default)]
     pub initial_balance: Decimal,
@@ -163,6 +168,7 @@ impl Default for OcsSimConfig {
             default_currency: default_currency(),
             unknown_users: default_unknown(),
             profile: default_profile(),
+            origin_state_id: None,
             initial_balance: Decimal::ZERO,
             validity_time: default_validity(),
             journal_path: None,
@@ -404,10 +410,12 @@ fn identity(cfg: &OcsSimConfig) -> LocalIdentity {
         vendor_id: 0,
         product_name: "charging-gateway ocs-sim".into(),
         firmware_revision: 1,
-        origin_state_id: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as u32)
-            .unwrap_or(1),
+        origin_state_id: cfg.origin_state_id.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as u32)
+                .unwrap_or(1)
+        }),
         auth_application_ids: vec![4],
         acct_application_ids: vec![],
         vendor_specific_auth_apps: vec![],

@@ -364,7 +364,10 @@ impl PeerFsm {
             self.set_usable(false);
         }
         if next == PeerState::Closed {
-            self.agreed = None;
+            if self.agreed.take().is_some() {
+                // A planned end (DPR/DPA): the next connection is a fresh one.
+                self.watchdog.reset();
+            }
             self.set_timer(Timer::Handshake, None);
             self.set_timer(Timer::Closing, None);
             self.active = None;

@@ -461,6 +461,44 @@ fn peer_dpr_is_answered_and_its_cause_sets_the_reconnect_delay() {
     }
 }
 
+/// After an agreed disconnect (the OCS's DPR REBOOTING, our DPA) the connection did not fail:
+/// the next one carries traffic as soon as its CEA says so, without three watchdog rounds in
+/// REOPEN (which follows a failed connection: see the test above).
+#[test]
+fn after_an_agreed_disconnect_the_next_connection_is_usable_on_its_cea() {
+    let ocs = identity("ocs.example.net");
+    let t0 = Instant::now();
+    let mut f = fsm("gw.example.net", true);
+    open_initiator(&mut f, t0);
+    f.received(
+        t0,
+        Conn::Initiator,
+        bytes(&messages::dpr(&ocs, DisconnectCause::Rebooting, 3, 4)),
+    );
+    drain(&mut f);
+    f.disconnected(t0, Conn::Initiator);
+    assert_eq!(f.state(), PeerState::Closed);
+    assert_eq!(f.watchdog_state(), WatchdogState::Initial);
+    let at = loop {
+        let at = f.poll_timeout().expect("a reconnect is scheduled");
+        f.handle_timeout(at);
+        if has(&drain(&mut f), &Action::Connect) {
+            break at;
+        }
+    };
+    f.connected(at);
+    let cer = sent(&drain(&mut f), Conn::Initiator).pop().unwrap();
+    f.received(
+        at,
+        Conn::Initiator,
+        cea_from(&ocs, &cer, ResultCode::SUCCESS),
+    );
+    assert_eq!(f.state(), PeerState::IOpen);
+    assert_eq!(f.watchdog_state(), WatchdogState::Okay);
+    assert!(has(&drain(&mut f), &Action::Usable(true)));
+    assert!(f.is_usable());
+}
+
 #[test]
 fn election_lost_waits_for_the_cea_then_drops_the_responder() {
     // Our host "a..." precedes the peer's "b...": we lose and keep our dialled connection.

@@ -82,6 +82,17 @@ impl Watchdog {
         }
     }
 
+    /// Back to INITIAL after a disconnect both sides agreed on (DPR/DPA, RFC 6733 section
+    /// 5.4): the connection did not fail, so the next one is trusted on its CEA, as the first
+    /// was, rather than probed through REOPEN (which is for connections that failed: RFC 3539
+    /// section 3.4.1 enters it from DOWN).
+    pub fn reset(&mut self) {
+        self.state = WatchdogState::Initial;
+        self.pending = false;
+        self.num_dwa = 0;
+        self.deadline = None;
+    }
+
     pub fn state(&self) -> WatchdogState {
         self.state
     }
