@@ -59,8 +59,8 @@ impl OcsStates {
         if ocs.is_empty() {
             return;
         }
-        let key = ocs.to_ascii_lowercase();
-        let next = match self.known.get(&key) {
+        let key = super::style::lower(ocs);
+        let next = match self.known.get(key.as_ref()) {
             Some(s) if s.origin_state_id == origin_state_id => return,
             Some(s) => {
                 warn!(
@@ -72,14 +72,14 @@ impl OcsStates {
                      resolved across the restart are listed at /admin/ocs"
                 );
                 OcsState {
-                    ocs: key.clone(),
+                    ocs: key.to_string(),
                     origin_state_id,
                     previous: Some(s.origin_state_id),
                     changed_ms: Some(now_ms),
                 }
             }
             None => OcsState {
-                ocs: key.clone(),
+                ocs: key.to_string(),
                 origin_state_id,
                 previous: None,
                 changed_ms: None,
@@ -93,7 +93,7 @@ impl OcsStates {
         {
             let _ = tx.send(next.clone());
         }
-        self.known.insert(key, next);
+        self.known.insert(next.ocs.clone(), next);
     }
 
     /// A state read from the store (seen before a restart of the gateway, or by another

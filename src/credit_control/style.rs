@@ -476,7 +476,7 @@ impl StyleBook {
 
 /// `s` in lower case, borrowed when it already is (Origin-Hosts usually are: no allocation on
 /// the answer path).
-fn lower(s: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn lower(s: &str) -> std::borrow::Cow<'_, str> {
     if s.bytes().any(|b| b.is_ascii_uppercase()) {
         std::borrow::Cow::Owned(s.to_ascii_lowercase())
     } else {
