@@ -28,6 +28,9 @@ enum Command {
     CheckConfig(cli::check_config::CheckConfigArgs),
     /// Run the OCS simulator, or print its balances or journal.
     OcsSim(cli::ocs_sim::OcsSimArgs),
+    /// Start clean: remove the SQLite store and the bundled simulator's journal that `serve`
+    /// keeps between runs (with the gateway stopped).
+    Reset(cli::reset::ResetArgs),
     /// Load a running gateway's Payment API and print throughput and latency.
     Bench(cli::bench::BenchArgs),
     /// Run a money-neutral series of exchanges against the configured OCS and print what it
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => cli::decode::run(args),
         Command::CheckConfig(args) => cli::check_config::run(args),
         Command::OcsSim(args) => runtime().and_then(|rt| rt.block_on(cli::ocs_sim::run(args))),
+        Command::Reset(args) => cli::reset::run(args),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(cli::bench::run(args))),
         Command::Conformance(_) => Ok(String::new()),
     };

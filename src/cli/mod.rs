@@ -5,4 +5,5 @@ pub mod check_config;
 pub mod conformance;
 pub mod decode;
 pub mod ocs_sim;
+pub mod reset;
 pub mod serve;

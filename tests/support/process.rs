@@ -87,9 +87,24 @@ impl GatewayProcess {
     pub async fn start(dir: &Path, config: &str) -> Self {
         let path = dir.join("gateway.toml");
         std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args(["serve", "--config"])
-            .arg(&path)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        cmd.args(["serve", "--config"]).arg(&path);
+        Self::spawn(cmd).await
+    }
+
+    /// `gateway serve` as a newcomer runs it: with no arguments (so `conf/gateway.toml`),
+    /// in `cwd`, with `env` (configuration overrides) set.
+    pub async fn start_in(cwd: &Path, env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        cmd.current_dir(cwd);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self::spawn(cmd).await
+    }
+
+    async fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
             .env("RUST_LOG", "info")
             .env("LOG_FORMAT", "text")
             .stdin(Stdio::null())
