@@ -210,3 +210,100 @@ fn check_config_validates_the_postgres_store() {
         "{out}"
     );
 }
+
+/// `gateway_cc_style_fallbacks_total` summed, from the admin application's /metrics.
+async fn fallbacks(gw: &GatewayProcess) -> u64 {
+    let a = gw
+        .request(
+            "GET",
+            "/metrics",
+            None,
+            &[("x-api-key", "auditor-key")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.body
+        .as_str()
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("gateway_cc_style_fallbacks_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The units style one instance learnt from an RFC 4006-literal OCS is in the database: a
+/// second instance (its own Diameter identity and connection) on the same PostgreSQL starts
+/// from it and sends its first event at command level, without a fallback of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_uses_the_units_style_the_first_learnt() {
+    let Some(server) =
+        Server::shared_or_skip("a_second_instance_uses_the_units_style_the_first_learnt")
+    else {
+        return;
+    };
+    let url = server.database("styles");
+    let sim = OcsSim::start(
+        OcsSimConfig {
+            listen: "127.0.0.1:0".into(),
+            profile: "rfc4006".into(),
+            accounts: vec![SimAccount {
+                subscriber: ALICE.into(),
+                balance: Decimal::from_str("100.00").unwrap(),
+                currency: "EUR".into(),
+            }],
+            ..OcsSimConfig::default()
+        },
+        Arc::new(Dictionary::builtin().unwrap()),
+    )
+    .await
+    .unwrap();
+    let ocs = sim.local_addr().unwrap().port();
+    let one = TempDir::new("pg-style-1");
+    let a = GatewayProcess::start(&one.0, &config(ocs, &url)).await;
+    let (status, body) = charge(&a, "1.00", "style-a").await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(fallbacks(&a).await, 1, "the first instance learnt it");
+    let two = TempDir::new("pg-style-2");
+    let b = GatewayProcess::start(
+        &two.0,
+        &config(ocs, &url).replace("gw.charging.local", "gw2.charging.local"),
+    )
+    .await;
+    let (status, body) = charge(&b, "2.00", "style-b").await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(
+        fallbacks(&b).await,
+        0,
+        "the second instance did not learn it again"
+    );
+    let view = b
+        .request(
+            "GET",
+            "/admin/ocs",
+            None,
+            &[("x-api-key", "auditor-key")],
+            None,
+        )
+        .await
+        .unwrap();
+    let learnt = &view.body["learntStyles"];
+    assert!(
+        learnt
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["kind"] == "events"
+                && l["style"] == "command_level"
+                && l["how"] == "fallback"),
+        "{learnt}"
+    );
+    assert_eq!(
+        sim.balance(ALICE).unwrap().amount,
+        Decimal::from_str("97.00").unwrap()
+    );
+    b.stop();
+    a.stop();
+    sim.shutdown().await;
+}
