@@ -1051,6 +1051,64 @@ mod tests {
         msg
     }
 
+    /// What a Failed-AVP holds is read bounded (depth 4, at most [`FAILED_MEMBERS`] members) and
+    /// named from the dictionary; members that do not parse end the walk, never the read.
+    #[test]
+    fn a_failed_avp_is_read_bounded_and_named() {
+        let r = ccr(UnitsStyle::Mscc);
+        let h = Header::request(
+            crate::diameter::codec::CommandCode::CREDIT_CONTROL,
+            crate::diameter::codec::ApplicationId::CREDIT_CONTROL,
+            true,
+        );
+        let answer = |failed: AvpBuf| {
+            let mut a = CreditControlAnswer::new(&r, ResultCode::MISSING_AVP);
+            a.failed_avp = Some(FailedAvp {
+                code: failed.code,
+                vendor: VendorId::IETF,
+                avp: Some(failed),
+            });
+            let m = a.to_message(&h, &local(), UnitsStyle::Mscc).unwrap();
+            let d = Dictionary::builtin().unwrap();
+            let msg = Message::decode(m.to_bytes().unwrap(), &d, &Limits::default()).unwrap();
+            CreditControlAnswer::read(&msg, currency("EUR").unwrap()).unwrap()
+        };
+        let rsu = || AvpBuf::grouped(AvpCode::REQUESTED_SERVICE_UNIT, vec![]);
+        let a = answer(AvpBuf::grouped(
+            AvpCode::MULTIPLE_SERVICES_CREDIT_CONTROL,
+            vec![rsu()],
+        ));
+        assert!(a.refuses_units());
+        let dict = Dictionary::builtin().unwrap();
+        assert_eq!(
+            a.failed_avp_text(Some(&dict)).as_deref(),
+            Some("Multiple-Services-Credit-Control (holding Requested-Service-Unit)")
+        );
+        assert_eq!(
+            a.failed_avp_text(None).as_deref(),
+            Some("AVP 456 (holding AVP 437)")
+        );
+        // Deep: MSCC in MSCC, 12 levels (the codec bounds it at 16); wide: 100 members.
+        let mut deep = rsu();
+        for _ in 0..12 {
+            deep = AvpBuf::grouped(AvpCode::MULTIPLE_SERVICES_CREDIT_CONTROL, vec![deep]);
+        }
+        assert_eq!(answer(deep).failed_avp_members.len(), 4);
+        let wide = AvpBuf::grouped(
+            AvpCode::MULTIPLE_SERVICES_CREDIT_CONTROL,
+            (0..100).map(|_| rsu()).collect(),
+        );
+        assert_eq!(answer(wide).failed_avp_members.len(), FAILED_MEMBERS);
+        // A Grouped AVP whose payload is not AVPs: nothing read inside, the answer still is.
+        let junk = AvpBuf::octets(
+            AvpCode::MULTIPLE_SERVICES_CREDIT_CONTROL,
+            bytes::Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0x40, 0x00, 0xff, 0xff]),
+        );
+        let a = answer(junk);
+        assert_eq!(a.result_code, ResultCode::MISSING_AVP);
+        assert!(a.failed_avp_members.is_empty());
+    }
+
     #[test]
     fn ccr_round_trip_in_both_styles() {
         for style in [UnitsStyle::CommandLevel, UnitsStyle::Mscc] {
