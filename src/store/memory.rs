@@ -28,14 +28,32 @@ impl MemoryBackend {
                 }
                 let old = existing.id.clone();
                 self.ops.remove(&old);
+                self.by_key.remove(&k);
                 self.order.retain(|id| *id != old);
             }
-            self.by_key.insert(k, op.id.clone());
         }
-        if self.ops.insert(op.id.clone(), op.clone()).is_none() {
+        if !self.ops.contains_key(&op.id) {
             self.order.push(op.id.clone());
         }
+        self.put(op);
         Begun::Inserted
+    }
+
+    /// Writes `op` in place of the row with its id, keeping the key index exact.
+    fn put(&mut self, op: &OperationRow) {
+        if let Some(old) = self.ops.get(&op.id)
+            && let Some(old_key) = &old.key
+        {
+            let k = (old.app.clone(), old_key.clone());
+            if self.by_key.get(&k) == Some(&op.id) {
+                self.by_key.remove(&k);
+            }
+        }
+        if let Some(key) = &op.key {
+            self.by_key
+                .insert((op.app.clone(), key.clone()), op.id.clone());
+        }
+        self.ops.insert(op.id.clone(), op.clone());
     }
 }
 
@@ -49,7 +67,7 @@ impl Backend for MemoryBackend {
                     if !self.ops.contains_key(&op.id) {
                         return Err(StoreError(format!("no operation {}", op.id)));
                     }
-                    self.ops.insert(op.id.clone(), op.clone());
+                    self.put(op);
                     Written::Done
                 }
                 Write::Reservation(r) => {
@@ -538,6 +556,109 @@ pub(crate) mod conformance {
         );
     }
 
+    /// One batch whose writes depend on each other's order (a backend that applies a batch
+    /// other than write by write must come to the same): each begin sees what the writes
+    /// before it in the batch left, an update the begins before it, and of two writes of
+    /// one id the last one stays.
+    pub fn order_within_a_batch(b: &mut impl Backend) {
+        let retry_me = op("u1", "app", Some("k1"), OpState::Pending);
+        let moving = op("u2", "app", Some("k2"), OpState::Pending);
+        let kept = op("u3", "app", Some("k3"), OpState::Pending);
+        b.apply(&[
+            Write::Begin(retry_me.clone()),
+            Write::Begin(moving.clone()),
+            Write::Begin(kept.clone()),
+        ])
+        .unwrap();
+        let mut retryable = retry_me.clone();
+        retryable.state = OpState::Retryable;
+        let mut moved = moving.clone();
+        moved.key = Some("k2-moved".into());
+        let mut kept_done = kept.clone();
+        kept_done.state = OpState::Succeeded;
+        kept_done.result_code = Some(2001);
+        let mut kept_later = kept_done.clone();
+        kept_later.updated_ms = 9;
+        let fresh = |id: &str, key: &str| op(id, "app", Some(key), OpState::Pending);
+        let mut r = reservation("r1", ReservationState::Open, 1);
+        let mut r_last = r.clone();
+        r_last.state = ReservationState::Released;
+        r_last.charged = Decimal::new(7, 0);
+        r.charged = Decimal::new(3, 0);
+        let out = b
+            .apply(&[
+                // A begin before an update of the row it meets: the row as it was.
+                Write::Begin(fresh("b0", "k3")),
+                Write::Update(retryable),
+                // Updated to retryable just before: gives way.
+                Write::Begin(fresh("b1", "k1")),
+                Write::Update(moved.clone()),
+                // Moved off its key just before: the key is free.
+                Write::Begin(fresh("b2", "k2")),
+                // Moved onto that key: taken.
+                Write::Begin(fresh("b3", "k2-moved")),
+                Write::Update(kept_done.clone()),
+                // Met after the update: the updated row.
+                Write::Begin(fresh("b4", "k3")),
+                Write::Update(kept_later.clone()),
+                Write::Reservation(r),
+                Write::Reservation(r_last.clone()),
+                // Begun and updated in the same batch.
+                Write::Begin(fresh("b5", "k5")),
+                Write::Update({
+                    let mut o = fresh("b5", "k5");
+                    o.state = OpState::Refused;
+                    o
+                }),
+            ])
+            .unwrap();
+        let existing = |o: &OperationRow| Written::Begun(Begun::Existing(Box::new(o.clone())));
+        let inserted = Written::Begun(Begun::Inserted);
+        assert_eq!(
+            out,
+            vec![
+                existing(&kept),
+                Written::Done,
+                inserted.clone(),
+                Written::Done,
+                inserted.clone(),
+                existing(&moved),
+                Written::Done,
+                existing(&kept_done),
+                Written::Done,
+                Written::Done,
+                Written::Done,
+                inserted,
+                Written::Done,
+            ]
+        );
+        assert_eq!(b.operation("u1").unwrap(), None, "gave way");
+        assert_eq!(
+            b.operation_by_key("app", "k1").unwrap(),
+            Some(fresh("b1", "k1"))
+        );
+        assert_eq!(
+            b.operation_by_key("app", "k2").unwrap(),
+            Some(fresh("b2", "k2"))
+        );
+        assert_eq!(b.operation_by_key("app", "k2-moved").unwrap(), Some(moved));
+        assert_eq!(b.operation("u3").unwrap(), Some(kept_later));
+        assert_eq!(b.operation("b0").unwrap(), None);
+        assert_eq!(b.reservation("r1").unwrap(), Some(r_last));
+        assert_eq!(
+            b.operation("b5").unwrap().map(|o| o.state),
+            Some(OpState::Refused)
+        );
+        // Insertion order is the batch's.
+        let ids: Vec<_> = b
+            .operations(&OperationFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        assert_eq!(ids, vec!["b5", "b2", "b1", "u3", "u2"]);
+    }
+
     /// 400 concurrent callers on 100 keys through `store` (group commit): every one answered,
     /// one row per key, each updated once.
     pub async fn concurrent_callers(store: Store) {
@@ -754,6 +875,9 @@ mod tests {
     #[test]
     fn conformance() {
         conformance::run(&mut MemoryBackend::default());
+        conformance::update_moves_indexed_columns(&mut MemoryBackend::default());
+        conformance::same_key_twice_in_one_batch(&mut MemoryBackend::default());
+        conformance::order_within_a_batch(&mut MemoryBackend::default());
     }
 
     #[tokio::test]

@@ -955,6 +955,12 @@ mod tests {
         conformance::same_key_twice_in_one_batch(&mut SqliteBackend::open(&dir.0).unwrap());
     }
 
+    #[test]
+    fn order_within_a_batch() {
+        let dir = TempDir::new("batch-order");
+        conformance::order_within_a_batch(&mut SqliteBackend::open(&dir.0).unwrap());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_callers_all_answered_one_row_per_key() {
         let dir = TempDir::new("concurrent");
