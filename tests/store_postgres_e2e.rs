@@ -209,6 +209,34 @@ fn check_config_validates_the_postgres_store() {
         !ok && out.contains("store.url") && out.contains("invalid value for option `port`"),
         "{out}"
     );
+    // TLS: the CA file is read when the configuration is, and named when it cannot be.
+    let missing = dir.0.join("no-such-ca.pem");
+    let tls = |ca: &Path| format!("{url}?sslmode=verify-full&sslrootcert={}", ca.display());
+    let (ok, out) = check(&file, &[("GATEWAY__STORE__URL", &tls(&missing))]);
+    assert!(
+        !ok && out.contains("store.url")
+            && out.contains(&format!("sslrootcert {}: cannot read", missing.display())),
+        "{out}"
+    );
+    let junk = dir.0.join("junk.pem");
+    std::fs::write(
+        &junk,
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let (ok, out) = check(&file, &[("GATEWAY__STORE__URL", &tls(&junk))]);
+    assert!(!ok && out.contains(&junk.display().to_string()), "{out}");
+    let (ok, out) = check(
+        &file,
+        &[(
+            "GATEWAY__STORE__URL",
+            &format!("{url}?sslmode=verify-everything"),
+        )],
+    );
+    assert!(
+        !ok && out.contains("sslmode \"verify-everything\""),
+        "{out}"
+    );
 }
 
 /// `gateway_cc_style_fallbacks_total` summed, from the admin application's /metrics.

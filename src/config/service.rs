@@ -349,42 +349,12 @@ impl Default for StoreConfig {
 pub const STORE_BACKENDS: &[&str] = &["sqlite", "postgres", "memory"];
 
 impl StoreConfig {
-    /// `store.url` parsed as PostgreSQL connection parameters, or the reason it cannot be
-    /// used: absent, unparsable, naming no host, or asking for TLS (not built in: plain TCP
-    /// or a Unix socket, `sslmode=disable` or the default `prefer`, which then goes without).
-    pub fn postgres(&self) -> Result<postgres::Config, ConfigError> {
-        let key = "store.url";
-        if self.url.trim().is_empty() {
-            return Err(bad(
-                key,
-                "store.backend \"postgres\" needs a connection URL, e.g. \
-                 postgresql://gateway:password@127.0.0.1:5432/gateway",
-            ));
-        }
-        let cfg: postgres::Config = self.url.parse().map_err(|e: postgres::Error| {
-            // The client's error says "invalid connection string"; its source, why.
-            let why = std::error::Error::source(&e).map_or(String::new(), |s| format!(": {s}"));
-            bad(
-                key,
-                format!("not a PostgreSQL connection string ({e}{why})"),
-            )
-        })?;
-        if cfg.get_hosts().is_empty() && cfg.get_hostaddrs().is_empty() {
-            return Err(bad(
-                key,
-                "names no host (host name, address or socket directory)",
-            ));
-        }
-        match cfg.get_ssl_mode() {
-            postgres::config::SslMode::Disable | postgres::config::SslMode::Prefer => Ok(cfg),
-            other => Err(bad(
-                key,
-                format!(
-                    "sslmode {other:?}: TLS is not built into this gateway; use \
-                     sslmode=disable on loopback, a Unix socket or a trusted network"
-                ),
-            )),
-        }
+    /// `store.url` parsed as PostgreSQL connection parameters, with how the connection is
+    /// secured (`sslmode`, `sslrootcert`: see [`super::postgres`]), or the reason it cannot be
+    /// used: absent, unparsable, naming no host, an unknown `sslmode`, an unreadable or empty
+    /// `sslrootcert` file (named), or a root certificate with `sslmode=disable`.
+    pub fn postgres(&self) -> Result<super::postgres::PostgresTarget, ConfigError> {
+        super::postgres::target(&self.url)
     }
 
     /// [`StoreConfig::url`] with any password masked, for printing and logs.
@@ -817,7 +787,7 @@ allowed_currencies = ["EUR"]
         let pg = |url: &str| with(&format!("[store]\nbackend = \"postgres\"\n{url}"));
         let c = pg("url = \"postgresql://gateway:pw@127.0.0.1:5433/gateway\"").unwrap();
         assert_eq!(c.store.backend, "postgres");
-        let p = c.store.postgres().unwrap();
+        let p = c.store.postgres().unwrap().config;
         assert_eq!(p.get_ports(), [5433]);
         assert_eq!(p.get_dbname(), Some("gateway"));
         assert_eq!(p.get_password(), Some(&b"pw"[..]));
@@ -836,8 +806,8 @@ allowed_currencies = ["EUR"]
             ),
             ("url = \"dbname=gateway\"", "names no host"),
             (
-                "url = \"postgresql://127.0.0.1/gateway?sslmode=require\"",
-                "TLS is not built in",
+                "url = \"postgresql://127.0.0.1/gateway?sslmode=allow\"",
+                "sslmode \"allow\"",
             ),
         ] {
             let e = pg(url).expect_err(url);

@@ -18,6 +18,7 @@
 //! path without a disk. [`Store::open`] picks one from the `[store]` configuration.
 
 pub mod memory;
+mod pg_tls;
 pub mod postgres;
 mod sql;
 pub mod sqlite;

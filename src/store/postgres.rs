@@ -3,8 +3,9 @@
 //! semantics as [`MemoryBackend`](super::MemoryBackend) and the SQLite backend.
 //!
 //! ```text
-//! writer thread ==== one connection (TCP or Unix socket, no TLS) ====> PostgreSQL
-//!   apply(batch):  BEGIN; the batch's statements; COMMIT     one WAL flush per batch
+//! writer thread ==== one connection (TCP, TLS or not, or a Unix socket) ====> PostgreSQL
+//!   apply(batch):  BEGIN, the batch's statements        sent together (pipelined), then
+//!                  COMMIT                               one WAL flush per batch
 //!
 //! the connection's current schema (search_path: `public` unless the URL sets it)
 //!   gateway_schema     one row: application 'charging-gateway', schema version
@@ -13,6 +14,22 @@
 //!   resources          id, app, kind, state, parent, due_ms, body, ...
 //! ```
 //!
+//! Two round trips per batch, whatever its size. The batch is cut into groups of writes whose
+//! order inside the group does not matter (no two begins of one key or one id, no begin of
+//! a key or id an earlier update of the group moved, no two updates of one id; reservations
+//! and resources of one id: the last one), and each group is a few multi-row statements over
+//! arrays (`unnest`): the begins' retryable rows given way (DELETE), the rows they meet
+//! (SELECT ... FOR UPDATE: their `Existing` answers), their inserts (one INSERT), the
+//! updates (one UPDATE ... FROM, RETURNING the ids found, so that a missing one fails the
+//! batch), the reservations and resources (one upsert each). BEGIN and every group's
+//! statements are sent before the first answer is read (tokio-postgres pipelines requests
+//! in the order they are first polled); the server runs them in that order. COMMIT is sent
+//! once every answer is in and checked: a 2xx is only ever built on a COMMIT that returned.
+//! One case the grouping cannot see is caught in the answers: a begin whose key is held by a
+//! row an earlier update of the same group changed (the row met, or given way, is one of
+//! those updates'); then the transaction is rolled back and the batch sent again with one
+//! write per group, which is the order as given.
+//!
 //! Durable: COMMIT returns once the server has flushed the batch to its WAL
 //! (`synchronous_commit`, `on` by default; a session that finds it `off` sets it back to `on`),
 //! so a batch is on the server's disk when `apply` returns, one flush for the whole batch
@@ -20,11 +37,14 @@
 //! states are kept by their names, `u32`s as BIGINT. Nothing read back is trusted: a row that
 //! does not decode is an error naming the row and the column.
 //!
+//! TLS (rustls, [`super::pg_tls`]) as `store.url`'s `sslmode` and `sslrootcert` say
+//! ([`crate::config::postgres`]).
+//!
 //! Connection loss: the batch in flight fails with a [`StoreError`] and nothing of it is kept
 //! (a COMMIT whose answer is lost is the one exception the server cannot rule out: the error
 //! says its outcome is unknown). The next call opens a new connection; a batch whose `BEGIN`
-//! meets a connection that died while idle is sent again on a fresh one (none of it had been
-//! sent), and so is a read.
+//! meets a connection that died while idle is sent again on a fresh one (nothing of it was
+//! executed), and so is a read.
 //!
 //! Differences from the memory backend, on writes the charging layer never makes: as with
 //! SQLite, an `Update` that moves a row onto another row's `(app, key)` fails its batch; TEXT
@@ -32,24 +52,30 @@
 //! control characters before anything is stored). Two gateways beginning the same key at the
 //! same moment: the unique index keeps one row, and the other batch fails.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
-use ::postgres::config::Host;
-use ::postgres::types::{FromSql, ToSql};
-use ::postgres::{Client, Config, GenericClient, NoTls, Row, Statement, Transaction};
+use futures::future::{MaybeDone, maybe_done, poll_fn};
 use rust_decimal::Decimal;
-use tracing::{info, warn};
+use tokio_postgres::config::Host;
+use tokio_postgres::types::{FromSql, ToSql};
+use tokio_postgres::{Client, Config, NoTls, Row, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
+use tracing::{debug, info, warn};
 
 use super::sql::{
-    INSERT_OP, OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED, RES_BY_ID, RES_OPEN, RESOURCE_BY_ID,
-    RESOURCE_COLUMNS, UPSERT_RES, UPSERT_RESOURCE, op_columns,
+    OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED, RES_BY_ID, RES_OPEN, RESOURCE_BY_ID, RESOURCE_COLUMNS,
+    op_columns,
 };
 use super::{
     Backend, Begun, OpState, OperationFilter, OperationRow, ReservationRow, ReservationState,
     ResourceFilter, ResourceRow, StoreError, Write, Written,
 };
+use crate::config::postgres::PostgresTarget;
 
 /// The schema version this code writes (`gateway_schema.version`). A database with a higher
 /// one was written by a newer gateway and is refused.
@@ -155,33 +181,134 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     "#,
 ];
 
-/// The row a begin meets, locked until the batch commits.
-const OP_BY_KEY_FOR_UPDATE: &str = concat!(
+// The multi-row statements of a batch: one row per array element (`unnest`), arrays in the
+// column order of `OpColumns`, `ReservationColumns`, `ResourceColumns`.
+
+macro_rules! op_arrays {
+    () => {
+        "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+         $8::text[], $9::bigint[], $10::text[], $11::numeric[], $12::text[], $13::text[], \
+         $14::text[], $15::bigint[], $16::text[], $17::text[], $18::bigint[], $19::bigint[]"
+    };
+}
+
+macro_rules! op_names {
+    () => {
+        r#"id, app, "key", kind, request_hash, parent, reservation_id, session_id, request_number,
+        subscriber, amount, currency, reference_code, state, result_code, request, outcome,
+        created_ms, updated_ms"#
+    };
+}
+
+/// The begins' keys held by retryable rows: those rows give way.
+const GIVE_WAY: &str = r#"DELETE FROM operations o
+    USING unnest($1::text[], $2::text[]) AS k(k_app, k_key)
+    WHERE o.app = k.k_app AND o."key" = k.k_key AND o.state = 'retryable'
+    RETURNING o.id, o.app, o."key""#;
+
+/// The rows the begins' keys meet (after GIVE_WAY: the ones kept), locked until the batch
+/// commits.
+const MET: &str = concat!(
     "SELECT ",
     op_columns!(),
-    r#" FROM operations WHERE app = $1 AND "key" = $2 FOR UPDATE"#
+    r#" FROM operations JOIN unnest($1::text[], $2::text[]) AS k(k_app, k_key)
+    ON app = k_app AND "key" = k_key FOR UPDATE OF operations"#
+);
+
+/// The begins whose key no row holds (or that have none), in the batch's order (their `seq`);
+/// one whose id exists replaces that row, as a single begin does.
+const INSERT_BEGUN: &str = concat!(
+    "INSERT INTO operations (",
+    op_names!(),
+    ") SELECT ",
+    op_names!(),
+    " FROM unnest(",
+    op_arrays!(),
+    ") WITH ORDINALITY AS v(",
+    op_names!(),
+    r#", ord)
+    WHERE v."key" IS NULL
+       OR NOT EXISTS (SELECT 1 FROM operations o WHERE o.app = v.app AND o."key" = v."key")
+    ORDER BY v.ord
+    ON CONFLICT (id) DO UPDATE SET app = excluded.app, "key" = excluded."key",
+    kind = excluded.kind, request_hash = excluded.request_hash, parent = excluded.parent,
+    reservation_id = excluded.reservation_id, session_id = excluded.session_id,
+    request_number = excluded.request_number, subscriber = excluded.subscriber,
+    amount = excluded.amount, currency = excluded.currency,
+    reference_code = excluded.reference_code, state = excluded.state,
+    result_code = excluded.result_code, request = excluded.request, outcome = excluded.outcome,
+    created_ms = excluded.created_ms, updated_ms = excluded.updated_ms"#
 );
 
 // One statement: PostgreSQL compares the indexed columns' values itself (an update that leaves
 // them equal is a heap-only update, no index touched).
-const UPDATE_OP: &str = r#"UPDATE operations SET app = $2, "key" = $3, kind = $4,
-    request_hash = $5, parent = $6, reservation_id = $7, session_id = $8, request_number = $9,
-    subscriber = $10, amount = $11, currency = $12, reference_code = $13, state = $14,
-    result_code = $15, request = $16, outcome = $17, created_ms = $18, updated_ms = $19
-    WHERE id = $1"#;
+const UPDATE_OPS: &str = concat!(
+    r#"UPDATE operations o SET app = v.app, "key" = v."key", kind = v.kind,
+    request_hash = v.request_hash, parent = v.parent, reservation_id = v.reservation_id,
+    session_id = v.session_id, request_number = v.request_number, subscriber = v.subscriber,
+    amount = v.amount, currency = v.currency, reference_code = v.reference_code,
+    state = v.state, result_code = v.result_code, request = v.request, outcome = v.outcome,
+    created_ms = v.created_ms, updated_ms = v.updated_ms
+    FROM unnest("#,
+    op_arrays!(),
+    ") AS v(",
+    op_names!(),
+    ") WHERE o.id = v.id RETURNING o.id"
+);
 
-const DELETE_OP: &str = "DELETE FROM operations WHERE id = $1";
+const PUT_RESERVATIONS: &str = "INSERT INTO reservations (id, app, session_id, subscriber, \
+    currency, reserved, charged, last_request_number, state, expires_ms, created_ms, updated_ms) \
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+    $6::numeric[], $7::numeric[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], \
+    $12::bigint[]) \
+    ON CONFLICT (id) DO UPDATE SET app = excluded.app, session_id = excluded.session_id, \
+    subscriber = excluded.subscriber, currency = excluded.currency, \
+    reserved = excluded.reserved, charged = excluded.charged, \
+    last_request_number = excluded.last_request_number, state = excluded.state, \
+    expires_ms = excluded.expires_ms, created_ms = excluded.created_ms, \
+    updated_ms = excluded.updated_ms";
+
+const PUT_RESOURCES: &str = "INSERT INTO resources (id, app, kind, state, parent, due_ms, \
+    body, created_ms, updated_ms) \
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+    $6::bigint[], $7::text[], $8::bigint[], $9::bigint[]) \
+    ON CONFLICT (id) DO UPDATE SET app = excluded.app, kind = excluded.kind, \
+    state = excluded.state, parent = excluded.parent, due_ms = excluded.due_ms, \
+    body = excluded.body, created_ms = excluded.created_ms, updated_ms = excluded.updated_ms";
+
+/// The statements every batch may use, prepared when a connection opens.
+const BATCH_STATEMENTS: [&str; 9] = [
+    "BEGIN",
+    "COMMIT",
+    "ROLLBACK",
+    GIVE_WAY,
+    MET,
+    INSERT_BEGUN,
+    UPDATE_OPS,
+    PUT_RESERVATIONS,
+    PUT_RESOURCES,
+];
 
 type Param<'a> = &'a (dyn ToSql + Sync);
 
 /// The PostgreSQL backend: one connection, owned by the store's writer thread, opened again
-/// after it is lost.
+/// after it is lost, driven on a current-thread runtime of its own.
 pub struct PostgresBackend {
     config: Config,
+    /// `None`: plain connections (`sslmode=disable`).
+    tls: Option<MakeRustlsConnect>,
     /// `postgres user@host:port/dbname`: names the database in errors and logs (no password).
     label: String,
+    rt: tokio::runtime::Runtime,
     /// `None` after a connection was lost, until the next call opens one.
-    client: Option<Client>,
+    conn: Option<Conn>,
+    /// Batches sent again one write per group (a begin met a row its group's update changed).
+    regrouped: u64,
+}
+
+/// An open connection and its prepared statements.
+struct Conn {
+    client: Client,
     statements: HashMap<String, Statement>,
 }
 
@@ -189,20 +316,21 @@ impl std::fmt::Debug for PostgresBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresBackend")
             .field("database", &self.label)
-            .field("connected", &self.client.is_some())
+            .field("tls", &self.tls.is_some())
+            .field("connected", &self.conn.is_some())
             .finish()
     }
 }
 
 impl PostgresBackend {
-    /// Connects to the database `config` names; creates or migrates the schema. Refuses a
+    /// Connects to the database `target` names; creates or migrates the schema. Refuses a
     /// schema that is newer than this code, or that is not a gateway store, and a database
     /// whose encoding is not UTF8.
     ///
-    /// Blocking, and it must not run on an async runtime's thread (the client drives its
+    /// Blocking, and it must not run on an async runtime's thread (the backend drives its
     /// own): [`Store::open`](super::Store::open) calls it on the writer thread.
-    pub fn open(config: &Config) -> Result<Self, StoreError> {
-        let mut config = config.clone();
+    pub fn open(target: &PostgresTarget) -> Result<Self, StoreError> {
+        let mut config = target.config.clone();
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -213,11 +341,20 @@ impl PostgresBackend {
             config.application_name(APPLICATION);
         }
         let label = label(&config);
+        on_own_thread(&label)?;
+        let tls = super::pg_tls::connector(target)
+            .map_err(|e| StoreError(format!("{label}: {}", e.0)))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError(format!("{label}: cannot start the client's runtime: {e}")))?;
         let mut me = Self {
             config,
+            tls,
             label,
-            client: None,
-            statements: HashMap::new(),
+            rt,
+            conn: None,
+            regrouped: 0,
         };
         me.connection()?;
         Ok(me)
@@ -229,32 +366,49 @@ impl PostgresBackend {
     }
 
     /// The open connection, opening one (and checking the schema) when there is none.
-    fn connection(&mut self) -> Result<(&mut Client, &mut HashMap<String, Statement>), StoreError> {
-        if self.client.as_ref().is_some_and(Client::is_closed) {
+    fn connection(&mut self) -> Result<&mut Conn, StoreError> {
+        on_own_thread(&self.label)?;
+        if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
             self.lost();
         }
-        let client = match &mut self.client {
-            Some(c) => c,
+        let Self {
+            config,
+            tls,
+            label,
+            rt,
+            conn,
+            ..
+        } = self;
+        match conn {
+            Some(c) => Ok(c),
             empty => {
-                let mut c = connect(&self.config, &self.label)?;
-                migrate(&mut c, &self.label)?;
-                empty.insert(c)
+                let c = rt.block_on(async {
+                    let mut client = connect(config, tls.as_ref(), label).await?;
+                    migrate(&mut client, label).await?;
+                    let mut c = Conn {
+                        client,
+                        statements: HashMap::new(),
+                    };
+                    c.prepare(&BATCH_STATEMENTS)
+                        .await
+                        .map_err(|e| StoreError(format!("{label}: prepare: {}", pg_error(&e))))?;
+                    Ok::<_, StoreError>(c)
+                })?;
+                Ok(empty.insert(c))
             }
-        };
-        Ok((client, &mut self.statements))
+        }
     }
 
     /// Forgets the connection (and its prepared statements): the next call opens a new one.
     fn lost(&mut self) {
-        if self.client.take().is_some() {
+        if self.conn.take().is_some() {
             warn!(database = %self.label, "store connection lost: reconnecting on the next call");
         }
-        self.statements.clear();
     }
 
     /// After a failed call: forgets the connection if it is closed.
     fn after_error(&mut self) {
-        if self.client.as_ref().is_some_and(Client::is_closed) {
+        if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
             self.lost();
         }
     }
@@ -269,12 +423,24 @@ impl PostgresBackend {
     ) -> Result<Vec<T>, StoreError> {
         let mut retried = false;
         loop {
-            let label = self.label.clone();
-            let (client, statements) = self.connection()?;
-            let rows = prepared(client, statements, sql).and_then(|s| client.query(&s, params));
+            self.connection()?;
+            let (rt, conn) = (&self.rt, &mut self.conn);
+            let Some(conn) = conn.as_mut() else {
+                return Err(StoreError(format!("{}: not connected", self.label)));
+            };
+            let rows = rt.block_on(async {
+                conn.prepare(&[sql]).await?;
+                match conn.statements.get(sql) {
+                    Some(s) => conn.client.query(s, params).await,
+                    None => Ok(Vec::new()),
+                }
+            });
+            let closed = conn.client.is_closed();
             match rows {
-                Ok(rows) => return rows.iter().map(|r| decode(r, &label)).collect(),
-                Err(e) if !retried && (is_dead(&e) || client.is_closed()) => {
+                Ok(rows) => {
+                    return rows.iter().map(|r| decode(r, &self.label)).collect();
+                }
+                Err(e) if !retried && (is_dead(&e) || closed) => {
                     retried = true;
                     self.lost();
                 }
@@ -284,7 +450,11 @@ impl PostgresBackend {
                     } else {
                         self.after_error();
                     }
-                    return Err(StoreError(format!("{label}: {what}: {}", pg_error(&e))));
+                    return Err(StoreError(format!(
+                        "{}: {what}: {}",
+                        self.label,
+                        pg_error(&e)
+                    )));
                 }
             }
         }
@@ -305,37 +475,103 @@ impl PostgresBackend {
     ) -> Result<Vec<ReservationRow>, StoreError> {
         self.read(sql, params, "query reservations", read_reservation)
     }
+
+    /// One batch on the open connection: grouped, or (`grouped` false) one write per group.
+    fn try_batch(&mut self, batch: &[Write], grouped: bool) -> Result<Vec<Written>, Failed> {
+        self.connection()
+            .map_err(|error| Failed::Unsent { dead: false, error })?;
+        let Self {
+            rt, conn, label, ..
+        } = self;
+        let Some(conn) = conn.as_mut() else {
+            return Err(Failed::Unsent {
+                dead: false,
+                error: StoreError(format!("{label}: not connected")),
+            });
+        };
+        rt.block_on(write_batch(conn, &plan(batch, grouped), batch.len(), label))
+    }
+
+    /// After a failed batch: the session out of its transaction (a ROLLBACK outside one only
+    /// warns), or the connection forgotten when that fails or it is gone.
+    fn rollback(&mut self) {
+        let Self {
+            rt, conn, label, ..
+        } = self;
+        let rolled_back = conn
+            .as_ref()
+            .filter(|c| !c.client.is_closed())
+            .map(|c| rt.block_on(c.client.batch_execute("ROLLBACK")));
+        match rolled_back {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                warn!(database = %label, error = %pg_error(&e), "store rollback failed");
+                self.lost();
+            }
+            None => self.lost(),
+        }
+    }
+}
+
+impl Conn {
+    /// Prepares those of `sqls` not prepared yet on this connection (all sent at once).
+    async fn prepare(&mut self, sqls: &[&str]) -> Result<(), tokio_postgres::Error> {
+        let missing: Vec<&str> = sqls
+            .iter()
+            .copied()
+            .filter(|s| !self.statements.contains_key(*s))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if self.statements.len() + missing.len() > STATEMENT_CACHE {
+            // Past the cache's size it starts again, keeping the batch's own statements.
+            self.statements
+                .retain(|sql, _| BATCH_STATEMENTS.contains(&sql.as_str()));
+        }
+        let client = &self.client;
+        let prepared = in_order(missing.iter().map(|s| client.prepare(s)).collect()).await;
+        for (sql, statement) in missing.into_iter().zip(prepared) {
+            self.statements.insert(sql.to_string(), statement?);
+        }
+        Ok(())
+    }
+
+    fn statement(&self, sql: &str) -> Result<&Statement, StoreError> {
+        self.statements
+            .get(sql)
+            .ok_or_else(|| StoreError(format!("statement not prepared: {sql}")))
+    }
 }
 
 impl Backend for PostgresBackend {
     fn apply(&mut self, batch: &[Write]) -> Result<Vec<Written>, StoreError> {
         let mut retried = false;
+        let mut grouped = true;
         loop {
-            let label = self.label.clone();
-            let (client, statements) = self.connection()?;
-            match write_batch(client, statements, batch, &label) {
+            match self.try_batch(batch, grouped) {
                 Ok(out) => return Ok(out),
-                // Nothing of the batch was sent: send it again on a new connection.
+                // Nothing of the batch was executed: send it again on a new connection.
                 Err(Failed::Unsent { dead: true, .. }) if !retried => {
                     retried = true;
                     self.lost();
                 }
+                // Once more in the batch's own order.
+                Err(Failed::Reorder) if grouped => {
+                    self.rollback();
+                    self.regrouped += 1;
+                    debug!(database = %self.label, writes = batch.len(), "store batch sent again one write per group");
+                    grouped = false;
+                }
+                Err(Failed::Reorder) => {
+                    self.rollback();
+                    return Err(StoreError(format!(
+                        "{}: a batch of one write per group met an update of its own group",
+                        self.label
+                    )));
+                }
                 Err(Failed::Unsent { error, .. } | Failed::Sent(error)) => {
-                    // The transaction's drop rolled back; make sure the session is out of it
-                    // (a second ROLLBACK only warns), or forget a connection that is gone.
-                    let rolled_back = self
-                        .client
-                        .as_mut()
-                        .filter(|c| !c.is_closed())
-                        .map(|c| c.batch_execute("ROLLBACK"));
-                    match rolled_back {
-                        Some(Ok(())) => {}
-                        Some(Err(e)) => {
-                            warn!(database = %label, error = %pg_error(&e), "store rollback failed");
-                            self.lost();
-                        }
-                        None => self.lost(),
-                    }
+                    self.rollback();
                     return Err(error);
                 }
             }
@@ -477,27 +713,74 @@ fn limit(n: usize) -> Option<i64> {
     }
 }
 
-/// Opens a connection and sets up its session: UTF8 checked, commits durable, lock waits
-/// bounded.
-fn connect(config: &Config, label: &str) -> Result<Client, StoreError> {
+/// The client blocks on a runtime of its own, which tokio refuses (with a panic) on a thread
+/// that already drives one.
+fn on_own_thread(label: &str) -> Result<(), StoreError> {
     if tokio::runtime::Handle::try_current().is_ok() {
-        // The client blocks on a runtime of its own, which tokio refuses (with a panic) on a
-        // thread that already drives one.
         return Err(StoreError(format!(
             "{label}: cannot connect from an async runtime's thread: open the store with \
              Store::open, which connects on its writer thread"
         )));
     }
-    let mut client = config
-        .connect(NoTls)
-        .map_err(|e| StoreError(format!("{label}: cannot connect: {}", pg_error(&e))))?;
-    let session = |e: ::postgres::Error| StoreError(format!("{label}: session: {}", pg_error(&e)));
+    Ok(())
+}
+
+/// Runs `futures` to the end, polling them in order. tokio-postgres sends a request when
+/// its future is first polled, so the server receives, and runs, them in this order, all
+/// before the first answer is awaited (a pipeline).
+async fn in_order<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<MaybeDone<F>>>> = futures
+        .into_iter()
+        .map(|f| Box::pin(maybe_done(f)))
+        .collect();
+    poll_fn(|cx| {
+        let mut pending = false;
+        for f in &mut futures {
+            pending |= f.as_mut().poll(cx).is_pending();
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    futures
+        .iter_mut()
+        .filter_map(|f| f.as_mut().take_output())
+        .collect()
+}
+
+/// Opens a connection and sets up its session: UTF8 checked, commits durable, lock waits
+/// bounded.
+async fn connect(
+    config: &Config,
+    tls: Option<&MakeRustlsConnect>,
+    label: &str,
+) -> Result<Client, StoreError> {
+    let cannot =
+        |e: tokio_postgres::Error| StoreError(format!("{label}: cannot connect: {}", pg_error(&e)));
+    let client = match tls {
+        None => {
+            let (client, connection) = config.connect(NoTls).await.map_err(cannot)?;
+            tokio::spawn(drive(connection, label.to_string()));
+            client
+        }
+        Some(tls) => {
+            let (client, connection) = config.connect(tls.clone()).await.map_err(cannot)?;
+            tokio::spawn(drive(connection, label.to_string()));
+            client
+        }
+    };
+    let session =
+        |e: tokio_postgres::Error| StoreError(format!("{label}: session: {}", pg_error(&e)));
     let row = client
         .query_one(
             "SELECT current_setting('server_encoding'), current_setting('synchronous_commit'), \
              current_setting('fsync')",
             &[],
         )
+        .await
         .map_err(session)?;
     let text = |i: usize| row.try_get::<_, String>(i).unwrap_or_default();
     let (encoding, synchronous_commit, fsync) = (text(0), text(1), text(2));
@@ -513,24 +796,568 @@ fn connect(config: &Config, label: &str) -> Result<Client, StoreError> {
         info!(database = %label, "synchronous_commit is off for this role or database: set to on for the store's session");
         client
             .batch_execute("SET synchronous_commit = on")
+            .await
             .map_err(session)?;
     }
     if fsync == "off" {
         warn!(database = %label, "the server runs with fsync = off: a committed batch can be lost if its machine crashes");
     }
+    // The batch's statements join arrays of any length to the tables: planned for each
+    // execution, with the arrays' lengths and the tables' sizes of the moment. A generic
+    // plan, cached once (possibly while the tables were empty), would keep a sequential scan
+    // of `operations` as it grows.
     client
-        .batch_execute(&format!("SET lock_timeout = '{LOCK_TIMEOUT}'"))
+        .batch_execute(&format!(
+            "SET lock_timeout = '{LOCK_TIMEOUT}'; SET plan_cache_mode = force_custom_plan"
+        ))
+        .await
         .map_err(session)?;
     Ok(client)
 }
 
+/// The connection's own task: reads and writes the socket while the writer thread's runtime
+/// runs (during each call). Its end is seen by the client (`is_closed`, errors).
+async fn drive<F>(connection: F, label: String)
+where
+    F: Future<Output = Result<(), tokio_postgres::Error>>,
+{
+    if let Err(e) = connection.await {
+        debug!(database = %label, error = %pg_error(&e), "store connection ended");
+    }
+}
+
+/// Why a batch failed.
+enum Failed {
+    /// At BEGIN: nothing of the batch was executed; `dead`: nor will anything on this
+    /// connection.
+    Unsent {
+        dead: bool,
+        error: StoreError,
+    },
+    Sent(StoreError),
+    /// A begin met a row an earlier update of its group changed: the group's order was not
+    /// the batch's. Nothing is committed; the batch is to be sent again ungrouped.
+    Reorder,
+}
+
+/// Writes whose order does not matter, as multi-row statements. See the module's
+/// documentation for what may share a group.
+#[derive(Default)]
+struct Group<'a> {
+    /// (index in the batch, operation).
+    begins: Vec<(usize, &'a OperationRow)>,
+    updates: Vec<(usize, &'a OperationRow)>,
+    /// The last write of each id.
+    reservations: Vec<&'a ReservationRow>,
+    resources: Vec<&'a ResourceRow>,
+    /// Indexes answered `Done` when the group goes through.
+    done: Vec<usize>,
+    begin_keys: HashMap<(&'a str, &'a str), usize>,
+    begin_ids: HashSet<&'a str>,
+    update_ids: HashSet<&'a str>,
+    update_keys: HashSet<(&'a str, &'a str)>,
+    reservation_at: HashMap<&'a str, usize>,
+    resource_at: HashMap<&'a str, usize>,
+}
+
+impl<'a> Group<'a> {
+    fn is_empty(&self) -> bool {
+        self.begins.is_empty() && self.done.is_empty()
+    }
+
+    /// Whether `w` may join without its place in the group's order mattering.
+    fn admits(&self, w: &Write) -> bool {
+        match w {
+            Write::Begin(op) => {
+                let key_free = op.key.as_deref().is_none_or(|k| {
+                    let k = (op.app.as_str(), k);
+                    !self.begin_keys.contains_key(&k) && !self.update_keys.contains(&k)
+                });
+                key_free
+                    && !self.begin_ids.contains(op.id.as_str())
+                    && !self.update_ids.contains(op.id.as_str())
+            }
+            Write::Update(op) => !self.update_ids.contains(op.id.as_str()),
+            Write::Reservation(_) | Write::Resource(_) => true,
+        }
+    }
+
+    fn push(&mut self, i: usize, w: &'a Write) {
+        match w {
+            Write::Begin(op) => {
+                if let Some(k) = &op.key {
+                    self.begin_keys.insert((op.app.as_str(), k.as_str()), i);
+                }
+                self.begin_ids.insert(op.id.as_str());
+                self.begins.push((i, op));
+            }
+            Write::Update(op) => {
+                if let Some(k) = &op.key {
+                    self.update_keys.insert((op.app.as_str(), k.as_str()));
+                }
+                self.update_ids.insert(op.id.as_str());
+                self.updates.push((i, op));
+                self.done.push(i);
+            }
+            Write::Reservation(r) => {
+                match self.reservation_at.get(r.id.as_str()) {
+                    Some(&at) => {
+                        if let Some(slot) = self.reservations.get_mut(at) {
+                            *slot = r;
+                        }
+                    }
+                    None => {
+                        self.reservation_at
+                            .insert(r.id.as_str(), self.reservations.len());
+                        self.reservations.push(r);
+                    }
+                }
+                self.done.push(i);
+            }
+            Write::Resource(r) => {
+                match self.resource_at.get(r.id.as_str()) {
+                    Some(&at) => {
+                        if let Some(slot) = self.resources.get_mut(at) {
+                            *slot = r;
+                        }
+                    }
+                    None => {
+                        self.resource_at.insert(r.id.as_str(), self.resources.len());
+                        self.resources.push(r);
+                    }
+                }
+                self.done.push(i);
+            }
+        }
+    }
+
+    /// Whether the row `id`, met by the begin at batch index `begin`, is one an update of
+    /// this group that comes before that begin changes.
+    fn updated_before(&self, id: &str, begin: usize) -> bool {
+        self.updates.iter().any(|(i, u)| *i < begin && u.id == id)
+    }
+}
+
+/// The batch cut into groups (`grouped`), or one write per group.
+fn plan(batch: &[Write], grouped: bool) -> Vec<Group<'_>> {
+    let mut groups = Vec::new();
+    let mut current = Group::default();
+    for (i, w) in batch.iter().enumerate() {
+        let joins = current.is_empty() || (grouped && current.admits(w));
+        if !joins {
+            groups.push(std::mem::take(&mut current));
+        }
+        current.push(i, w);
+    }
+    if !current.is_empty() {
+        groups.push(current);
+    }
+    groups
+}
+
+/// What each statement of the pipeline is, to read its answer.
+#[derive(Clone, Copy)]
+enum Step {
+    Begin,
+    GiveWay(usize),
+    Met(usize),
+    Insert,
+    Update(usize),
+    Put,
+}
+
+/// The arrays of a group's statements (they live until the pipeline's answers are in).
+struct GroupArrays<'a> {
+    keys: (Vec<&'a str>, Vec<&'a str>),
+    begins: OpColumns<'a>,
+    updates: OpColumns<'a>,
+    reservations: ReservationColumns<'a>,
+    resources: ResourceColumns<'a>,
+}
+
+impl<'a> GroupArrays<'a> {
+    fn of(g: &Group<'a>) -> Self {
+        let mut keys = (Vec::new(), Vec::new());
+        for (_, op) in &g.begins {
+            if let Some(k) = &op.key {
+                keys.0.push(op.app.as_str());
+                keys.1.push(k.as_str());
+            }
+        }
+        Self {
+            keys,
+            begins: OpColumns::of(g.begins.iter().map(|(_, op)| *op)),
+            updates: OpColumns::of(g.updates.iter().map(|(_, op)| *op)),
+            reservations: ReservationColumns::of(&g.reservations),
+            resources: ResourceColumns::of(&g.resources),
+        }
+    }
+}
+
+/// BEGIN and every group's statements in one pipeline; the answers read and checked; then
+/// COMMIT.
+async fn write_batch(
+    conn: &Conn,
+    groups: &[Group<'_>],
+    writes: usize,
+    label: &str,
+) -> Result<Vec<Written>, Failed> {
+    let sent = |e: StoreError| Failed::Sent(e);
+    let arrays: Vec<GroupArrays<'_>> = groups.iter().map(GroupArrays::of).collect();
+    let mut params: Vec<(Step, &Statement, Vec<Param<'_>>)> = Vec::new();
+    params.push((
+        Step::Begin,
+        conn.statement("BEGIN").map_err(sent)?,
+        Vec::new(),
+    ));
+    for (g, a) in arrays.iter().enumerate() {
+        if !a.keys.0.is_empty() {
+            let keys: Vec<Param<'_>> = vec![&a.keys.0, &a.keys.1];
+            params.push((
+                Step::GiveWay(g),
+                conn.statement(GIVE_WAY).map_err(sent)?,
+                keys.clone(),
+            ));
+            params.push((Step::Met(g), conn.statement(MET).map_err(sent)?, keys));
+        }
+        if !a.begins.id.is_empty() {
+            params.push((
+                Step::Insert,
+                conn.statement(INSERT_BEGUN).map_err(sent)?,
+                a.begins.params(),
+            ));
+        }
+        if !a.updates.id.is_empty() {
+            params.push((
+                Step::Update(g),
+                conn.statement(UPDATE_OPS).map_err(sent)?,
+                a.updates.params(),
+            ));
+        }
+        if !a.reservations.id.is_empty() {
+            params.push((
+                Step::Put,
+                conn.statement(PUT_RESERVATIONS).map_err(sent)?,
+                a.reservations.params(),
+            ));
+        }
+        if !a.resources.id.is_empty() {
+            params.push((
+                Step::Put,
+                conn.statement(PUT_RESOURCES).map_err(sent)?,
+                a.resources.params(),
+            ));
+        }
+    }
+    let client = &conn.client;
+    let answers = in_order(
+        params
+            .iter()
+            .map(|(_, statement, p)| client.query(*statement, p))
+            .collect(),
+    )
+    .await;
+    let mut out: Vec<Option<Written>> = vec![None; writes];
+    let mut reorder = false;
+    for ((step, _, _), answer) in params.iter().zip(answers) {
+        let rows = match (step, answer) {
+            (_, Ok(rows)) => rows,
+            (Step::Begin, Err(e)) => {
+                return Err(Failed::Unsent {
+                    dead: is_dead(&e),
+                    error: StoreError(format!("{label}: begin: {}", pg_error(&e))),
+                });
+            }
+            (step, Err(e)) => {
+                let what = match step {
+                    Step::GiveWay(_) => "replace retryable operations",
+                    Step::Met(_) => "begin",
+                    Step::Insert => "insert operations",
+                    Step::Update(_) => "update operations",
+                    Step::Begin | Step::Put => "put reservations or resources",
+                };
+                return Err(Failed::Sent(StoreError(format!(
+                    "{label}: {what}: {}",
+                    pg_error(&e)
+                ))));
+            }
+        };
+        match *step {
+            Step::GiveWay(g) => {
+                let Some(group) = groups.get(g) else { continue };
+                for row in &rows {
+                    let id: String =
+                        column(row, 0, "id", &|| format!("{label}: an operation")).map_err(sent)?;
+                    let app: String =
+                        column(row, 1, "app", &|| format!("{label}: operation {id:?}"))
+                            .map_err(sent)?;
+                    let key: String =
+                        column(row, 2, "key", &|| format!("{label}: operation {id:?}"))
+                            .map_err(sent)?;
+                    let at = group.begin_keys.get(&(app.as_str(), key.as_str()));
+                    if at.is_some_and(|&b| group.updated_before(&id, b)) {
+                        reorder = true;
+                    }
+                }
+            }
+            Step::Met(g) => {
+                let Some(group) = groups.get(g) else { continue };
+                for row in &rows {
+                    let existing = read_op(row, label).map_err(sent)?;
+                    let at = existing
+                        .key
+                        .as_deref()
+                        .and_then(|k| group.begin_keys.get(&(existing.app.as_str(), k)))
+                        .copied();
+                    let Some(at) = at else { continue };
+                    if group.updated_before(&existing.id, at) {
+                        reorder = true;
+                    }
+                    if let Some(slot) = out.get_mut(at) {
+                        *slot = Some(Written::Begun(Begun::Existing(Box::new(existing))));
+                    }
+                }
+            }
+            Step::Update(g) => {
+                let Some(group) = groups.get(g) else { continue };
+                let found: HashSet<String> = rows
+                    .iter()
+                    .filter_map(|r| r.try_get::<_, String>(0).ok())
+                    .collect();
+                if let Some((_, missing)) =
+                    group.updates.iter().find(|(_, op)| !found.contains(&op.id))
+                {
+                    return Err(Failed::Sent(StoreError(format!(
+                        "{label}: no operation {}",
+                        missing.id
+                    ))));
+                }
+            }
+            Step::Begin | Step::Insert | Step::Put => {}
+        }
+    }
+    if reorder {
+        return Err(Failed::Reorder);
+    }
+    for g in groups {
+        for (i, _) in &g.begins {
+            if let Some(slot @ None) = out.get_mut(*i) {
+                *slot = Some(Written::Begun(Begun::Inserted));
+            }
+        }
+        for i in &g.done {
+            if let Some(slot) = out.get_mut(*i) {
+                *slot = Some(Written::Done);
+            }
+        }
+    }
+    let out: Vec<Written> = out.into_iter().flatten().collect();
+    if out.len() != writes {
+        return Err(Failed::Sent(StoreError(format!(
+            "{label}: {} answers for {writes} writes",
+            out.len()
+        ))));
+    }
+    let commit = conn.statement("COMMIT").map_err(sent)?;
+    conn.client.query(commit, &[]).await.map_err(|e| {
+        let unknown = if is_dead(&e) {
+            " (the connection was lost: the batch may or may not be committed)"
+        } else {
+            ""
+        };
+        Failed::Sent(StoreError(format!(
+            "{label}: commit: {}{unknown}",
+            pg_error(&e)
+        )))
+    })?;
+    Ok(out)
+}
+
+/// Operations as column arrays, in the order of [`op_names`].
+#[derive(Default)]
+struct OpColumns<'a> {
+    id: Vec<&'a str>,
+    app: Vec<&'a str>,
+    key: Vec<Option<&'a str>>,
+    kind: Vec<&'a str>,
+    request_hash: Vec<&'a str>,
+    parent: Vec<Option<&'a str>>,
+    reservation_id: Vec<Option<&'a str>>,
+    session_id: Vec<&'a str>,
+    request_number: Vec<i64>,
+    subscriber: Vec<Option<&'a str>>,
+    amount: Vec<Option<Decimal>>,
+    currency: Vec<Option<&'a str>>,
+    reference_code: Vec<Option<&'a str>>,
+    state: Vec<&'static str>,
+    result_code: Vec<Option<i64>>,
+    request: Vec<&'a str>,
+    outcome: Vec<Option<&'a str>>,
+    created_ms: Vec<i64>,
+    updated_ms: Vec<i64>,
+}
+
+impl<'a> OpColumns<'a> {
+    fn of(ops: impl Iterator<Item = &'a OperationRow>) -> Self {
+        let mut c = Self::default();
+        for op in ops {
+            c.id.push(&op.id);
+            c.app.push(&op.app);
+            c.key.push(op.key.as_deref());
+            c.kind.push(&op.kind);
+            c.request_hash.push(&op.request_hash);
+            c.parent.push(op.parent.as_deref());
+            c.reservation_id.push(op.reservation_id.as_deref());
+            c.session_id.push(&op.session_id);
+            c.request_number.push(i64::from(op.request_number));
+            c.subscriber.push(op.subscriber.as_deref());
+            c.amount.push(op.amount);
+            c.currency.push(op.currency.as_deref());
+            c.reference_code.push(op.reference_code.as_deref());
+            c.state.push(op.state.name());
+            c.result_code.push(op.result_code.map(i64::from));
+            c.request.push(&op.request);
+            c.outcome.push(op.outcome.as_deref());
+            c.created_ms.push(op.created_ms);
+            c.updated_ms.push(op.updated_ms);
+        }
+        c
+    }
+
+    fn params(&self) -> Vec<Param<'_>> {
+        vec![
+            &self.id,
+            &self.app,
+            &self.key,
+            &self.kind,
+            &self.request_hash,
+            &self.parent,
+            &self.reservation_id,
+            &self.session_id,
+            &self.request_number,
+            &self.subscriber,
+            &self.amount,
+            &self.currency,
+            &self.reference_code,
+            &self.state,
+            &self.result_code,
+            &self.request,
+            &self.outcome,
+            &self.created_ms,
+            &self.updated_ms,
+        ]
+    }
+}
+
+/// Reservations as column arrays, in the order of [`PUT_RESERVATIONS`].
+#[derive(Default)]
+struct ReservationColumns<'a> {
+    id: Vec<&'a str>,
+    app: Vec<&'a str>,
+    session_id: Vec<&'a str>,
+    subscriber: Vec<&'a str>,
+    currency: Vec<&'a str>,
+    reserved: Vec<Decimal>,
+    charged: Vec<Decimal>,
+    last_request_number: Vec<i64>,
+    state: Vec<&'static str>,
+    expires_ms: Vec<i64>,
+    created_ms: Vec<i64>,
+    updated_ms: Vec<i64>,
+}
+
+impl<'a> ReservationColumns<'a> {
+    fn of(rows: &[&'a ReservationRow]) -> Self {
+        let mut c = Self::default();
+        for r in rows {
+            c.id.push(&r.id);
+            c.app.push(&r.app);
+            c.session_id.push(&r.session_id);
+            c.subscriber.push(&r.subscriber);
+            c.currency.push(&r.currency);
+            c.reserved.push(r.reserved);
+            c.charged.push(r.charged);
+            c.last_request_number.push(i64::from(r.last_request_number));
+            c.state.push(r.state.name());
+            c.expires_ms.push(r.expires_ms);
+            c.created_ms.push(r.created_ms);
+            c.updated_ms.push(r.updated_ms);
+        }
+        c
+    }
+
+    fn params(&self) -> Vec<Param<'_>> {
+        vec![
+            &self.id,
+            &self.app,
+            &self.session_id,
+            &self.subscriber,
+            &self.currency,
+            &self.reserved,
+            &self.charged,
+            &self.last_request_number,
+            &self.state,
+            &self.expires_ms,
+            &self.created_ms,
+            &self.updated_ms,
+        ]
+    }
+}
+
+/// Resources as column arrays, in the order of [`PUT_RESOURCES`].
+#[derive(Default)]
+struct ResourceColumns<'a> {
+    id: Vec<&'a str>,
+    app: Vec<&'a str>,
+    kind: Vec<&'a str>,
+    state: Vec<&'a str>,
+    parent: Vec<Option<&'a str>>,
+    due_ms: Vec<Option<i64>>,
+    body: Vec<&'a str>,
+    created_ms: Vec<i64>,
+    updated_ms: Vec<i64>,
+}
+
+impl<'a> ResourceColumns<'a> {
+    fn of(rows: &[&'a ResourceRow]) -> Self {
+        let mut c = Self::default();
+        for r in rows {
+            c.id.push(&r.id);
+            c.app.push(&r.app);
+            c.kind.push(&r.kind);
+            c.state.push(&r.state);
+            c.parent.push(r.parent.as_deref());
+            c.due_ms.push(r.due_ms);
+            c.body.push(&r.body);
+            c.created_ms.push(r.created_ms);
+            c.updated_ms.push(r.updated_ms);
+        }
+        c
+    }
+
+    fn params(&self) -> Vec<Param<'_>> {
+        vec![
+            &self.id,
+            &self.app,
+            &self.kind,
+            &self.state,
+            &self.parent,
+            &self.due_ms,
+            &self.body,
+            &self.created_ms,
+            &self.updated_ms,
+        ]
+    }
+}
+
 /// Checks the schema and creates or migrates it, under an advisory lock.
-fn migrate(client: &mut Client, label: &str) -> Result<(), StoreError> {
+async fn migrate(client: &mut Client, label: &str) -> Result<(), StoreError> {
     let sql = |what: &'static str| {
-        move |e: ::postgres::Error| StoreError(format!("{label}: {what}: {}", pg_error(&e)))
+        move |e: tokio_postgres::Error| StoreError(format!("{label}: {what}: {}", pg_error(&e)))
     };
-    let mut tx = client.transaction().map_err(sql("schema check"))?;
+    let tx = client.transaction().await.map_err(sql("schema check"))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
         .map_err(sql("schema lock"))?;
     let row = tx
         .query_one(
@@ -541,6 +1368,7 @@ fn migrate(client: &mut Client, label: &str) -> Result<(), StoreError> {
              to_regclass(quote_ident(current_schema()) || '.gateway_schema') IS NOT NULL",
             &[],
         )
+        .await
         .map_err(sql("schema check"))?;
     let schema: Option<String> = row.try_get(0).map_err(sql("schema check"))?;
     let tables: i64 = row.try_get(1).map_err(sql("schema check"))?;
@@ -553,6 +1381,7 @@ fn migrate(client: &mut Client, label: &str) -> Result<(), StoreError> {
     let version = if marked {
         let rows = tx
             .query("SELECT application, version FROM gateway_schema", &[])
+            .await
             .map_err(sql("schema version"))?;
         let [row] = rows.as_slice() else {
             return Err(StoreError(format!(
@@ -596,234 +1425,31 @@ fn migrate(client: &mut Client, label: &str) -> Result<(), StoreError> {
             .ok()
             .and_then(|i| MIGRATIONS.get(i))
             .ok_or_else(|| StoreError(format!("no migration from schema version {v}")))?;
-        let migration = |e: ::postgres::Error| {
+        let migration = |e: tokio_postgres::Error| {
             StoreError(format!(
                 "{label}: schema migration to {next}: {}",
                 pg_error(&e)
             ))
         };
-        tx.batch_execute(step).map_err(migration)?;
+        tx.batch_execute(step).await.map_err(migration)?;
         if v == 0 {
             tx.execute(
                 "INSERT INTO gateway_schema (application, version) VALUES ($1, $2)",
                 &[&APPLICATION, &next],
             )
+            .await
         } else {
             tx.execute("UPDATE gateway_schema SET version = $1", &[&next])
+                .await
         }
         .map_err(migration)?;
         v = next;
     }
-    tx.commit().map_err(sql("schema commit"))?;
+    tx.commit().await.map_err(sql("schema commit"))?;
     if version < SCHEMA_VERSION {
         info!(database = %label, schema = %schema, from = version, to = SCHEMA_VERSION, "store schema created or migrated");
     }
     Ok(())
-}
-
-/// Why a batch failed.
-enum Failed {
-    /// At BEGIN: nothing of the batch reached the server; `dead`: nor will anything on this
-    /// connection.
-    Unsent {
-        dead: bool,
-        error: StoreError,
-    },
-    Sent(StoreError),
-}
-
-/// Applies a batch in one transaction and commits it.
-fn write_batch(
-    client: &mut Client,
-    statements: &mut HashMap<String, Statement>,
-    batch: &[Write],
-    label: &str,
-) -> Result<Vec<Written>, Failed> {
-    let mut tx = match client.transaction() {
-        Ok(tx) => tx,
-        Err(e) => {
-            return Err(Failed::Unsent {
-                dead: is_dead(&e),
-                error: StoreError(format!("{label}: begin: {}", pg_error(&e))),
-            });
-        }
-    };
-    let out = write_all(&mut tx, statements, batch, label).map_err(Failed::Sent)?;
-    commit(tx, label).map_err(Failed::Sent)?;
-    Ok(out)
-}
-
-fn write_all(
-    tx: &mut Transaction<'_>,
-    statements: &mut HashMap<String, Statement>,
-    batch: &[Write],
-    label: &str,
-) -> Result<Vec<Written>, StoreError> {
-    let sql = |what: &'static str| {
-        move |e: ::postgres::Error| StoreError(format!("{label}: {what}: {}", pg_error(&e)))
-    };
-    let mut out = Vec::with_capacity(batch.len());
-    for w in batch {
-        out.push(match w {
-            Write::Begin(op) => Written::Begun(begin(tx, statements, op, label)?),
-            Write::Update(op) => {
-                let values = OpValues::of(op);
-                let n = prepared(tx, statements, UPDATE_OP)
-                    .and_then(|s| tx.execute(&s, &values.params()))
-                    .map_err(sql("update operation"))?;
-                if n == 0 {
-                    return Err(StoreError(format!("no operation {}", op.id)));
-                }
-                Written::Done
-            }
-            Write::Reservation(r) => {
-                let last = i64::from(r.last_request_number);
-                let state = r.state.name();
-                let params: [Param<'_>; 12] = [
-                    &r.id,
-                    &r.app,
-                    &r.session_id,
-                    &r.subscriber,
-                    &r.currency,
-                    &r.reserved,
-                    &r.charged,
-                    &last,
-                    &state,
-                    &r.expires_ms,
-                    &r.created_ms,
-                    &r.updated_ms,
-                ];
-                prepared(tx, statements, UPSERT_RES)
-                    .and_then(|s| tx.execute(&s, &params))
-                    .map_err(sql("put reservation"))?;
-                Written::Done
-            }
-            Write::Resource(r) => {
-                let params: [Param<'_>; 9] = [
-                    &r.id,
-                    &r.app,
-                    &r.kind,
-                    &r.state,
-                    &r.parent,
-                    &r.due_ms,
-                    &r.body,
-                    &r.created_ms,
-                    &r.updated_ms,
-                ];
-                prepared(tx, statements, UPSERT_RESOURCE)
-                    .and_then(|s| tx.execute(&s, &params))
-                    .map_err(sql("put resource"))?;
-                Written::Done
-            }
-        });
-    }
-    Ok(out)
-}
-
-/// Commits, saying when the outcome is unknown.
-fn commit(tx: Transaction<'_>, label: &str) -> Result<(), StoreError> {
-    tx.commit().map_err(|e| {
-        let unknown = if is_dead(&e) {
-            " (the connection was lost: the batch may or may not be committed)"
-        } else {
-            ""
-        };
-        StoreError(format!("{label}: commit: {}{unknown}", pg_error(&e)))
-    })
-}
-
-/// Begin: insert; on an `(app, key)` conflict keep the existing row unless it is retryable,
-/// in which case it gives way.
-fn begin(
-    tx: &mut Transaction<'_>,
-    statements: &mut HashMap<String, Statement>,
-    op: &OperationRow,
-    label: &str,
-) -> Result<Begun, StoreError> {
-    let sql = |what: &'static str| {
-        move |e: ::postgres::Error| StoreError(format!("{label}: {what}: {}", pg_error(&e)))
-    };
-    if let Some(key) = &op.key {
-        let rows = prepared(tx, statements, OP_BY_KEY_FOR_UPDATE)
-            .and_then(|s| tx.query(&s, &[&op.app, key]))
-            .map_err(sql("begin"))?;
-        if let Some(row) = rows.first() {
-            let existing = read_op(row, label)?;
-            if existing.state != OpState::Retryable {
-                return Ok(Begun::Existing(Box::new(existing)));
-            }
-            prepared(tx, statements, DELETE_OP)
-                .and_then(|s| tx.execute(&s, &[&existing.id]))
-                .map_err(sql("replace retryable operation"))?;
-        }
-    }
-    let values = OpValues::of(op);
-    prepared(tx, statements, INSERT_OP)
-        .and_then(|s| tx.execute(&s, &values.params()))
-        .map_err(sql("insert operation"))?;
-    Ok(Begun::Inserted)
-}
-
-/// The statement for `sql`, prepared once per connection.
-fn prepared(
-    client: &mut impl GenericClient,
-    statements: &mut HashMap<String, Statement>,
-    sql: &str,
-) -> Result<Statement, ::postgres::Error> {
-    if let Some(s) = statements.get(sql) {
-        return Ok(s.clone());
-    }
-    let s = client.prepare(sql)?;
-    if statements.len() >= STATEMENT_CACHE {
-        statements.clear();
-    }
-    statements.insert(sql.to_string(), s.clone());
-    Ok(s)
-}
-
-/// The values of an operation as its columns hold them, in the order of [`INSERT_OP`] and
-/// [`UPDATE_OP`].
-struct OpValues<'a> {
-    op: &'a OperationRow,
-    request_number: i64,
-    result_code: Option<i64>,
-    state: &'static str,
-}
-
-impl<'a> OpValues<'a> {
-    fn of(op: &'a OperationRow) -> Self {
-        Self {
-            op,
-            request_number: i64::from(op.request_number),
-            result_code: op.result_code.map(i64::from),
-            state: op.state.name(),
-        }
-    }
-
-    fn params(&self) -> [Param<'_>; 19] {
-        let op = self.op;
-        [
-            &op.id,
-            &op.app,
-            &op.key,
-            &op.kind,
-            &op.request_hash,
-            &op.parent,
-            &op.reservation_id,
-            &op.session_id,
-            &self.request_number,
-            &op.subscriber,
-            &op.amount,
-            &op.currency,
-            &op.reference_code,
-            &self.state,
-            &self.result_code,
-            &op.request,
-            &op.outcome,
-            &op.created_ms,
-            &op.updated_ms,
-        ]
-    }
 }
 
 /// `postgres user@host:port/dbname` (the first host; no password).
@@ -851,15 +1477,16 @@ fn label(config: &Config) -> String {
 
 /// Whether `e` ends the session: the connection closed, or the server's FATAL error (it was
 /// terminated, shut down) or a connection exception (class 08).
-fn is_dead(e: &::postgres::Error) -> bool {
+fn is_dead(e: &tokio_postgres::Error) -> bool {
     e.is_closed()
         || e.as_db_error().is_some_and(|db| {
             matches!(db.severity(), "FATAL" | "PANIC") || db.code().code().starts_with("08")
         })
 }
 
-/// The server's message (and detail) for a database error, else the client's.
-fn pg_error(e: &::postgres::Error) -> String {
+/// The server's message (and detail) for a database error, else the client's with its
+/// causes (a TLS refusal says why: "invalid peer certificate: UnknownIssuer").
+fn pg_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
             let mut s = format!("{} ({})", db.message(), db.code().code());
@@ -868,7 +1495,15 @@ fn pg_error(e: &::postgres::Error) -> String {
             }
             s
         }
-        None => e.to_string(),
+        None => {
+            let mut s = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                let _ = write!(s, ": {c}");
+                cause = c.source();
+            }
+            s
+        }
     }
 }
 
@@ -1008,21 +1643,41 @@ mod tests {
 
     use super::test_server::Server;
     use super::*;
+    use crate::config::postgres::target;
     use crate::store::memory::conformance;
     use crate::store::{Store, StoreSettings};
 
     /// A fresh database on the shared server: the server (hold it for the test), the
     /// connection parameters and the URL. `None`: PostgreSQL is not installed (skipped).
-    fn database(test: &str) -> Option<(Arc<Server>, Config, String)> {
+    fn database(test: &str) -> Option<(Arc<Server>, PostgresTarget, String)> {
         let server = Server::shared_or_skip(&format!("store::postgres::{test}"))?;
         let url = server.database(test);
-        let config = url.parse().unwrap();
+        let config = target(&url).unwrap();
         Some((server, config, url))
     }
 
     /// A second session on the same database, for what the tests do behind the backend.
-    fn admin(config: &Config) -> Client {
-        config.connect(NoTls).unwrap()
+    fn admin(config: &PostgresTarget) -> ::postgres::Client {
+        ::postgres::Config::from(config.config.clone())
+            .connect(::postgres::NoTls)
+            .unwrap()
+    }
+
+    impl PostgresBackend {
+        /// The first column of each row `sql` gives on the backend's own session (simple
+        /// protocol: one statement, a transaction of its own unless one is open).
+        fn session(&mut self, sql: &str) -> Vec<String> {
+            self.connection().unwrap();
+            let (rt, conn) = (&self.rt, self.conn.as_ref().unwrap());
+            rt.block_on(conn.client.simple_query(sql))
+                .unwrap()
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                    _ => None,
+                })
+                .collect()
+        }
     }
 
     fn store_config(url: &str) -> crate::config::StoreConfig {
@@ -1062,20 +1717,17 @@ mod tests {
             .batch_execute(&format!("ALTER DATABASE {db} SET synchronous_commit = off"))
             .unwrap();
         let mut b = PostgresBackend::open(&config).unwrap();
-        let (client, _) = b.connection().unwrap();
-        let show = |c: &mut Client, what: &str| -> String {
-            c.query_one(&format!("SHOW {what}"), &[]).unwrap().get(0)
-        };
-        assert_eq!(show(client, "synchronous_commit"), "on");
-        assert_eq!(show(client, "lock_timeout"), "5s");
-        assert_eq!(show(client, "application_name"), APPLICATION);
-        let row = client
+        let mut show = |what: &str| b.session(&format!("SHOW {what}")).remove(0);
+        assert_eq!(show("synchronous_commit"), "on");
+        assert_eq!(show("lock_timeout"), "5s");
+        assert_eq!(show("application_name"), APPLICATION);
+        let row = admin
             .query_one("SELECT application, version FROM gateway_schema", &[])
             .unwrap();
         assert_eq!(row.get::<_, String>(0), APPLICATION);
         assert_eq!(row.get::<_, i32>(1), SCHEMA_VERSION);
         // Amounts are NUMERIC: exact, never floating point.
-        let types: Vec<(String, String)> = client
+        let types: Vec<(String, String)> = admin
             .query(
                 "SELECT column_name::text, data_type::text FROM information_schema.columns \
                  WHERE (table_name = 'operations' AND column_name = 'amount') \
@@ -1139,15 +1791,8 @@ mod tests {
             |b| {
                 // The session is out of the failed transaction: a statement of its own (one
                 // message, simple protocol) starts a transaction of its own.
-                let (client, _) = b.connection().unwrap();
-                let rows = client
-                    .simple_query("SELECT now() = statement_timestamp()")
-                    .unwrap();
-                let fresh = rows.iter().find_map(|m| match m {
-                    ::postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                    _ => None,
-                });
-                assert_eq!(fresh.as_deref(), Some("t"), "no transaction left open");
+                let fresh = b.session("SELECT now() = statement_timestamp()");
+                assert_eq!(fresh, ["t"], "no transaction left open");
             },
             |b| {
                 drop(b);
@@ -1170,6 +1815,59 @@ mod tests {
             return;
         };
         conformance::same_key_twice_in_one_batch(&mut PostgresBackend::open(&config).unwrap());
+    }
+
+    #[test]
+    fn order_within_a_batch() {
+        let Some((_server, config, _)) = database("batch_order") else {
+            return;
+        };
+        let mut b = PostgresBackend::open(&config).unwrap();
+        conformance::order_within_a_batch(&mut b);
+        // Its begin of a key an earlier update moved away was caught in the answers, and the
+        // batch sent again in its own order.
+        assert_eq!(b.regrouped, 1);
+        // A batch as the charging layer makes them (begins of new keys and updates of other
+        // operations, interleaved): one pass, every answer as one by one.
+        let pending: Vec<OperationRow> = (0..20)
+            .map(|i| {
+                conformance::op(
+                    &format!("m{i}"),
+                    "app",
+                    Some(&format!("m{i}")),
+                    OpState::Pending,
+                )
+            })
+            .collect();
+        let begins: Vec<Write> = pending.iter().cloned().map(Write::Begin).collect();
+        b.apply(&begins).unwrap();
+        let mut batch = Vec::new();
+        for (i, op) in pending.iter().enumerate() {
+            let key = format!("n{i}");
+            batch.push(Write::Begin(conformance::op(
+                &key,
+                "app",
+                Some(&key),
+                OpState::Pending,
+            )));
+            let mut done = op.clone();
+            done.state = OpState::Succeeded;
+            batch.push(Write::Update(done));
+        }
+        let out = b.apply(&batch).unwrap();
+        assert_eq!(out.len(), 40);
+        for (i, answer) in out.iter().enumerate() {
+            let want = if i % 2 == 0 {
+                Written::Begun(Begun::Inserted)
+            } else {
+                Written::Done
+            };
+            assert_eq!(*answer, want, "write {i}");
+        }
+        assert!(pending.iter().all(|op| {
+            b.operation(&op.id).unwrap().map(|o| o.state) == Some(OpState::Succeeded)
+        }));
+        assert_eq!(b.regrouped, 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1230,7 +1928,7 @@ mod tests {
         assert_eq!(tables, 1);
         // A gateway_schema of another application is not ours either.
         let url = server.database("foreign_marked");
-        let config: Config = url.parse().unwrap();
+        let config = target(&url).unwrap();
         admin(&config)
             .batch_execute(
                 "CREATE TABLE gateway_schema (application TEXT, version INTEGER);
@@ -1327,6 +2025,149 @@ mod tests {
         assert_eq!(ids, vec!["fourth", "second", "first"]);
     }
 
+    /// A CA (its certificate in PEM, and what signs with it).
+    fn ca(name: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), rcgen::Issuer::new(params, key))
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses) issued by `ca`.
+    fn server_cert(
+        ca: &rcgen::Issuer<'static, rcgen::KeyPair>,
+        names: &[&str],
+    ) -> test_server::TlsFiles {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "gateway test server");
+        let cert = params.signed_by(&key, ca).unwrap();
+        test_server::TlsFiles {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    /// `sslmode` and `sslrootcert` against a server with TLS on and a certificate for
+    /// 127.0.0.1 and localhost: verify-full with its CA connects (over TLS, as the server
+    /// says) and the store works; another CA, or another name, is refused, saying why;
+    /// verify-ca takes another name; require and prefer encrypt whatever the certificate.
+    #[test]
+    fn tls_as_sslmode_says() {
+        let Some(install) = test_server::Install::find_or_skip("store::postgres::tls") else {
+            return;
+        };
+        let (ca_pem, issuer) = ca("gateway test CA");
+        let (other_pem, _) = ca("some other CA");
+        let server = Server::start_tls(install, &server_cert(&issuer, &["localhost", "127.0.0.1"]))
+            .unwrap_or_else(|e| panic!("PostgreSQL with TLS: {e}"));
+        let dir = std::env::temp_dir().join(format!("cgw-pg-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let right = dir.join("ca.pem");
+        let wrong = dir.join("other.pem");
+        std::fs::write(&right, &ca_pem).unwrap();
+        std::fs::write(&wrong, &other_pem).unwrap();
+        let plain = server.database("tls");
+        let db = plain
+            .rsplit('/')
+            .next()
+            .and_then(|t| t.split('?').next())
+            .unwrap()
+            .to_string();
+        let port = server.port();
+        let url = |host: &str, query: &str| {
+            let pw = test_server::PASSWORD;
+            format!("postgresql://gateway:{pw}@{host}:{port}/{db}?{query}")
+        };
+        let rootcert = |p: &std::path::Path| format!("sslrootcert={}", p.display());
+        let open = |u: &str| PostgresBackend::open(&target(u).unwrap());
+        let encrypted = |b: &mut PostgresBackend| {
+            b.session("SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        };
+
+        // verify-full with the server's CA: TLS, and the store works over it.
+        let mut b = open(&url(
+            "127.0.0.1",
+            &format!("sslmode=verify-full&{}", rootcert(&right)),
+        ))
+        .unwrap();
+        assert_eq!(encrypted(&mut b), ["true"]);
+        conformance::run(&mut b);
+        drop(b);
+        let mut b = open(&url(
+            "localhost",
+            &format!("sslmode=verify-full&{}", rootcert(&right)),
+        ))
+        .unwrap();
+        assert_eq!(encrypted(&mut b), ["true"]);
+        drop(b);
+
+        // Another CA: refused, under verify-full, verify-ca, and require with a root given.
+        for mode in ["verify-full", "verify-ca", "require", "prefer"] {
+            let err = open(&url(
+                "127.0.0.1",
+                &format!("sslmode={mode}&{}", rootcert(&wrong)),
+            ))
+            .unwrap_err();
+            assert!(
+                err.0.contains("cannot connect")
+                    && err.0.contains("invalid peer certificate")
+                    && err.0.contains("UnknownIssuer"),
+                "{mode}: {err}"
+            );
+        }
+
+        // The certificate names 127.0.0.1 and localhost; connecting to it as db.example
+        // (its address given apart) is a name mismatch: refused under verify-full, taken
+        // under verify-ca.
+        let other_name = |mode: &str| {
+            url(
+                "db.example",
+                &format!("hostaddr=127.0.0.1&sslmode={mode}&{}", rootcert(&right)),
+            )
+        };
+        let err = open(&other_name("verify-full")).unwrap_err();
+        assert!(
+            err.0.contains("invalid peer certificate") && err.0.contains("db.example"),
+            "{err}"
+        );
+        let mut b = open(&other_name("verify-ca")).unwrap();
+        assert_eq!(encrypted(&mut b), ["true"]);
+        drop(b);
+
+        // require and prefer without a root: encrypted whatever the certificate; disable:
+        // plain.
+        for (query, want) in [
+            ("sslmode=require", "true"),
+            ("sslmode=prefer", "true"),
+            ("sslmode=disable", "false"),
+        ] {
+            let mut b = open(&url("127.0.0.1", query)).unwrap();
+            assert_eq!(encrypted(&mut b), [want], "{query}");
+        }
+        // A server without TLS: prefer goes plain, require is refused.
+        let Some((_shared, _, no_tls)) = database("no_tls") else {
+            return;
+        };
+        let no_tls = no_tls.replace("sslmode=disable", "");
+        let mut b = open(&format!("{no_tls}sslmode=prefer")).unwrap();
+        assert_eq!(encrypted(&mut b), ["false"]);
+        let err = open(&format!("{no_tls}sslmode=require")).unwrap_err();
+        assert!(err.0.contains("server does not support TLS"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn open_picks_the_configured_backend() {
         let Some((server, _, url)) = database("open") else {
@@ -1344,7 +2185,7 @@ mod tests {
             assert_eq!(store.operation("op-1").await.unwrap(), Some(op));
             // On an async runtime's thread the backend refuses to connect (the client would
             // panic there) and says how to open it.
-            let config: Config = url.parse().unwrap();
+            let config = target(&url).unwrap();
             let err = PostgresBackend::open(&config).unwrap_err();
             assert!(err.0.contains("Store::open"), "{err}");
         });

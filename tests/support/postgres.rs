@@ -13,6 +13,10 @@
 //! last handle dropped: SIGINT (fast shutdown), wait, directory removed
 //! ```
 //!
+//! [`Server::start_tls`] starts a server of its own with `ssl = on` and the certificate a
+//! test made (`data/server.crt`, `data/server.key`); plain connections are still accepted
+//! (tests read `pg_stat_ssl` to see which they got).
+//!
 //! initdb and postgres refuse to run as root: as root they run as the `postgres` system user
 //! (the Debian package creates it), through `setpriv`, with the directory given to that user.
 //! A cluster the package may have started on port 5432 is neither used nor disturbed.
@@ -104,6 +108,12 @@ impl Install {
     }
 }
 
+/// A server certificate (the chain, leaf first) and its private key, in PEM.
+pub struct TlsFiles {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
 /// A running server; stopped and its directory removed on drop.
 pub struct Server {
     install: Install,
@@ -133,6 +143,16 @@ impl Server {
 
     /// initdb into a fresh directory, then the server on a free loopback port.
     pub fn start(install: Install) -> Result<Self, String> {
+        Self::start_with(install, None)
+    }
+
+    /// As [`Server::start`], with TLS on: `tls` is the server's certificate (chain) and its
+    /// private key, in PEM.
+    pub fn start_tls(install: Install, tls: &TlsFiles) -> Result<Self, String> {
+        Self::start_with(install, Some(tls))
+    }
+
+    fn start_with(install: Install, tls: Option<&TlsFiles>) -> Result<Self, String> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "cgw-pg-{}-{}",
@@ -169,11 +189,28 @@ impl Server {
                 String::from_utf8_lossy(&out.stderr)
             )));
         }
+        if let Some(tls) = tls {
+            // The server refuses a key file that others may read.
+            use std::os::unix::fs::PermissionsExt;
+            for (name, pem, mode) in [
+                ("server.crt", &tls.cert_pem, 0o644),
+                ("server.key", &tls.key_pem, 0o600),
+            ] {
+                let p = dir.join("data").join(name);
+                std::fs::write(&p, pem).map_err(|e| cleanup(format!("{}: {e}", p.display())))?;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
+                    .map_err(|e| cleanup(format!("chmod {}: {e}", p.display())))?;
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::chown(&p, Some(uid), Some(gid))
+                        .map_err(|e| cleanup(format!("chown {}: {e}", p.display())))?;
+                }
+            }
+        }
         // A port chosen now may be taken before the server binds it: then another one.
         let mut last = String::new();
         for _ in 0..3 {
             let port = free_port().map_err(cleanup)?;
-            match Self::run(&install, &dir, owner, port) {
+            match Self::run(&install, &dir, owner, port, tls.is_some()) {
                 Ok(child) => {
                     return Ok(Self {
                         install,
@@ -194,6 +231,7 @@ impl Server {
         dir: &Path,
         owner: Option<(u32, u32)>,
         port: u16,
+        tls: bool,
     ) -> Result<Child, String> {
         let log = std::fs::File::create(dir.join("log")).map_err(|e| e.to_string())?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
@@ -205,6 +243,18 @@ impl Server {
             .arg("-k")
             .arg(dir.join("sock"))
             .args(["-c", "shared_buffers=16MB", "-c", "max_connections=50"])
+            .args(if tls {
+                &[
+                    "-c",
+                    "ssl=on",
+                    "-c",
+                    "ssl_cert_file=server.crt",
+                    "-c",
+                    "ssl_key_file=server.key",
+                ][..]
+            } else {
+                &[]
+            })
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
