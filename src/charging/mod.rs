@@ -505,6 +505,7 @@ impl Charging {
             outcome: None,
             created_ms: now,
             updated_ms: now,
+            lease: None,
         }
     }
 

@@ -43,17 +43,17 @@ use rust_decimal::Decimal;
 use tracing::{info, warn};
 
 use super::sql::{
-    INSERT_OP, OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED, RES_BY_ID, RES_OPEN, RESOURCE_BY_ID,
-    RESOURCE_COLUMNS, UPSERT_RES, UPSERT_RESOURCE, op_columns,
+    DROP_LEASE, INSERT_OP, OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED, RES_BY_ID, RES_OPEN,
+    RESOURCE_BY_ID, RESOURCE_COLUMNS, TAKE_LEASE, UPSERT_RES, UPSERT_RESOURCE, op_columns,
 };
 use super::{
-    Backend, Begun, OpState, OperationFilter, OperationRow, ReservationRow, ReservationState,
-    ResourceFilter, ResourceRow, StoreError, Write, Written,
+    Backend, Begun, Lease, OpState, OperationFilter, OperationRow, ReservationRow,
+    ReservationState, ResourceFilter, ResourceRow, StoreError, Write, Written,
 };
 
 /// The schema version this code writes (`gateway_schema.version`). A database with a higher
 /// one was written by a newer gateway and is refused.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// `gateway_schema.application`: marks the schema as a gateway store.
 pub const APPLICATION: &str = "charging-gateway";
@@ -153,7 +153,40 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     CREATE INDEX resources_parent ON resources (parent) WHERE parent IS NOT NULL;
     CREATE INDEX resources_due ON resources (due_ms) WHERE due_ms IS NOT NULL;
     "#,
+    // Version 2 (the SQLite file's 3): leases, so that gateway instances sharing the database
+    // leave each other's work alone (an unresolved operation's, and named ones).
+    r#"
+    ALTER TABLE operations ADD COLUMN owner TEXT, ADD COLUMN lease_until_ms BIGINT;
+    CREATE TABLE leases (
+        name      TEXT COLLATE "C" PRIMARY KEY,
+        owner     TEXT NOT NULL,
+        until_ms  BIGINT NOT NULL
+    );
+    "#,
 ];
+
+/// Takes an unresolved operation's lease (`$4`: now).
+const CLAIM_OP: &str = "UPDATE operations SET owner = $2, lease_until_ms = $3 WHERE id = $1 \
+    AND state IN ('pending', 'unknown') \
+    AND (owner IS NULL OR owner = $2 OR lease_until_ms IS NULL OR lease_until_ms <= $4)";
+
+const RENEW_OPS: &str = "UPDATE operations SET lease_until_ms = $2 \
+    WHERE owner = $1 AND state IN ('pending', 'unknown')";
+
+/// A reservation replaced only if its last request number is still `$13`.
+const STEP_RES: &str = "UPDATE reservations SET app = $2, session_id = $3, subscriber = $4, \
+    currency = $5, reserved = $6, charged = $7, last_request_number = $8, state = $9, \
+    expires_ms = $10, created_ms = $11, updated_ms = $12 \
+    WHERE id = $1 AND last_request_number = $13";
+
+/// A begin's insert that gives way to a row already there (by id or by key): two gateways
+/// beginning the same key at once do not fail a batch, the second finds the first's row.
+const INSERT_OP_NEW: &str = r#"INSERT INTO operations (id, app, "key", kind, request_hash, parent,
+    reservation_id, session_id, request_number, subscriber, amount, currency, reference_code,
+    state, result_code, request, outcome, created_ms, updated_ms, owner, lease_until_ms)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+    $20, $21)
+    ON CONFLICT DO NOTHING"#;
 
 /// The row a begin meets, locked until the batch commits.
 const OP_BY_KEY_FOR_UPDATE: &str = concat!(
@@ -167,8 +200,8 @@ const OP_BY_KEY_FOR_UPDATE: &str = concat!(
 const UPDATE_OP: &str = r#"UPDATE operations SET app = $2, "key" = $3, kind = $4,
     request_hash = $5, parent = $6, reservation_id = $7, session_id = $8, request_number = $9,
     subscriber = $10, amount = $11, currency = $12, reference_code = $13, state = $14,
-    result_code = $15, request = $16, outcome = $17, created_ms = $18, updated_ms = $19
-    WHERE id = $1"#;
+    result_code = $15, request = $16, outcome = $17, created_ms = $18, updated_ms = $19,
+    owner = $20, lease_until_ms = $21 WHERE id = $1"#;
 
 const DELETE_OP: &str = "DELETE FROM operations WHERE id = $1";
 
@@ -715,6 +748,62 @@ fn write_all(
                     .map_err(sql("put resource"))?;
                 Written::Done
             }
+            Write::Claim { id, lease, now_ms } => {
+                let params: [Param<'_>; 4] = [id, &lease.owner, &lease.until_ms, now_ms];
+                let n = prepared(tx, statements, CLAIM_OP)
+                    .and_then(|s| tx.execute(&s, &params))
+                    .map_err(sql("claim operation"))?;
+                Written::Won(n > 0)
+            }
+            Write::Renew { owner, until_ms } => {
+                let params: [Param<'_>; 2] = [owner, until_ms];
+                prepared(tx, statements, RENEW_OPS)
+                    .and_then(|s| tx.execute(&s, &params))
+                    .map_err(sql("renew leases"))?;
+                Written::Done
+            }
+            Write::Step { row: r, expected } => {
+                let last = i64::from(r.last_request_number);
+                let expected = i64::from(*expected);
+                let state = r.state.name();
+                let params: [Param<'_>; 13] = [
+                    &r.id,
+                    &r.app,
+                    &r.session_id,
+                    &r.subscriber,
+                    &r.currency,
+                    &r.reserved,
+                    &r.charged,
+                    &last,
+                    &state,
+                    &r.expires_ms,
+                    &r.created_ms,
+                    &r.updated_ms,
+                    &expected,
+                ];
+                let n = prepared(tx, statements, STEP_RES)
+                    .and_then(|s| tx.execute(&s, &params))
+                    .map_err(sql("step reservation"))?;
+                Written::Won(n > 0)
+            }
+            Write::TakeLease {
+                name,
+                lease,
+                now_ms,
+            } => {
+                let params: [Param<'_>; 4] = [name, &lease.owner, &lease.until_ms, now_ms];
+                let n = prepared(tx, statements, TAKE_LEASE)
+                    .and_then(|s| tx.execute(&s, &params))
+                    .map_err(sql("take lease"))?;
+                Written::Won(n > 0)
+            }
+            Write::DropLease { name, owner } => {
+                let params: [Param<'_>; 2] = [name, owner];
+                prepared(tx, statements, DROP_LEASE)
+                    .and_then(|s| tx.execute(&s, &params))
+                    .map_err(sql("drop lease"))?;
+                Written::Done
+            }
         });
     }
     Ok(out)
@@ -743,7 +832,16 @@ fn begin(
     let sql = |what: &'static str| {
         move |e: ::postgres::Error| StoreError(format!("{label}: {what}: {}", pg_error(&e)))
     };
+    let values = OpValues::of(op);
     if let Some(key) = &op.key {
+        // Insert unless a row is there; of two sessions inserting the same key at once, the
+        // second waits for the first's commit and then inserts nothing (no batch fails).
+        let n = prepared(tx, statements, INSERT_OP_NEW)
+            .and_then(|s| tx.execute(&s, &values.params()))
+            .map_err(sql("insert operation"))?;
+        if n == 1 {
+            return Ok(Begun::Inserted);
+        }
         let rows = prepared(tx, statements, OP_BY_KEY_FOR_UPDATE)
             .and_then(|s| tx.query(&s, &[&op.app, key]))
             .map_err(sql("begin"))?;
@@ -757,7 +855,6 @@ fn begin(
                 .map_err(sql("replace retryable operation"))?;
         }
     }
-    let values = OpValues::of(op);
     prepared(tx, statements, INSERT_OP)
         .and_then(|s| tx.execute(&s, &values.params()))
         .map_err(sql("insert operation"))?;
@@ -788,6 +885,8 @@ struct OpValues<'a> {
     request_number: i64,
     result_code: Option<i64>,
     state: &'static str,
+    owner: Option<&'a str>,
+    lease_until_ms: Option<i64>,
 }
 
 impl<'a> OpValues<'a> {
@@ -797,10 +896,12 @@ impl<'a> OpValues<'a> {
             request_number: i64::from(op.request_number),
             result_code: op.result_code.map(i64::from),
             state: op.state.name(),
+            owner: op.lease.as_ref().map(|l| l.owner.as_str()),
+            lease_until_ms: op.lease.as_ref().map(|l| l.until_ms),
         }
     }
 
-    fn params(&self) -> [Param<'_>; 19] {
+    fn params(&self) -> [Param<'_>; 21] {
         let op = self.op;
         [
             &op.id,
@@ -822,6 +923,8 @@ impl<'a> OpValues<'a> {
             &op.outcome,
             &op.created_ms,
             &op.updated_ms,
+            &self.owner,
+            &self.lease_until_ms,
         ]
     }
 }
@@ -937,6 +1040,14 @@ fn read_op(row: &Row, label: &str) -> Result<OperationRow, StoreError> {
         outcome: column(row, 17, "outcome", &which)?,
         created_ms: column(row, 18, "created_ms", &which)?,
         updated_ms: column(row, 19, "updated_ms", &which)?,
+        lease: {
+            let owner: Option<String> = column(row, 20, "owner", &which)?;
+            let until: Option<i64> = column(row, 21, "lease_until_ms", &which)?;
+            owner.map(|owner| Lease {
+                owner,
+                until_ms: until.unwrap_or(0),
+            })
+        },
     })
 }
 
@@ -1045,6 +1156,7 @@ mod tests {
             "{b:?}"
         );
         conformance::run(&mut b);
+        conformance::leases(&mut b);
     }
 
     #[test]
@@ -1185,6 +1297,48 @@ mod tests {
             Store::start_opening(move || PostgresBackend::open(&config), "postgres", settings)
                 .unwrap();
         conformance::concurrent_callers(store).await;
+    }
+
+    /// A database as version 1 (before leases) wrote it is migrated and keeps its rows; the
+    /// migrated operations have no lease.
+    #[test]
+    fn a_version_1_database_is_migrated_and_keeps_its_rows() {
+        let Some((_server, config, _)) = database("v1") else {
+            return;
+        };
+        let mut c = admin(&config);
+        c.batch_execute(MIGRATIONS[0]).unwrap();
+        c.execute(
+            "INSERT INTO gateway_schema (application, version) VALUES ($1, 1)",
+            &[&APPLICATION],
+        )
+        .unwrap();
+        c.batch_execute(
+            "INSERT INTO operations (id, app, kind, request_hash, session_id, request_number, \
+             state, request, created_ms, updated_ms) \
+             VALUES ('op-old', 'app', 'charge', 'h', 's', 0, 'unknown', '{}', 1, 1)",
+        )
+        .unwrap();
+        drop(c);
+        let mut b = PostgresBackend::open(&config).unwrap();
+        let old = b.operation("op-old").unwrap().unwrap();
+        assert_eq!((old.kind.as_str(), old.lease), ("charge", None));
+        let claimed = b
+            .apply(&[Write::Claim {
+                id: "op-old".into(),
+                lease: Lease {
+                    owner: "gw1".into(),
+                    until_ms: 10,
+                },
+                now_ms: 5,
+            }])
+            .unwrap();
+        assert_eq!(claimed, vec![Written::Won(true)]);
+        let v: i32 = admin(&config)
+            .query_one("SELECT version FROM gateway_schema", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(v, SCHEMA_VERSION);
     }
 
     #[test]
