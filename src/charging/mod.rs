@@ -1060,6 +1060,7 @@ impl Charging {
                 expires_ms: now.saturating_add(millis(rec.expires_in)),
                 created_ms: now,
                 updated_ms: now,
+                pending: None,
             };
             if let Err(e) = self.store.put_reservation(r.clone()).await {
                 // Not durable: do not hand out a reservation a restart would forget.

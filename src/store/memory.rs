@@ -271,6 +271,7 @@ pub(crate) mod conformance {
             expires_ms: 10_000,
             created_ms: created,
             updated_ms: created,
+            pending: None,
         }
     }
 
@@ -342,6 +343,7 @@ pub(crate) mod conformance {
         b.apply(&[Write::Reservation(r.clone())]).unwrap();
         let mut next = r.clone();
         next.last_request_number = 1;
+        next.pending = Some("lease-op-9".into());
         assert!(won(
             b,
             Write::Step {
@@ -520,6 +522,7 @@ pub(crate) mod conformance {
             expires_ms: 1_700_000_900_000,
             created_ms: 1_700_000_000_000,
             updated_ms: 1_700_000_000_001,
+            pending: None,
         }
     }
 

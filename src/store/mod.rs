@@ -193,6 +193,10 @@ pub struct ReservationRow {
     pub expires_ms: i64,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// The operation whose request is in flight on it (recorded with the request number,
+    /// cleared with its outcome): while it is unresolved, no instance takes another step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<String>,
 }
 
 /// A REST resource a family keeps (a CAMARA payment or refund, a TMF654 top-up): its own

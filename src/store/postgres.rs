@@ -157,6 +157,7 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     // leave each other's work alone (an unresolved operation's, and named ones).
     r#"
     ALTER TABLE operations ADD COLUMN owner TEXT, ADD COLUMN lease_until_ms BIGINT;
+    ALTER TABLE reservations ADD COLUMN pending TEXT;
     CREATE TABLE leases (
         name      TEXT COLLATE "C" PRIMARY KEY,
         owner     TEXT NOT NULL,
@@ -173,11 +174,11 @@ const CLAIM_OP: &str = "UPDATE operations SET owner = $2, lease_until_ms = $3 WH
 const RENEW_OPS: &str = "UPDATE operations SET lease_until_ms = $2 \
     WHERE owner = $1 AND state IN ('pending', 'unknown')";
 
-/// A reservation replaced only if its last request number is still `$13`.
+/// A reservation replaced only if its last request number is still `$14`.
 const STEP_RES: &str = "UPDATE reservations SET app = $2, session_id = $3, subscriber = $4, \
     currency = $5, reserved = $6, charged = $7, last_request_number = $8, state = $9, \
-    expires_ms = $10, created_ms = $11, updated_ms = $12 \
-    WHERE id = $1 AND last_request_number = $13";
+    expires_ms = $10, created_ms = $11, updated_ms = $12, pending = $13 \
+    WHERE id = $1 AND last_request_number = $14";
 
 /// A begin's insert that gives way to a row already there (by id or by key): two gateways
 /// beginning the same key at once do not fail a batch, the second finds the first's row.
@@ -712,7 +713,7 @@ fn write_all(
             Write::Reservation(r) => {
                 let last = i64::from(r.last_request_number);
                 let state = r.state.name();
-                let params: [Param<'_>; 12] = [
+                let params: [Param<'_>; 13] = [
                     &r.id,
                     &r.app,
                     &r.session_id,
@@ -725,6 +726,7 @@ fn write_all(
                     &r.expires_ms,
                     &r.created_ms,
                     &r.updated_ms,
+                    &r.pending,
                 ];
                 prepared(tx, statements, UPSERT_RES)
                     .and_then(|s| tx.execute(&s, &params))
@@ -766,7 +768,7 @@ fn write_all(
                 let last = i64::from(r.last_request_number);
                 let expected = i64::from(*expected);
                 let state = r.state.name();
-                let params: [Param<'_>; 13] = [
+                let params: [Param<'_>; 14] = [
                     &r.id,
                     &r.app,
                     &r.session_id,
@@ -779,6 +781,7 @@ fn write_all(
                     &r.expires_ms,
                     &r.created_ms,
                     &r.updated_ms,
+                    &r.pending,
                     &expected,
                 ];
                 let n = prepared(tx, statements, STEP_RES)
@@ -1085,6 +1088,7 @@ fn read_reservation(row: &Row, label: &str) -> Result<ReservationRow, StoreError
         expires_ms: column(row, 9, "expires_ms", &which)?,
         created_ms: column(row, 10, "created_ms", &which)?,
         updated_ms: column(row, 11, "updated_ms", &which)?,
+        pending: column(row, 12, "pending", &which)?,
     })
 }
 

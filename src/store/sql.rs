@@ -14,7 +14,7 @@ macro_rules! op_columns {
 macro_rules! res_columns {
     () => {
         "id, app, session_id, subscriber, currency, reserved, charged, last_request_number, \
-        state, expires_ms, created_ms, updated_ms"
+        state, expires_ms, created_ms, updated_ms, pending"
     };
 }
 
@@ -69,14 +69,14 @@ pub(super) const TAKE_LEASE: &str = "INSERT INTO leases (name, owner, until_ms) 
 pub(super) const DROP_LEASE: &str = "DELETE FROM leases WHERE name = $1 AND owner = $2";
 
 pub(super) const UPSERT_RES: &str = "INSERT INTO reservations (id, app, session_id, subscriber, currency, \
-    reserved, charged, last_request_number, state, expires_ms, created_ms, updated_ms) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+    reserved, charged, last_request_number, state, expires_ms, created_ms, updated_ms, pending) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
     ON CONFLICT (id) DO UPDATE SET app = excluded.app, session_id = excluded.session_id, \
     subscriber = excluded.subscriber, currency = excluded.currency, \
     reserved = excluded.reserved, charged = excluded.charged, \
     last_request_number = excluded.last_request_number, state = excluded.state, \
     expires_ms = excluded.expires_ms, created_ms = excluded.created_ms, \
-    updated_ms = excluded.updated_ms";
+    updated_ms = excluded.updated_ms, pending = excluded.pending";
 
 pub(super) const UPSERT_RESOURCE: &str = "INSERT INTO resources (id, app, kind, state, parent, due_ms, \
     body, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \

@@ -126,6 +126,7 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     r#"
     ALTER TABLE operations ADD COLUMN owner TEXT;
     ALTER TABLE operations ADD COLUMN lease_until_ms INTEGER;
+    ALTER TABLE reservations ADD COLUMN pending TEXT;
     CREATE TABLE leases (
         name      TEXT PRIMARY KEY,
         owner     TEXT NOT NULL,
@@ -142,11 +143,11 @@ const CLAIM_OP: &str = "UPDATE operations SET owner = ?2, lease_until_ms = ?3 WH
 const RENEW_OPS: &str = "UPDATE operations SET lease_until_ms = ?2 \
     WHERE owner = ?1 AND state IN ('pending', 'unknown')";
 
-/// A reservation replaced only if its last request number is still `?13`.
+/// A reservation replaced only if its last request number is still `?14`.
 const STEP_RES: &str = "UPDATE reservations SET app = ?2, session_id = ?3, subscriber = ?4, \
     currency = ?5, reserved = ?6, charged = ?7, last_request_number = ?8, state = ?9, \
-    expires_ms = ?10, created_ms = ?11, updated_ms = ?12 \
-    WHERE id = ?1 AND last_request_number = ?13";
+    expires_ms = ?10, created_ms = ?11, updated_ms = ?12, pending = ?13 \
+    WHERE id = ?1 AND last_request_number = ?14";
 
 // An update is two statements so that the common one (a new state, result, outcome) leaves
 // the B-trees of the indexed columns alone: SQLite rewrites an index entry for every index
@@ -366,6 +367,7 @@ impl SqliteBackend {
                                 r.expires_ms,
                                 r.created_ms,
                                 r.updated_ms,
+                                r.pending,
                             ])
                         })
                         .map_err(sql("put reservation"))?;
@@ -422,6 +424,7 @@ impl SqliteBackend {
                                 r.expires_ms,
                                 r.created_ms,
                                 r.updated_ms,
+                                r.pending,
                                 expected,
                             ])
                         })
@@ -873,6 +876,7 @@ fn read_reservation(row: &Row<'_>, path: &Path) -> Result<ReservationRow, StoreE
         expires_ms: column(row, 9, "expires_ms", &which)?,
         created_ms: column(row, 10, "created_ms", &which)?,
         updated_ms: column(row, 11, "updated_ms", &which)?,
+        pending: column(row, 12, "pending", &which)?,
     })
 }
 
