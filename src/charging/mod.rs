@@ -329,7 +329,10 @@ impl Charging {
         let weak = Arc::downgrade(&me);
         let reaper_every = me.settings.reaper_interval;
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(reaper_every);
+            // The first pass one interval after the start (not at once: a test, or an
+            // operator, that just opened a short reservation sees it before it is reaped).
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + reaper_every, reaper_every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
@@ -1175,7 +1178,7 @@ impl Charging {
     /// A slot for the open reservation `r` read from the store, with its session in the
     /// client; the slot already here if another task made one meanwhile.
     async fn adopt(&self, r: ReservationRow) -> Arc<Slot> {
-        let unresolved = self.pending_unresolved(&r).await;
+        let (r, unresolved) = self.settle_pending(r).await;
         self.ensure_session(&r);
         let id = r.id.clone();
         let slot = Arc::new(Slot {
@@ -1185,13 +1188,43 @@ impl Charging {
         Arc::clone(self.reservations.entry(id).or_insert(slot).value())
     }
 
-    /// Whether the operation `r` records as in flight is still unresolved.
-    async fn pending_unresolved(&self, r: &ReservationRow) -> bool {
-        let Some(op) = &r.pending else { return false };
-        match self.store.operation(op).await {
-            Ok(Some(o)) => !o.state.is_final(),
-            Ok(None) => false,
-            Err(_) => true,
+    /// `r` with its step in flight settled when that is done: the operation resolved and
+    /// nobody else working on it (its lease ran out, or it is this instance's), its effect
+    /// applied to the reservation in the store. The flag says a step is still in flight.
+    async fn settle_pending(&self, r: ReservationRow) -> (ReservationRow, bool) {
+        let Some(op_id) = r.pending.clone() else {
+            return (r, false);
+        };
+        let op = match self.store.operation(&op_id).await {
+            Ok(Some(o)) => o,
+            Ok(None) => {
+                let mut clear = r.clone();
+                clear.pending = None;
+                return match self
+                    .store
+                    .step_reservation(clear.clone(), r.last_request_number)
+                    .await
+                {
+                    Ok(true) => (clear, false),
+                    _ => (r, true),
+                };
+            }
+            Err(_) => return (r, true),
+        };
+        if matches!(op.state, OpState::Pending | OpState::Unknown) || self.leased_elsewhere(&op) {
+            return (r, true);
+        }
+        let (Some(recorded), Some(result)) = (Recorded::from_json(&op.request), replay(&op)) else {
+            return (r, true);
+        };
+        let settled = effect_of(&r, &op, &recorded, &result);
+        match self
+            .store
+            .step_reservation(settled.clone(), r.last_request_number)
+            .await
+        {
+            Ok(true) => (settled, false),
+            _ => (r, true),
         }
     }
 
@@ -1215,7 +1248,8 @@ impl Charging {
     /// The slot's row read again from the store (another instance stepped it).
     async fn refresh(&self, st: &mut SlotState) {
         if let Ok(Some(fresh)) = self.store.reservation(&st.row.id).await {
-            st.unresolved = self.pending_unresolved(&fresh).await;
+            let (fresh, unresolved) = self.settle_pending(fresh).await;
+            st.unresolved = unresolved;
             self.ensure_session(&fresh);
             st.row = fresh;
         }
@@ -1414,7 +1448,11 @@ impl Charging {
                     next.last_request_number = number;
                     next.pending = Some(row.id.clone());
                     next.updated_ms = now_ms();
-                    match self.store.step_reservation(next, r.last_request_number).await {
+                    match self
+                        .store
+                        .step_reservation(next, r.last_request_number)
+                        .await
+                    {
                         Ok(true) => {}
                         Ok(false) => {
                             stale.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -1480,11 +1518,15 @@ impl Charging {
                 // Still in flight: no step until it resolves.
                 updated.pending = Some(op_id);
             }
-            if updated != state.row {
-                if let Err(e) = self.store.put_reservation(updated.clone()).await {
+            // Conditional on the number this step wrote: an instance that took it over
+            // meanwhile (this one's lease ran out) keeps what it decided.
+            match self.store.step_reservation(updated.clone(), number).await {
+                Ok(true) => state.row = updated,
+                Ok(false) => self.refresh(&mut state).await,
+                Err(e) => {
                     warn!(error = %e, "reservation state not recorded");
+                    state.row = updated;
                 }
-                state.row = updated;
             }
         }
         let closed = state.row.state != ReservationState::Open;
@@ -1807,28 +1849,7 @@ impl Charging {
         result: &OpResult,
     ) {
         let mut st = slot.row.lock().await;
-        let mut r = st.row.clone();
-        r.updated_ms = now_ms();
-        match (row.kind.as_str(), result) {
-            ("release", Ok(_) | Err(Failure::ReservationGone { .. })) => {
-                r.state = ReservationState::Released;
-                r.reserved = Decimal::ZERO;
-            }
-            ("settle", Ok(_)) => {
-                r.state = ReservationState::Released;
-                r.reserved = Decimal::ZERO;
-                r.charged += recorded.used.unwrap_or_default();
-            }
-            (_, Ok(_)) => {
-                r.reserved = recorded.requested.unwrap_or_default();
-                r.charged += recorded.used.unwrap_or_default();
-            }
-            (_, Err(_)) => {
-                r.state = ReservationState::Gone;
-                r.reserved = Decimal::ZERO;
-            }
-        }
-        r.last_request_number = r.last_request_number.max(row.request_number);
+        let r = effect_of(&st.row, row, recorded, result);
         if r.state == ReservationState::Open {
             // Bring the client's session to the same numbers and amounts.
             if let Some(rec) = record_of(&r, None) {
@@ -1836,9 +1857,18 @@ impl Charging {
             }
         }
         st.unresolved = false;
-        r.pending = None;
-        if let Err(e) = self.store.put_reservation(r.clone()).await {
-            warn!(error = %e, "reservation state not recorded");
+        match self
+            .store
+            .step_reservation(r.clone(), row.request_number)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                // Another instance settled it meanwhile: the store has it.
+                self.refresh(&mut st).await;
+                return;
+            }
+            Err(e) => warn!(error = %e, "reservation state not recorded"),
         }
         let closed = r.state != ReservationState::Open;
         st.row = r;
@@ -1966,6 +1996,50 @@ impl Charging {
     }
 }
 
+/// A reservation after the operation `op` on it resolved as `result` (`recorded`: its
+/// request), its in-flight mark cleared.
+fn effect_of(
+    before: &ReservationRow,
+    op: &OperationRow,
+    recorded: &Recorded,
+    result: &OpResult,
+) -> ReservationRow {
+    let mut r = before.clone();
+    r.updated_ms = now_ms();
+    r.pending = None;
+    match (op.kind.as_str(), result) {
+        ("release", Ok(_) | Err(Failure::ReservationGone { .. })) => {
+            r.state = ReservationState::Released;
+            r.reserved = Decimal::ZERO;
+        }
+        ("expire", Ok(_) | Err(Failure::ReservationGone { .. })) => {
+            r.state = ReservationState::Expired;
+            r.reserved = Decimal::ZERO;
+        }
+        ("settle", Ok(_)) => {
+            r.state = ReservationState::Released;
+            r.reserved = Decimal::ZERO;
+            r.charged += recorded.used.unwrap_or_default();
+        }
+        (_, Ok(_)) => {
+            r.reserved = recorded.requested.unwrap_or_default();
+            r.charged += recorded.used.unwrap_or_default();
+        }
+        // Nothing reached the OCS: the reservation is as it was before the step.
+        (_, Err(f)) if f.is_retryable() => {
+            r.last_request_number = r
+                .last_request_number
+                .min(op.request_number.saturating_sub(1));
+            return r;
+        }
+        (_, Err(_)) => {
+            r.state = ReservationState::Gone;
+            r.reserved = Decimal::ZERO;
+        }
+    }
+    r.last_request_number = r.last_request_number.max(op.request_number);
+    r
+}
 
 /// The client's record of a reservation as the store holds it (`None` when the row does not
 /// read: subscriber or currency).
