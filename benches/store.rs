@@ -50,6 +50,7 @@ fn pending(n: u64) -> OperationRow {
         outcome: None,
         created_ms: 1_700_000_000_000,
         updated_ms: 1_700_000_000_000,
+        lease: None,
     }
 }
 

@@ -108,6 +108,8 @@ impl Gateway {
                 inflight_wait: cfg.diameter.timers.request_timeout + Duration::from_secs(5),
                 reaper_interval: cfg.credit_control.reaper_interval,
                 resolve_interval: cfg.credit_control.resolve_interval,
+                instance_id: cfg.instance_id(),
+                lease: cfg.cluster.lease,
                 ..ChargingSettings::default()
             },
         )

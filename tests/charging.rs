@@ -586,6 +586,7 @@ async fn reservations_and_pending_operations_survive_a_restart() {
             outcome: None,
             created_ms: 1,
             updated_ms: 1,
+            lease: None,
         };
         store.begin(row).await.unwrap();
         let req = recorded.to_request(&gw.client, &session_id).unwrap();

@@ -43,7 +43,9 @@ use crate::credit_control::{
     RequestedAction, Resolution, ServiceParameter, ServiceParameterType, SessionError,
     SubscriptionId, UnitsStyle,
 };
-use crate::store::{Begun, OpState, OperationRow, ReservationRow, ReservationState, Store, now_ms};
+use crate::store::{
+    Begun, Lease, OpState, OperationRow, ReservationRow, ReservationState, Store, now_ms,
+};
 
 /// Who asks, and the idempotency key of the request (if it has one).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,6 +128,12 @@ pub struct ChargingSettings {
     pub resolve_interval: Duration,
     /// How often the units styles other instances learnt are read from the store.
     pub style_refresh: Duration,
+    /// This instance's name among the gateways sharing the store (`cluster.instance_id`).
+    pub instance_id: String,
+    /// How long a lease on an unresolved operation (or a reservation step, a resource) holds
+    /// without being renewed (`cluster.lease`): an instance that dies leaves its work to the
+    /// others after this. Renewed every third of it.
+    pub lease: Duration,
 }
 
 impl Default for ChargingSettings {
@@ -135,6 +143,8 @@ impl Default for ChargingSettings {
             reaper_interval: Duration::from_secs(5),
             resolve_interval: Duration::from_secs(5),
             style_refresh: Duration::from_secs(30),
+            instance_id: "gateway".into(),
+            lease: Duration::from_secs(30),
         }
     }
 }
@@ -164,6 +174,8 @@ pub struct Charging {
     awaiting: DashMap<(String, u32), String>,
     reservations: DashMap<String, Arc<Slot>>,
     ids: IdGen,
+    /// When the store was last read for reservations to reap that another instance opened.
+    last_scan: std::sync::Mutex<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Charging {
@@ -288,6 +300,7 @@ impl Charging {
             awaiting: DashMap::new(),
             reservations: DashMap::new(),
             ids: IdGen::new(),
+            last_scan: std::sync::Mutex::new(std::time::Instant::now()),
         });
         me.restore().await?;
         // What was learnt before is a head start, not a condition to serve.
@@ -297,10 +310,29 @@ impl Charging {
             Err(e) => warn!(error = %e, "cannot read the learnt units styles: learning anew"),
         }
         learnt::spawn(&me.client, me.store.clone(), me.settings.style_refresh);
+        // The leases this instance holds on unresolved operations, renewed every third of
+        // their length while it lives.
+        let weak = Arc::downgrade(&me);
+        let renew_every = (me.settings.lease / 3).max(Duration::from_millis(10));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(renew_every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(me) = weak.upgrade() else { break };
+                let until = now_ms().saturating_add(millis(me.settings.lease));
+                if let Err(e) = me.store.renew(&me.settings.instance_id, until).await {
+                    warn!(error = %e, "leases not renewed");
+                }
+            }
+        });
         let weak = Arc::downgrade(&me);
         let reaper_every = me.settings.reaper_interval;
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(reaper_every);
+            // The first pass one interval after the start (not at once: a test, or an
+            // operator, that just opened a short reservation sees it before it is reaped).
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + reaper_every, reaper_every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
@@ -444,8 +476,15 @@ impl Charging {
                 {
                     return r;
                 }
-                // Pending or unknown, from before a restart or pursued in the background:
-                // learn the outcome by sending the recorded request again (T flag).
+                if self.leased_elsewhere(&old) {
+                    // Another gateway instance is working on it: it records the outcome.
+                    return Err(Failure::InProgress {
+                        operation_id: old.id.clone(),
+                    });
+                }
+                // Pending or unknown, from before a restart, pursued in the background, or left
+                // by an instance whose lease ran out: learn the outcome by sending the
+                // recorded request again (T flag).
                 return self.resolve_row(*old).await;
             }
             Ok(Begun::Inserted) => {}
@@ -505,7 +544,23 @@ impl Charging {
             outcome: None,
             created_ms: now,
             updated_ms: now,
+            lease: Some(self.lease_from(now)),
         }
+    }
+
+    /// A lease for this instance from `now` (ms).
+    fn lease_from(&self, now: i64) -> Lease {
+        Lease {
+            owner: self.settings.instance_id.clone(),
+            until_ms: now.saturating_add(millis(self.settings.lease)),
+        }
+    }
+
+    /// Whether another instance holds `row`'s lease now.
+    fn leased_elsewhere(&self, row: &OperationRow) -> bool {
+        row.lease
+            .as_ref()
+            .is_some_and(|l| l.held_by_other(&self.settings.instance_id, now_ms()))
     }
 
     // ---- one-time events -------------------------------------------------------------------
@@ -1059,6 +1114,7 @@ impl Charging {
                 expires_ms: now.saturating_add(millis(rec.expires_in)),
                 created_ms: now,
                 updated_ms: now,
+                pending: None,
             };
             if let Err(e) = self.store.put_reservation(r.clone()).await {
                 // Not durable: do not hand out a reservation a restart would forget.
@@ -1105,12 +1161,97 @@ impl Charging {
             return Ok(s);
         }
         match self.store.reservation(id).await {
+            // Opened through another gateway instance on this store (or before a restart):
+            // taken up here, the store's row being the truth of it.
+            Ok(Some(r)) if r.app == app && r.state == ReservationState::Open => {
+                Ok(self.adopt(r).await)
+            }
             Ok(Some(r)) if r.app == app => Err(Failure::ReservationClosed {
                 id: id.to_string(),
                 state: r.state.name().to_string(),
             }),
             Ok(_) => Err(Failure::ReservationUnknown { id: id.to_string() }),
             Err(e) => Err(store_failure(e)),
+        }
+    }
+
+    /// A slot for the open reservation `r` read from the store, with its session in the
+    /// client; the slot already here if another task made one meanwhile.
+    async fn adopt(&self, r: ReservationRow) -> Arc<Slot> {
+        let (r, unresolved) = self.settle_pending(r).await;
+        self.ensure_session(&r);
+        let id = r.id.clone();
+        let slot = Arc::new(Slot {
+            app: r.app.clone(),
+            row: Mutex::new(SlotState { row: r, unresolved }),
+        });
+        Arc::clone(self.reservations.entry(id).or_insert(slot).value())
+    }
+
+    /// `r` with its step in flight settled when that is done: the operation resolved and
+    /// nobody else working on it (its lease ran out, or it is this instance's), its effect
+    /// applied to the reservation in the store. The flag says a step is still in flight.
+    async fn settle_pending(&self, r: ReservationRow) -> (ReservationRow, bool) {
+        let Some(op_id) = r.pending.clone() else {
+            return (r, false);
+        };
+        let op = match self.store.operation(&op_id).await {
+            Ok(Some(o)) => o,
+            Ok(None) => {
+                let mut clear = r.clone();
+                clear.pending = None;
+                return match self
+                    .store
+                    .step_reservation(clear.clone(), r.last_request_number)
+                    .await
+                {
+                    Ok(true) => (clear, false),
+                    _ => (r, true),
+                };
+            }
+            Err(_) => return (r, true),
+        };
+        if matches!(op.state, OpState::Pending | OpState::Unknown) || self.leased_elsewhere(&op) {
+            return (r, true);
+        }
+        let (Some(recorded), Some(result)) = (Recorded::from_json(&op.request), replay(&op)) else {
+            return (r, true);
+        };
+        let settled = effect_of(&r, &op, &recorded, &result);
+        match self
+            .store
+            .step_reservation(settled.clone(), r.last_request_number)
+            .await
+        {
+            Ok(true) => (settled, false),
+            _ => (r, true),
+        }
+    }
+
+    /// The client's session of `r` brought to what the store says (a reservation opened or
+    /// stepped by another instance, or restored after a restart).
+    fn ensure_session(&self, r: &ReservationRow) {
+        let current = self.client.reservation(&r.session_id);
+        if current
+            .as_ref()
+            .is_some_and(|c| c.last_request_number == r.last_request_number)
+        {
+            return;
+        }
+        if let Some(rec) = record_of(r, current.and_then(|c| c.style))
+            && let Err(e) = self.client.restore(rec)
+        {
+            warn!(reservation = %r.id, error = %e, "reservation session not restored");
+        }
+    }
+
+    /// The slot's row read again from the store (another instance stepped it).
+    async fn refresh(&self, st: &mut SlotState) {
+        if let Ok(Some(fresh)) = self.store.reservation(&st.row.id).await {
+            let (fresh, unresolved) = self.settle_pending(fresh).await;
+            st.unresolved = unresolved;
+            self.ensure_session(&fresh);
+            st.row = fresh;
         }
     }
 
@@ -1214,12 +1355,18 @@ impl Charging {
                 id: reservation_id.to_string(),
             });
         };
-        if state.unresolved {
-            return Err(Failure::ReservationBusy {
-                id: reservation_id.to_string(),
-            });
+        if state.unresolved || state.row.pending.is_some() {
+            // A step still unresolved (here before a restart, or by another instance): it
+            // may have been resolved since.
+            self.refresh(&mut state).await;
+            if state.unresolved {
+                return Err(Failure::ReservationBusy {
+                    id: reservation_id.to_string(),
+                });
+            }
         }
         let r = state.row.clone();
+        self.ensure_session(&r);
         if r.state != ReservationState::Open {
             return Err(Failure::ReservationClosed {
                 id: r.id.clone(),
@@ -1261,6 +1408,7 @@ impl Charging {
                 }
                 (RequestType::Termination, amount.amount, None)
             }
+            // release, expire
             _ => (RequestType::Termination, Decimal::ZERO, None),
         };
         let number = r.last_request_number + 1;
@@ -1287,15 +1435,30 @@ impl Charging {
         row.reference_code = info.reference_code.clone();
         let span = info_span!("reservation", kind, op = %row.id, session_id = %r.session_id);
         let currency = amount.currency;
+        let op_id = row.id.clone();
+        let stale = std::sync::atomic::AtomicBool::new(false);
+        let stale = &stale;
         let result = self
             .once(key, row, |row| async move {
                 let result = async {
-                    // The request number is durable before the request goes out.
+                    // The request number is durable before the request goes out, decided in
+                    // the store: of two instances stepping it at once, one wins; the step in
+                    // flight is recorded so that none takes another until it resolves.
                     let mut next = r.clone();
                     next.last_request_number = number;
+                    next.pending = Some(row.id.clone());
                     next.updated_ms = now_ms();
-                    if let Err(e) = self.store.put_reservation(next).await {
-                        return Err(store_failure(e));
+                    match self
+                        .store
+                        .step_reservation(next, r.last_request_number)
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            stale.store(true, std::sync::atomic::Ordering::Relaxed);
+                            return Err(Failure::ReservationBusy { id: r.id.clone() });
+                        }
+                        Err(e) => return Err(store_failure(e)),
                     }
                     let money = |a: Decimal| Money::new(a, currency);
                     let outcome = match request_type {
@@ -1344,15 +1507,26 @@ impl Charging {
             })
             .instrument(span)
             .await;
-        // Bring the slot and its row up to date with what the client now holds.
+        // Bring the slot and its row up to date with what the client now holds (or, when
+        // another instance had stepped it, with the store).
         let replayed = matches!(&result, Ok(d) if d.replayed);
-        if !replayed {
-            let updated = self.sync_row(&state.row, kind, used, &result);
-            if updated != state.row {
-                if let Err(e) = self.store.put_reservation(updated.clone()).await {
+        if stale.load(std::sync::atomic::Ordering::Relaxed) {
+            self.refresh(&mut state).await;
+        } else if !replayed {
+            let mut updated = self.sync_row(&state.row, kind, used, &result);
+            if matches!(&result, Err(f) if f.is_unknown()) {
+                // Still in flight: no step until it resolves.
+                updated.pending = Some(op_id);
+            }
+            // Conditional on the number this step wrote: an instance that took it over
+            // meanwhile (this one's lease ran out) keeps what it decided.
+            match self.store.step_reservation(updated.clone(), number).await {
+                Ok(true) => state.row = updated,
+                Ok(false) => self.refresh(&mut state).await,
+                Err(e) => {
                     warn!(error = %e, "reservation state not recorded");
+                    state.row = updated;
                 }
-                state.row = updated;
             }
         }
         let closed = state.row.state != ReservationState::Open;
@@ -1373,6 +1547,7 @@ impl Charging {
     ) -> ReservationRow {
         let mut r = before.clone();
         r.updated_ms = now_ms();
+        r.pending = None;
         match self.client.reservation(&before.session_id) {
             Some(rec) => {
                 r.reserved = rec.granted.amount;
@@ -1386,6 +1561,9 @@ impl Charging {
                 // The session ended: released, or gone after a refusal.
                 r.reserved = Decimal::ZERO;
                 r.state = match result {
+                    Ok(_) | Err(Failure::ReservationGone { .. }) if kind == "expire" => {
+                        ReservationState::Expired
+                    }
                     Ok(_) if kind == "release" => ReservationState::Released,
                     Ok(_) => ReservationState::Released,
                     Err(Failure::ReservationGone { .. }) if kind == "release" => {
@@ -1404,10 +1582,12 @@ impl Charging {
 
     /// A reservation the caller owns.
     pub async fn reservation(&self, app: &str, id: &str) -> Option<ReservationView> {
-        let row = match self.reservations.get(id).map(|s| Arc::clone(&s)) {
-            Some(s) if s.app == app => s.row.lock().await.row.clone(),
-            _ => match self.store.reservation(id).await {
-                Ok(Some(r)) if r.app == app => r,
+        // The store's row: another instance may have stepped it since this one did.
+        let row = match self.store.reservation(id).await {
+            Ok(Some(r)) if r.app == app => r,
+            Ok(_) => return None,
+            Err(_) => match self.reservations.get(id).map(|s| Arc::clone(&s)) {
+                Some(s) if s.app == app => s.row.lock().await.row.clone(),
                 _ => return None,
             },
         };
@@ -1432,24 +1612,11 @@ impl Charging {
             .await
             .map_err(store_failure)?;
         let unresolved = self.store.unresolved().await.map_err(store_failure)?;
-        let now = now_ms();
         let mut restored = 0usize;
         for r in rows {
-            let (Ok(sub), Some(cur)) = (
-                SubscriptionId::parse(&r.subscriber),
-                iso_currency::Currency::from_code(&r.currency),
-            ) else {
+            let Some(rec) = record_of(&r, None) else {
                 warn!(reservation = %r.id, "unreadable reservation row left as it is");
                 continue;
-            };
-            let rec = crate::credit_control::ReservationRecord {
-                session_id: r.session_id.clone(),
-                subscription: sub,
-                granted: Money::new(r.reserved, cur),
-                used: Money::new(r.charged, cur),
-                last_request_number: r.last_request_number,
-                expires_in: Duration::from_millis(u64::try_from(r.expires_ms - now).unwrap_or(0)),
-                style: None,
             };
             if let Err(e) = self.client.restore(rec) {
                 warn!(reservation = %r.id, error = %e, "reservation not restored");
@@ -1496,6 +1663,7 @@ impl Charging {
                     .awaiting
                     .contains_key(&(row.session_id.clone(), row.request_number))
                 || row.kind == "split"
+                || self.leased_elsewhere(&row)
             {
                 continue;
             }
@@ -1527,11 +1695,25 @@ impl Charging {
             return Err(being_resolved());
         };
         // The list `row` came from may be older than its outcome.
-        if let Ok(Some(fresh)) = self.store.operation(&row.id).await
-            && fresh.state.is_final()
-            && let Some(r) = replay(&fresh)
-        {
-            return r;
+        if let Ok(Some(fresh)) = self.store.operation(&row.id).await {
+            if fresh.state.is_final()
+                && let Some(r) = replay(&fresh)
+            {
+                return r;
+            }
+            row.lease = fresh.lease;
+        }
+        // Across instances: only the holder of its lease re-sends it.
+        let now = now_ms();
+        let lease = self.lease_from(now);
+        match self.store.claim(&row.id, lease.clone(), now).await {
+            Ok(true) => row.lease = Some(lease),
+            Ok(false) => {
+                return Err(Failure::InProgress {
+                    operation_id: row.id.clone(),
+                });
+            }
+            Err(e) => return Err(store_failure(e)),
         }
         let Some(recorded) = Recorded::from_json(&row.request) else {
             return Err(Failure::OutcomeUnknown {
@@ -1667,52 +1849,26 @@ impl Charging {
         result: &OpResult,
     ) {
         let mut st = slot.row.lock().await;
-        let mut r = st.row.clone();
-        r.updated_ms = now_ms();
-        match (row.kind.as_str(), result) {
-            ("release", Ok(_) | Err(Failure::ReservationGone { .. })) => {
-                r.state = ReservationState::Released;
-                r.reserved = Decimal::ZERO;
-            }
-            ("settle", Ok(_)) => {
-                r.state = ReservationState::Released;
-                r.reserved = Decimal::ZERO;
-                r.charged += recorded.used.unwrap_or_default();
-            }
-            (_, Ok(_)) => {
-                r.reserved = recorded.requested.unwrap_or_default();
-                r.charged += recorded.used.unwrap_or_default();
-            }
-            (_, Err(_)) => {
-                r.state = ReservationState::Gone;
-                r.reserved = Decimal::ZERO;
-            }
-        }
-        r.last_request_number = r.last_request_number.max(row.request_number);
+        let r = effect_of(&st.row, row, recorded, result);
         if r.state == ReservationState::Open {
             // Bring the client's session to the same numbers and amounts.
-            if let (Ok(sub), Some(cur)) = (
-                SubscriptionId::parse(&r.subscriber),
-                iso_currency::Currency::from_code(&r.currency),
-            ) {
-                let _ = self
-                    .client
-                    .restore(crate::credit_control::ReservationRecord {
-                        session_id: r.session_id.clone(),
-                        subscription: sub,
-                        granted: Money::new(r.reserved, cur),
-                        used: Money::new(r.charged, cur),
-                        last_request_number: r.last_request_number,
-                        expires_in: Duration::from_millis(
-                            u64::try_from(r.expires_ms - now_ms()).unwrap_or(0),
-                        ),
-                        style: None,
-                    });
+            if let Some(rec) = record_of(&r, None) {
+                let _ = self.client.restore(rec);
             }
         }
         st.unresolved = false;
-        if let Err(e) = self.store.put_reservation(r.clone()).await {
-            warn!(error = %e, "reservation state not recorded");
+        match self
+            .store
+            .step_reservation(r.clone(), row.request_number)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                // Another instance settled it meanwhile: the store has it.
+                self.refresh(&mut st).await;
+                return;
+            }
+            Err(e) => warn!(error = %e, "reservation state not recorded"),
         }
         let closed = r.state != ReservationState::Open;
         st.row = r;
@@ -1776,57 +1932,132 @@ impl Charging {
         }
     }
 
-    /// Releases reservations past their expiry (CCR-T with nothing used).
+    /// Releases reservations past their expiry: a recorded `expire` operation (CCR-T with
+    /// nothing used) through the same step as a release, so that one instance, whichever,
+    /// does it once. Every `cluster.lease` the store is also read for expired reservations
+    /// opened through another instance (one that died does not reap its own).
     pub async fn reap(&self) -> usize {
         let now = now_ms();
-        let due: Vec<(String, Arc<Slot>)> = self
+        let scan = {
+            let mut last = self.last_scan.lock().unwrap_or_else(|e| e.into_inner());
+            let due = last.elapsed() >= self.settings.lease;
+            if due {
+                *last = std::time::Instant::now();
+            }
+            due
+        };
+        if scan && let Ok(rows) = self.store.open_reservations().await {
+            for r in rows {
+                if r.expires_ms <= now && !self.reservations.contains_key(&r.id) {
+                    self.adopt(r).await;
+                }
+            }
+        }
+        let due: Vec<(String, String, String)> = self
             .reservations
             .iter()
-            .map(|e| (e.key().clone(), Arc::clone(e.value())))
+            .filter_map(|e| {
+                let st = e.value().row.try_lock().ok()?;
+                (st.row.state == ReservationState::Open && st.row.expires_ms <= now).then(|| {
+                    (
+                        e.key().clone(),
+                        e.value().app.clone(),
+                        st.row.currency.clone(),
+                    )
+                })
+            })
             .collect();
         let mut n = 0;
-        for (id, slot) in due {
-            let Ok(mut st) = slot.row.try_lock() else {
+        for (id, app, currency) in due {
+            let Some(cur) = iso_currency::Currency::from_code(&currency) else {
                 continue;
             };
-            if st.unresolved || st.row.state != ReservationState::Open || st.row.expires_ms > now {
-                continue;
-            }
-            info!(reservation = %id, session_id = %st.row.session_id, "reservation expired: releasing");
-            let o = self
-                .client
-                .terminate(&st.row.session_id, None, Vec::new())
+            info!(reservation = %id, "reservation expired: releasing");
+            let r = self
+                .reservation_step(
+                    &Key::new(&app, None),
+                    "expire",
+                    &id,
+                    Money::zero(cur),
+                    &ChargeInfo {
+                        description: None,
+                        code: None,
+                        reference_code: None,
+                        merchant: None,
+                    },
+                )
                 .await;
-            let mut r = st.row.clone();
-            r.updated_ms = now_ms();
-            match o {
-                // Not released yet (no OCS reachable, or no answer): next tick.
-                Ok(
-                    Outcome::Unknown { .. } | Outcome::Unavailable(_) | Outcome::ProtocolError(_),
-                ) => {
-                    continue;
-                }
-                Ok(_) | Err(SessionError::NotFound | SessionError::NotOpen(_)) => {
-                    r.state = ReservationState::Expired;
-                    r.reserved = Decimal::ZERO;
-                    if let Some(rec) = self.client.reservation(&r.session_id) {
-                        r.last_request_number = rec.last_request_number;
-                    } else {
-                        r.last_request_number += 1;
-                    }
-                }
-                Err(_) => continue,
+            match r {
+                Ok(_) => n += 1,
+                Err(e) => debug!(reservation = %id, error = %e, "expiry not done yet"),
             }
-            if let Err(e) = self.store.put_reservation(r.clone()).await {
-                warn!(error = %e, "expiry not recorded");
-            }
-            st.row = r;
-            drop(st);
-            self.reservations.remove(&id);
-            n += 1;
         }
         n
     }
+}
+
+/// A reservation after the operation `op` on it resolved as `result` (`recorded`: its
+/// request), its in-flight mark cleared.
+fn effect_of(
+    before: &ReservationRow,
+    op: &OperationRow,
+    recorded: &Recorded,
+    result: &OpResult,
+) -> ReservationRow {
+    let mut r = before.clone();
+    r.updated_ms = now_ms();
+    r.pending = None;
+    match (op.kind.as_str(), result) {
+        ("release", Ok(_) | Err(Failure::ReservationGone { .. })) => {
+            r.state = ReservationState::Released;
+            r.reserved = Decimal::ZERO;
+        }
+        ("expire", Ok(_) | Err(Failure::ReservationGone { .. })) => {
+            r.state = ReservationState::Expired;
+            r.reserved = Decimal::ZERO;
+        }
+        ("settle", Ok(_)) => {
+            r.state = ReservationState::Released;
+            r.reserved = Decimal::ZERO;
+            r.charged += recorded.used.unwrap_or_default();
+        }
+        (_, Ok(_)) => {
+            r.reserved = recorded.requested.unwrap_or_default();
+            r.charged += recorded.used.unwrap_or_default();
+        }
+        // Nothing reached the OCS: the reservation is as it was before the step.
+        (_, Err(f)) if f.is_retryable() => {
+            r.last_request_number = r
+                .last_request_number
+                .min(op.request_number.saturating_sub(1));
+            return r;
+        }
+        (_, Err(_)) => {
+            r.state = ReservationState::Gone;
+            r.reserved = Decimal::ZERO;
+        }
+    }
+    r.last_request_number = r.last_request_number.max(op.request_number);
+    r
+}
+
+/// The client's record of a reservation as the store holds it (`None` when the row does not
+/// read: subscriber or currency).
+fn record_of(
+    r: &ReservationRow,
+    style: Option<crate::credit_control::UnitsStyle>,
+) -> Option<crate::credit_control::ReservationRecord> {
+    let sub = SubscriptionId::parse(&r.subscriber).ok()?;
+    let cur = iso_currency::Currency::from_code(&r.currency)?;
+    Some(crate::credit_control::ReservationRecord {
+        session_id: r.session_id.clone(),
+        subscription: sub,
+        granted: Money::new(r.reserved, cur),
+        used: Money::new(r.charged, cur),
+        last_request_number: r.last_request_number,
+        expires_in: Duration::from_millis(u64::try_from(r.expires_ms - now_ms()).unwrap_or(0)),
+        style,
+    })
 }
 
 fn millis(d: Duration) -> i64 {

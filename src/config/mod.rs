@@ -17,8 +17,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use service::{
-    AppConfig, AvpTemplate, CreditControlConfig, EmbeddedSimConfig, HttpConfig, STORE_BACKENDS,
-    StoreConfig, Tmf654Config,
+    AppConfig, AvpTemplate, ClusterConfig, CreditControlConfig, EmbeddedSimConfig, HttpConfig,
+    STORE_BACKENDS, StoreConfig, Tmf654Config,
 };
 
 use crate::diameter::codec::Limits;
@@ -41,6 +41,8 @@ pub struct GatewayConfig {
     pub ocs_sim: EmbeddedSimConfig,
     #[serde(default)]
     pub tmf654: Tmf654Config,
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     /// Applications allowed to call the REST API.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
@@ -241,6 +243,16 @@ pub(crate) fn bad(key: impl Into<String>, reason: impl Into<String>) -> ConfigEr
 }
 
 impl GatewayConfig {
+    /// This instance's name among the gateways sharing its store (`cluster.instance_id`, else
+    /// its Origin-Host).
+    pub fn instance_id(&self) -> String {
+        if self.cluster.instance_id.is_empty() {
+            self.diameter.origin_host.clone()
+        } else {
+            self.cluster.instance_id.clone()
+        }
+    }
+
     /// Reads `path`, applies `GATEWAY__...` environment overrides, and validates.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         Self::load_with_env(path, std::env::vars())

@@ -463,6 +463,49 @@ impl EmbeddedSimConfig {
     }
 }
 
+/// `[cluster]`: several gateway instances on one store (PostgreSQL). Each instance has its own
+/// Diameter identity and peer connections; what decides money or ownership is decided in the
+/// store, under leases that an instance renews while it lives.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This instance's name in the leases it holds ("": `diameter.origin_host`, which each
+    /// instance must have of its own anyway).
+    pub instance_id: String,
+    /// How long a lease holds without being renewed: after an instance dies, its unresolved
+    /// operations, in-flight reservation steps and locked resources wait this long before
+    /// another instance takes them over. Renewed every third of it.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            instance_id: String::new(),
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ClusterConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.lease < Duration::from_secs(1) {
+            return Err(bad(
+                "cluster.lease",
+                "must be at least 1s (it is renewed every third of it)",
+            ));
+        }
+        if self.instance_id.len() > 128 || self.instance_id.chars().any(char::is_control) {
+            return Err(bad(
+                "cluster.instance_id",
+                "at most 128 characters, no control characters",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `[tmf654]`: the TMF654 Prepay Balance Management family's background work.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -566,6 +609,7 @@ pub const OPERATIONS: &[&str] = &[
 
 pub(super) fn validate_service(c: &super::GatewayConfig) -> Result<(), ConfigError> {
     c.credit_control.validate()?;
+    c.cluster.validate()?;
     c.tmf654.validate()?;
     c.ocs_sim.validate()?;
     if c.http.listen.parse::<SocketAddr>().is_err() {

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use super::{
-    Backend, Begun, OpState, OperationFilter, OperationRow, ReservationRow, ReservationState,
-    ResourceFilter, ResourceRow, StoreError, Write, Written,
+    Backend, Begun, Lease, OpState, OperationFilter, OperationRow, ReservationRow,
+    ReservationState, ResourceFilter, ResourceRow, StoreError, Write, Written,
 };
 
 #[derive(Debug, Default)]
@@ -16,6 +16,7 @@ pub struct MemoryBackend {
     order: Vec<String>,
     reservations: HashMap<String, ReservationRow>,
     resources: HashMap<String, ResourceRow>,
+    leases: HashMap<String, Lease>,
 }
 
 impl MemoryBackend {
@@ -76,6 +77,63 @@ impl Backend for MemoryBackend {
                 }
                 Write::Resource(r) => {
                     self.resources.insert(r.id.clone(), r.clone());
+                    Written::Done
+                }
+                Write::Claim { id, lease, now_ms } => {
+                    let won = match self.ops.get_mut(id) {
+                        Some(op)
+                            if matches!(op.state, OpState::Pending | OpState::Unknown)
+                                && op
+                                    .lease
+                                    .as_ref()
+                                    .is_none_or(|l| !l.held_by_other(&lease.owner, *now_ms)) =>
+                        {
+                            op.lease = Some(lease.clone());
+                            true
+                        }
+                        _ => false,
+                    };
+                    Written::Won(won)
+                }
+                Write::Renew { owner, until_ms } => {
+                    for op in self.ops.values_mut() {
+                        if matches!(op.state, OpState::Pending | OpState::Unknown)
+                            && let Some(l) = op.lease.as_mut()
+                            && l.owner == *owner
+                        {
+                            l.until_ms = *until_ms;
+                        }
+                    }
+                    Written::Done
+                }
+                Write::Step { row, expected } => {
+                    let won = self
+                        .reservations
+                        .get(&row.id)
+                        .is_some_and(|r| r.last_request_number == *expected);
+                    if won {
+                        self.reservations.insert(row.id.clone(), row.clone());
+                    }
+                    Written::Won(won)
+                }
+                Write::TakeLease {
+                    name,
+                    lease,
+                    now_ms,
+                } => {
+                    let won = self
+                        .leases
+                        .get(name)
+                        .is_none_or(|l| !l.held_by_other(&lease.owner, *now_ms));
+                    if won {
+                        self.leases.insert(name.clone(), lease.clone());
+                    }
+                    Written::Won(won)
+                }
+                Write::DropLease { name, owner } => {
+                    if self.leases.get(name).is_some_and(|l| l.owner == *owner) {
+                        self.leases.remove(name);
+                    }
                     Written::Done
                 }
             });
@@ -213,6 +271,7 @@ pub(crate) mod conformance {
             outcome: None,
             created_ms: 1,
             updated_ms: 1,
+            lease: None,
         }
     }
 
@@ -230,7 +289,129 @@ pub(crate) mod conformance {
             expires_ms: 10_000,
             created_ms: created,
             updated_ms: created,
+            pending: None,
         }
+    }
+
+    fn won(b: &mut impl Backend, w: Write) -> bool {
+        match b.apply(&[w]).unwrap().pop() {
+            Some(Written::Won(won)) => won,
+            other => panic!("not a conditional answer: {other:?}"),
+        }
+    }
+
+    fn lease(owner: &str, until_ms: i64) -> Lease {
+        Lease {
+            owner: owner.into(),
+            until_ms,
+        }
+    }
+
+    /// Leases between gateway instances: an unresolved operation's (taken at begin, claimed
+    /// when free or run out, renewed by its holder), the compare-and-set step of a
+    /// reservation, and named leases.
+    pub fn leases(b: &mut impl Backend) {
+        // An operation begun with a lease keeps it; another instance cannot claim it before
+        // it runs out, its holder can; once run out anyone can.
+        let mut a = op("lease-op-1", "app", Some("lease-ref-1"), OpState::Pending);
+        a.lease = Some(lease("gw1", 1_000));
+        b.apply(&[Write::Begin(a.clone())]).unwrap();
+        assert_eq!(b.operation("lease-op-1").unwrap().unwrap().lease, a.lease);
+        let claim = |owner: &str, until: i64, now: i64| Write::Claim {
+            id: "lease-op-1".into(),
+            lease: lease(owner, until),
+            now_ms: now,
+        };
+        assert!(!won(b, claim("gw2", 2_000, 999)), "held by gw1 until 1000");
+        assert!(won(b, claim("gw1", 1_500, 999)), "its holder may");
+        assert!(!won(b, claim("gw2", 2_000, 1_499)));
+        assert!(won(b, claim("gw2", 2_000, 1_500)), "run out at 1500");
+        assert_eq!(
+            b.operation("lease-op-1").unwrap().unwrap().lease,
+            Some(lease("gw2", 2_000))
+        );
+        // Renewing touches only the holder's unresolved operations.
+        let mut c = op("lease-op-2", "app", None, OpState::Unknown);
+        c.lease = Some(lease("gw1", 500));
+        let mut done = op("lease-op-3", "app", None, OpState::Succeeded);
+        done.lease = Some(lease("gw2", 500));
+        b.apply(&[Write::Begin(c), Write::Begin(done)]).unwrap();
+        b.apply(&[Write::Renew {
+            owner: "gw2".into(),
+            until_ms: 9_000,
+        }])
+        .unwrap();
+        let until = |b: &mut dyn Backend, id: &str| {
+            b.operation(id).unwrap().unwrap().lease.map(|l| l.until_ms)
+        };
+        assert_eq!(until(b, "lease-op-1"), Some(9_000));
+        assert_eq!(until(b, "lease-op-2"), Some(500), "another's");
+        assert_eq!(until(b, "lease-op-3"), Some(500), "resolved");
+        // A resolved operation cannot be claimed.
+        assert!(!won(
+            b,
+            Write::Claim {
+                id: "lease-op-3".into(),
+                lease: lease("gw1", 10_000),
+                now_ms: 9_999,
+            }
+        ));
+        // A reservation's step: the first of two that read the same number wins.
+        let r = reservation("lease-rsv", ReservationState::Open, 1);
+        b.apply(&[Write::Reservation(r.clone())]).unwrap();
+        let mut next = r.clone();
+        next.last_request_number = 1;
+        next.pending = Some("lease-op-9".into());
+        assert!(won(
+            b,
+            Write::Step {
+                row: next.clone(),
+                expected: 0
+            }
+        ));
+        let mut rival = r.clone();
+        rival.last_request_number = 1;
+        rival.reserved = Decimal::ONE;
+        assert!(!won(
+            b,
+            Write::Step {
+                row: rival,
+                expected: 0
+            }
+        ));
+        assert_eq!(b.reservation("lease-rsv").unwrap().unwrap(), next);
+        assert!(!won(
+            b,
+            Write::Step {
+                row: reservation("no-such-rsv", ReservationState::Open, 1),
+                expected: 0
+            }
+        ));
+        // Named leases.
+        let take = |owner: &str, until: i64, now: i64| Write::TakeLease {
+            name: "job".into(),
+            lease: lease(owner, until),
+            now_ms: now,
+        };
+        assert!(won(b, take("gw1", 1_000, 0)), "free");
+        assert!(!won(b, take("gw2", 1_000, 500)), "held");
+        assert!(won(b, take("gw1", 2_000, 500)), "renewed by its holder");
+        assert!(won(b, take("gw2", 3_000, 2_000)), "run out");
+        b.apply(&[Write::DropLease {
+            name: "job".into(),
+            owner: "gw1".into(),
+        }])
+        .unwrap();
+        assert!(
+            !won(b, take("gw1", 4_000, 2_500)),
+            "gw1 could not drop gw2's"
+        );
+        b.apply(&[Write::DropLease {
+            name: "job".into(),
+            owner: "gw2".into(),
+        }])
+        .unwrap();
+        assert!(won(b, take("gw1", 4_000, 2_500)), "dropped: free");
     }
 
     /// Idempotency keys, retryable replacement, updates, reads and listings.
@@ -340,6 +521,7 @@ pub(crate) mod conformance {
             outcome: Some(r#"{"charged":"unknown"}"#.into()),
             created_ms: 1_700_000_000_123,
             updated_ms: 1_700_000_000_456,
+            lease: None,
         }
     }
 
@@ -358,6 +540,7 @@ pub(crate) mod conformance {
             expires_ms: 1_700_000_900_000,
             created_ms: 1_700_000_000_000,
             updated_ms: 1_700_000_000_001,
+            pending: None,
         }
     }
 
@@ -657,6 +840,30 @@ pub(crate) mod conformance {
             .map(|o| o.id)
             .collect();
         assert_eq!(ids, vec!["b5", "b2", "b1", "u3", "u2"]);
+        // A begin of an id that exists, under a key no row holds (or none), replaces that row
+        // in its place; beside it, a begin of a new key.
+        let mut again = op("u3", "app", Some("k3-again"), OpState::Pending);
+        again.request = "{\"again\":true}".into();
+        let mut keyless = op("b5", "app", None, OpState::Unknown);
+        keyless.request = "{\"keyless\":true}".into();
+        let out = b
+            .apply(&[
+                Write::Begin(again.clone()),
+                Write::Begin(keyless.clone()),
+                Write::Begin(fresh("b6", "k6")),
+            ])
+            .unwrap();
+        assert_eq!(out, vec![Written::Begun(Begun::Inserted); 3]);
+        assert_eq!(b.operation_by_key("app", "k3-again").unwrap(), Some(again));
+        assert_eq!(b.operation_by_key("app", "k3").unwrap(), None);
+        assert_eq!(b.operation("b5").unwrap(), Some(keyless));
+        let ids: Vec<_> = b
+            .operations(&OperationFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        assert_eq!(ids, vec!["b6", "b5", "b2", "b1", "u3", "u2"]);
     }
 
     /// 400 concurrent callers on 100 keys through `store` (group commit): every one answered,
@@ -875,6 +1082,7 @@ mod tests {
     #[test]
     fn conformance() {
         conformance::run(&mut MemoryBackend::default());
+        conformance::leases(&mut MemoryBackend::default());
         conformance::update_moves_indexed_columns(&mut MemoryBackend::default());
         conformance::same_key_twice_in_one_batch(&mut MemoryBackend::default());
         conformance::order_within_a_batch(&mut MemoryBackend::default());

@@ -118,6 +118,27 @@ pub struct OperationRow {
     /// Milliseconds since the Unix epoch.
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// Who works on it while it is unresolved (pending or unknown), and until when: another
+    /// gateway instance on the same database leaves it alone until the lease runs out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+}
+
+/// A claim on a piece of work by one gateway instance until `until_ms` (ms since the epoch),
+/// renewed while it works on it. An instance that dies stops renewing: after `until_ms`
+/// another may take the work over.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The instance (its `cluster.instance_id`).
+    pub owner: String,
+    pub until_ms: i64,
+}
+
+impl Lease {
+    /// Whether someone other than `me` holds it at `now_ms`.
+    pub fn held_by_other(&self, me: &str, now_ms: i64) -> bool {
+        self.owner != me && self.until_ms > now_ms
+    }
 }
 
 /// Where a reservation stands.
@@ -173,6 +194,10 @@ pub struct ReservationRow {
     pub expires_ms: i64,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// The operation whose request is in flight on it (recorded with the request number,
+    /// cleared with its outcome): while it is unresolved, no instance takes another step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<String>,
 }
 
 /// A REST resource a family keeps (a CAMARA payment or refund, a TMF654 top-up): its own
@@ -238,6 +263,29 @@ pub enum Write {
     Reservation(ReservationRow),
     /// Insert or replace by id.
     Resource(ResourceRow),
+    /// Takes the lease of an unresolved operation: when it has none, it is `lease.owner`'s
+    /// already, or its lease ran out before `now_ms`. Answered [`Written::Won`].
+    Claim {
+        id: String,
+        lease: Lease,
+        now_ms: i64,
+    },
+    /// Renews every lease `owner` holds on unresolved operations until `until_ms`.
+    Renew { owner: String, until_ms: i64 },
+    /// Replaces a reservation only if its `last_request_number` is still `expected` (the next
+    /// step of a reservation is decided in the database: of two instances stepping it at once,
+    /// one wins). Answered [`Written::Won`].
+    Step { row: ReservationRow, expected: u32 },
+    /// Takes the named lease (a lock between gateway instances: a resource, a scheduled job)
+    /// when it is free, `lease.owner`'s already, or ran out before `now_ms`. Answered
+    /// [`Written::Won`].
+    TakeLease {
+        name: String,
+        lease: Lease,
+        now_ms: i64,
+    },
+    /// Gives the named lease back, if `owner` holds it.
+    DropLease { name: String, owner: String },
 }
 
 /// The answer to one [`Write`].
@@ -245,6 +293,8 @@ pub enum Write {
 pub enum Written {
     Begun(Begun),
     Done,
+    /// A conditional write happened (true), or its condition did not hold (false).
+    Won(bool),
 }
 
 /// Which operations to list.
@@ -464,7 +514,7 @@ impl Store {
     pub async fn begin(&self, op: OperationRow) -> Result<Begun, StoreError> {
         match self.write(Write::Begin(op)).await? {
             Written::Begun(b) => Ok(b),
-            Written::Done => Err(StoreError("unexpected answer to begin".into())),
+            _ => Err(StoreError("unexpected answer to begin".into())),
         }
     }
 
@@ -515,6 +565,69 @@ impl Store {
     /// Records a resource's new state (durable on return).
     pub async fn put_resource(&self, r: ResourceRow) -> Result<(), StoreError> {
         self.write(Write::Resource(r)).await.map(|_| ())
+    }
+
+    async fn won(&self, w: Write) -> Result<bool, StoreError> {
+        match self.write(w).await? {
+            Written::Won(won) => Ok(won),
+            other => Err(StoreError(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Takes the lease of the unresolved operation `id` for `lease.owner` (see
+    /// [`Write::Claim`]); false when another instance holds it, or it is resolved.
+    pub async fn claim(&self, id: &str, lease: Lease, now_ms: i64) -> Result<bool, StoreError> {
+        self.won(Write::Claim {
+            id: id.to_string(),
+            lease,
+            now_ms,
+        })
+        .await
+    }
+
+    /// Renews the leases `owner` holds on unresolved operations until `until_ms`.
+    pub async fn renew(&self, owner: &str, until_ms: i64) -> Result<(), StoreError> {
+        self.write(Write::Renew {
+            owner: owner.to_string(),
+            until_ms,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Records a reservation's next step if nobody stepped it since it read
+    /// `last_request_number == expected` (durable on return); false otherwise.
+    pub async fn step_reservation(
+        &self,
+        row: ReservationRow,
+        expected: u32,
+    ) -> Result<bool, StoreError> {
+        self.won(Write::Step { row, expected }).await
+    }
+
+    /// Takes the named lease (see [`Write::TakeLease`]); false when another instance holds it.
+    pub async fn take_lease(
+        &self,
+        name: &str,
+        lease: Lease,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.won(Write::TakeLease {
+            name: name.to_string(),
+            lease,
+            now_ms,
+        })
+        .await
+    }
+
+    /// Gives the named lease back (if `owner` holds it).
+    pub async fn drop_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        self.write(Write::DropLease {
+            name: name.to_string(),
+            owner: owner.to_string(),
+        })
+        .await
+        .map(|_| ())
     }
 
     pub async fn resource(&self, id: &str) -> Result<Option<ResourceRow>, StoreError> {

@@ -18,17 +18,19 @@
 //! order inside the group does not matter (no two begins of one key or one id, no begin of
 //! a key or id an earlier update of the group moved, no two updates of one id; reservations
 //! and resources of one id: the last one), and each group is a few multi-row statements over
-//! arrays (`unnest`): the begins' retryable rows given way (DELETE), the rows they meet
-//! (SELECT ... FOR UPDATE: their `Existing` answers), their inserts (one INSERT), the
-//! updates (one UPDATE ... FROM, RETURNING the ids found, so that a missing one fails the
-//! batch), the reservations and resources (one upsert each). BEGIN and every group's
-//! statements are sent before the first answer is read (tokio-postgres pipelines requests
-//! in the order they are first polled); the server runs them in that order. COMMIT is sent
-//! once every answer is in and checked: a 2xx is only ever built on a COMMIT that returned.
-//! One case the grouping cannot see is caught in the answers: a begin whose key is held by a
-//! row an earlier update of the same group changed (the row met, or given way, is one of
-//! those updates'); then the transaction is rolled back and the batch sent again with one
-//! write per group, which is the order as given.
+//! arrays (`unnest`): the begins' retryable rows given way (DELETE), their inserts (one
+//! statement: new rows, `ON CONFLICT DO NOTHING`, and rows replaced by id), the rows their
+//! keys meet (SELECT ... FOR UPDATE: the `Existing` answers), the updates (one UPDATE ...
+//! FROM, RETURNING the ids found, so that a missing one fails the batch), the reservations
+//! and resources (one upsert each). A claim, renewal, reservation step or named lease is a
+//! group of its own (one statement, answered by the rows it wrote). BEGIN and every group's
+//! statements are sent before the first answer is read (tokio-postgres pipelines requests in
+//! the order they are first polled); the server runs them in that order. COMMIT is sent once
+//! every answer is in and checked: a 2xx is only ever built on a COMMIT that returned. One
+//! case the grouping cannot see is caught in the answers: a begin whose key is held by a row
+//! an earlier update of the same group changed (the row met, or given way, is one of those
+//! updates'); then the transaction is rolled back and the batch sent again with one write
+//! per group, which is the order as given.
 //!
 //! Durable: COMMIT returns once the server has flushed the batch to its WAL
 //! (`synchronous_commit`, `on` by default; a session that finds it `off` sets it back to `on`),
@@ -49,8 +51,8 @@
 //! Differences from the memory backend, on writes the charging layer never makes: as with
 //! SQLite, an `Update` that moves a row onto another row's `(app, key)` fails its batch; TEXT
 //! cannot hold a NUL character, so a write with one fails its batch (the REST families refuse
-//! control characters before anything is stored). Two gateways beginning the same key at the
-//! same moment: the unique index keeps one row, and the other batch fails.
+//! control characters before anything is stored). Two sessions beginning the same key at the
+//! same moment: the second waits for the first's commit and meets its row (no batch fails).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -68,18 +70,18 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::{debug, info, warn};
 
 use super::sql::{
-    OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED, RES_BY_ID, RES_OPEN, RESOURCE_BY_ID, RESOURCE_COLUMNS,
-    op_columns,
+    DROP_LEASE, OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED, RES_BY_ID, RES_OPEN, RESOURCE_BY_ID,
+    RESOURCE_COLUMNS, TAKE_LEASE, op_columns,
 };
 use super::{
-    Backend, Begun, OpState, OperationFilter, OperationRow, ReservationRow, ReservationState,
-    ResourceFilter, ResourceRow, StoreError, Write, Written,
+    Backend, Begun, Lease, OpState, OperationFilter, OperationRow, ReservationRow,
+    ReservationState, ResourceFilter, ResourceRow, StoreError, Write, Written,
 };
 use crate::config::postgres::PostgresTarget;
 
 /// The schema version this code writes (`gateway_schema.version`). A database with a higher
 /// one was written by a newer gateway and is refused.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// `gateway_schema.application`: marks the schema as a gateway store.
 pub const APPLICATION: &str = "charging-gateway";
@@ -179,7 +181,32 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     CREATE INDEX resources_parent ON resources (parent) WHERE parent IS NOT NULL;
     CREATE INDEX resources_due ON resources (due_ms) WHERE due_ms IS NOT NULL;
     "#,
+    // Version 2 (the SQLite file's 3): leases, so that gateway instances sharing the database
+    // leave each other's work alone (an unresolved operation's, and named ones).
+    r#"
+    ALTER TABLE operations ADD COLUMN owner TEXT, ADD COLUMN lease_until_ms BIGINT;
+    ALTER TABLE reservations ADD COLUMN pending TEXT;
+    CREATE TABLE leases (
+        name      TEXT COLLATE "C" PRIMARY KEY,
+        owner     TEXT NOT NULL,
+        until_ms  BIGINT NOT NULL
+    );
+    "#,
 ];
+
+/// Takes an unresolved operation's lease (`$4`: now).
+const CLAIM_OP: &str = "UPDATE operations SET owner = $2, lease_until_ms = $3 WHERE id = $1 \
+    AND state IN ('pending', 'unknown') \
+    AND (owner IS NULL OR owner = $2 OR lease_until_ms IS NULL OR lease_until_ms <= $4)";
+
+const RENEW_OPS: &str = "UPDATE operations SET lease_until_ms = $2 \
+    WHERE owner = $1 AND state IN ('pending', 'unknown')";
+
+/// A reservation replaced only if its last request number is still `$14`.
+const STEP_RES: &str = "UPDATE reservations SET app = $2, session_id = $3, subscriber = $4, \
+    currency = $5, reserved = $6, charged = $7, last_request_number = $8, state = $9, \
+    expires_ms = $10, created_ms = $11, updated_ms = $12, pending = $13 \
+    WHERE id = $1 AND last_request_number = $14";
 
 // The multi-row statements of a batch: one row per array element (`unnest`), arrays in the
 // column order of `OpColumns`, `ReservationColumns`, `ResourceColumns`.
@@ -188,7 +215,8 @@ macro_rules! op_arrays {
     () => {
         "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
          $8::text[], $9::bigint[], $10::text[], $11::numeric[], $12::text[], $13::text[], \
-         $14::text[], $15::bigint[], $16::text[], $17::text[], $18::bigint[], $19::bigint[]"
+         $14::text[], $15::bigint[], $16::text[], $17::text[], $18::bigint[], $19::bigint[], \
+         $20::text[], $21::bigint[]"
     };
 }
 
@@ -196,7 +224,21 @@ macro_rules! op_names {
     () => {
         r#"id, app, "key", kind, request_hash, parent, reservation_id, session_id, request_number,
         subscriber, amount, currency, reference_code, state, result_code, request, outcome,
-        created_ms, updated_ms"#
+        created_ms, updated_ms, owner, lease_until_ms"#
+    };
+}
+
+macro_rules! op_set_excluded {
+    () => {
+        r#"app = excluded.app, "key" = excluded."key",
+        kind = excluded.kind, request_hash = excluded.request_hash, parent = excluded.parent,
+        reservation_id = excluded.reservation_id, session_id = excluded.session_id,
+        request_number = excluded.request_number, subscriber = excluded.subscriber,
+        amount = excluded.amount, currency = excluded.currency,
+        reference_code = excluded.reference_code, state = excluded.state,
+        result_code = excluded.result_code, request = excluded.request, outcome = excluded.outcome,
+        created_ms = excluded.created_ms, updated_ms = excluded.updated_ms, owner = excluded.owner,
+        lease_until_ms = excluded.lease_until_ms"#
     };
 }
 
@@ -206,38 +248,43 @@ const GIVE_WAY: &str = r#"DELETE FROM operations o
     WHERE o.app = k.k_app AND o."key" = k.k_key AND o.state = 'retryable'
     RETURNING o.id, o.app, o."key""#;
 
-/// The rows the begins' keys meet (after GIVE_WAY: the ones kept), locked until the batch
-/// commits.
+/// The begins' inserts, in the batch's order (their `seq`); RETURNING the ids written.
+/// `fresh`: inserted where no row has the id or the key; of two sessions inserting one key at
+/// once, the second waits for the first's commit and then inserts nothing (no batch fails: it
+/// meets the first's row). `replaced`: a begin whose id exists (the one conflict `fresh` gave
+/// way to that is not a key's) and whose key no row holds replaces the row of its id, as a
+/// single begin does.
+const INSERT_BEGUN: &str = concat!(
+    "WITH v AS (SELECT * FROM unnest(",
+    op_arrays!(),
+    ") WITH ORDINALITY AS v(",
+    op_names!(),
+    ", ord)), fresh AS (INSERT INTO operations (",
+    op_names!(),
+    ") SELECT ",
+    op_names!(),
+    " FROM v ORDER BY ord ON CONFLICT DO NOTHING RETURNING id), replaced AS (
+    INSERT INTO operations (",
+    op_names!(),
+    ") SELECT ",
+    op_names!(),
+    r#" FROM v WHERE v.id NOT IN (SELECT id FROM fresh)
+      AND EXISTS (SELECT 1 FROM operations o WHERE o.id = v.id)
+      AND (v."key" IS NULL
+           OR NOT EXISTS (SELECT 1 FROM operations o WHERE o.app = v.app AND o."key" = v."key"))
+    ORDER BY ord
+    ON CONFLICT (id) DO UPDATE SET "#,
+    op_set_excluded!(),
+    " RETURNING id) SELECT id FROM fresh UNION ALL SELECT id FROM replaced"
+);
+
+/// The rows the begins' keys meet (after GIVE_WAY and INSERT_BEGUN: the ones kept, or the
+/// begins' own), locked until the batch commits.
 const MET: &str = concat!(
     "SELECT ",
     op_columns!(),
     r#" FROM operations JOIN unnest($1::text[], $2::text[]) AS k(k_app, k_key)
     ON app = k_app AND "key" = k_key FOR UPDATE OF operations"#
-);
-
-/// The begins whose key no row holds (or that have none), in the batch's order (their `seq`);
-/// one whose id exists replaces that row, as a single begin does.
-const INSERT_BEGUN: &str = concat!(
-    "INSERT INTO operations (",
-    op_names!(),
-    ") SELECT ",
-    op_names!(),
-    " FROM unnest(",
-    op_arrays!(),
-    ") WITH ORDINALITY AS v(",
-    op_names!(),
-    r#", ord)
-    WHERE v."key" IS NULL
-       OR NOT EXISTS (SELECT 1 FROM operations o WHERE o.app = v.app AND o."key" = v."key")
-    ORDER BY v.ord
-    ON CONFLICT (id) DO UPDATE SET app = excluded.app, "key" = excluded."key",
-    kind = excluded.kind, request_hash = excluded.request_hash, parent = excluded.parent,
-    reservation_id = excluded.reservation_id, session_id = excluded.session_id,
-    request_number = excluded.request_number, subscriber = excluded.subscriber,
-    amount = excluded.amount, currency = excluded.currency,
-    reference_code = excluded.reference_code, state = excluded.state,
-    result_code = excluded.result_code, request = excluded.request, outcome = excluded.outcome,
-    created_ms = excluded.created_ms, updated_ms = excluded.updated_ms"#
 );
 
 // One statement: PostgreSQL compares the indexed columns' values itself (an update that leaves
@@ -248,7 +295,8 @@ const UPDATE_OPS: &str = concat!(
     session_id = v.session_id, request_number = v.request_number, subscriber = v.subscriber,
     amount = v.amount, currency = v.currency, reference_code = v.reference_code,
     state = v.state, result_code = v.result_code, request = v.request, outcome = v.outcome,
-    created_ms = v.created_ms, updated_ms = v.updated_ms
+    created_ms = v.created_ms, updated_ms = v.updated_ms, owner = v.owner,
+    lease_until_ms = v.lease_until_ms
     FROM unnest("#,
     op_arrays!(),
     ") AS v(",
@@ -257,16 +305,17 @@ const UPDATE_OPS: &str = concat!(
 );
 
 const PUT_RESERVATIONS: &str = "INSERT INTO reservations (id, app, session_id, subscriber, \
-    currency, reserved, charged, last_request_number, state, expires_ms, created_ms, updated_ms) \
+    currency, reserved, charged, last_request_number, state, expires_ms, created_ms, updated_ms, \
+    pending) \
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
     $6::numeric[], $7::numeric[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], \
-    $12::bigint[]) \
+    $12::bigint[], $13::text[]) \
     ON CONFLICT (id) DO UPDATE SET app = excluded.app, session_id = excluded.session_id, \
     subscriber = excluded.subscriber, currency = excluded.currency, \
     reserved = excluded.reserved, charged = excluded.charged, \
     last_request_number = excluded.last_request_number, state = excluded.state, \
     expires_ms = excluded.expires_ms, created_ms = excluded.created_ms, \
-    updated_ms = excluded.updated_ms";
+    updated_ms = excluded.updated_ms, pending = excluded.pending";
 
 const PUT_RESOURCES: &str = "INSERT INTO resources (id, app, kind, state, parent, due_ms, \
     body, created_ms, updated_ms) \
@@ -277,7 +326,7 @@ const PUT_RESOURCES: &str = "INSERT INTO resources (id, app, kind, state, parent
     body = excluded.body, created_ms = excluded.created_ms, updated_ms = excluded.updated_ms";
 
 /// The statements every batch may use, prepared when a connection opens.
-const BATCH_STATEMENTS: [&str; 9] = [
+const BATCH_STATEMENTS: [&str; 14] = [
     "BEGIN",
     "COMMIT",
     "ROLLBACK",
@@ -287,6 +336,11 @@ const BATCH_STATEMENTS: [&str; 9] = [
     UPDATE_OPS,
     PUT_RESERVATIONS,
     PUT_RESOURCES,
+    CLAIM_OP,
+    RENEW_OPS,
+    STEP_RES,
+    TAKE_LEASE,
+    DROP_LEASE,
 ];
 
 type Param<'a> = &'a (dyn ToSql + Sync);
@@ -841,7 +895,8 @@ enum Failed {
 }
 
 /// Writes whose order does not matter, as multi-row statements. See the module's
-/// documentation for what may share a group.
+/// documentation for what may share a group. A conditional or set-wide write (claim, renew,
+/// step, named leases) is a group of its own: one statement.
 #[derive(Default)]
 struct Group<'a> {
     /// (index in the batch, operation).
@@ -850,6 +905,8 @@ struct Group<'a> {
     /// The last write of each id.
     reservations: Vec<&'a ReservationRow>,
     resources: Vec<&'a ResourceRow>,
+    /// A write that is a group of its own.
+    solo: Option<(usize, &'a Write)>,
     /// Indexes answered `Done` when the group goes through.
     done: Vec<usize>,
     begin_keys: HashMap<(&'a str, &'a str), usize>,
@@ -862,11 +919,14 @@ struct Group<'a> {
 
 impl<'a> Group<'a> {
     fn is_empty(&self) -> bool {
-        self.begins.is_empty() && self.done.is_empty()
+        self.begins.is_empty() && self.done.is_empty() && self.solo.is_none()
     }
 
     /// Whether `w` may join without its place in the group's order mattering.
     fn admits(&self, w: &Write) -> bool {
+        if self.solo.is_some() {
+            return false;
+        }
         match w {
             Write::Begin(op) => {
                 let key_free = op.key.as_deref().is_none_or(|k| {
@@ -879,6 +939,11 @@ impl<'a> Group<'a> {
             }
             Write::Update(op) => !self.update_ids.contains(op.id.as_str()),
             Write::Reservation(_) | Write::Resource(_) => true,
+            Write::Claim { .. }
+            | Write::Renew { .. }
+            | Write::Step { .. }
+            | Write::TakeLease { .. }
+            | Write::DropLease { .. } => false,
         }
     }
 
@@ -928,6 +993,11 @@ impl<'a> Group<'a> {
                 }
                 self.done.push(i);
             }
+            Write::Claim { .. }
+            | Write::Renew { .. }
+            | Write::Step { .. }
+            | Write::TakeLease { .. }
+            | Write::DropLease { .. } => self.solo = Some((i, w)),
         }
     }
 
@@ -960,19 +1030,138 @@ fn plan(batch: &[Write], grouped: bool) -> Vec<Group<'_>> {
 enum Step {
     Begin,
     GiveWay(usize),
-    Met(usize),
     Insert,
+    Met(usize),
     Update(usize),
     Put,
+    /// A group of one write (its batch index), answered `Won` (rows returned) or `Done`.
+    Solo(usize, bool),
 }
 
-/// The arrays of a group's statements (they live until the pipeline's answers are in).
+/// The arrays and values of a group's statements (they live until the pipeline's answers
+/// are in).
 struct GroupArrays<'a> {
     keys: (Vec<&'a str>, Vec<&'a str>),
     begins: OpColumns<'a>,
     updates: OpColumns<'a>,
     reservations: ReservationColumns<'a>,
     resources: ResourceColumns<'a>,
+    solo: Option<SoloValues<'a>>,
+}
+
+/// The parameters of a group-of-one write, and whether it is answered `Won`.
+struct SoloValues<'a> {
+    index: usize,
+    sql: &'static str,
+    won: bool,
+    texts: Vec<&'a str>,
+    numbers: Vec<i64>,
+    decimals: Vec<Decimal>,
+    pending: Option<&'a str>,
+}
+
+impl<'a> SoloValues<'a> {
+    fn of(index: usize, w: &'a Write) -> Option<Self> {
+        let solo = |sql, won, texts: Vec<&'a str>, numbers: Vec<i64>| Self {
+            index,
+            sql,
+            won,
+            texts,
+            numbers,
+            decimals: Vec::new(),
+            pending: None,
+        };
+        Some(match w {
+            Write::Claim { id, lease, now_ms } => solo(
+                CLAIM_OP,
+                true,
+                vec![id, &lease.owner],
+                vec![lease.until_ms, *now_ms],
+            ),
+            Write::Renew { owner, until_ms } => {
+                solo(RENEW_OPS, false, vec![owner], vec![*until_ms])
+            }
+            Write::TakeLease {
+                name,
+                lease,
+                now_ms,
+            } => solo(
+                TAKE_LEASE,
+                true,
+                vec![name, &lease.owner],
+                vec![lease.until_ms, *now_ms],
+            ),
+            Write::DropLease { name, owner } => solo(DROP_LEASE, false, vec![name, owner], vec![]),
+            Write::Step { row: r, expected } => Self {
+                index,
+                sql: STEP_RES,
+                won: true,
+                texts: vec![
+                    &r.id,
+                    &r.app,
+                    &r.session_id,
+                    &r.subscriber,
+                    &r.currency,
+                    r.state.name(),
+                ],
+                numbers: vec![
+                    i64::from(r.last_request_number),
+                    r.expires_ms,
+                    r.created_ms,
+                    r.updated_ms,
+                    i64::from(*expected),
+                ],
+                decimals: vec![r.reserved, r.charged],
+                pending: r.pending.as_deref(),
+            },
+            Write::Begin(_) | Write::Update(_) | Write::Reservation(_) | Write::Resource(_) => {
+                return None;
+            }
+        })
+    }
+
+    /// In the order of the statement's `$n`.
+    fn params(&self) -> Vec<Param<'_>> {
+        let t = |i: usize| {
+            self.texts
+                .get(i)
+                .map_or(&"" as Param<'_>, |v| v as Param<'_>)
+        };
+        let n = |i: usize| {
+            self.numbers
+                .get(i)
+                .map_or(&0i64 as Param<'_>, |v| v as Param<'_>)
+        };
+        let d = |i: usize| {
+            self.decimals
+                .get(i)
+                .map_or(&Decimal::ZERO as Param<'_>, |v| v as Param<'_>)
+        };
+        match self.sql {
+            // id, owner, until, now / name, owner, until, now
+            CLAIM_OP | TAKE_LEASE => vec![t(0), t(1), n(0), n(1)],
+            RENEW_OPS => vec![t(0), n(0)],
+            DROP_LEASE => vec![t(0), t(1)],
+            // id, app, session_id, subscriber, currency, reserved, charged, last, state,
+            // expires, created, updated, pending, expected
+            _ => vec![
+                t(0),
+                t(1),
+                t(2),
+                t(3),
+                t(4),
+                d(0),
+                d(1),
+                n(0),
+                t(5),
+                n(1),
+                n(2),
+                n(3),
+                &self.pending,
+                n(4),
+            ],
+        }
+    }
 }
 
 impl<'a> GroupArrays<'a> {
@@ -990,9 +1179,18 @@ impl<'a> GroupArrays<'a> {
             updates: OpColumns::of(g.updates.iter().map(|(_, op)| *op)),
             reservations: ReservationColumns::of(&g.reservations),
             resources: ResourceColumns::of(&g.resources),
+            solo: g.solo.and_then(|(i, w)| SoloValues::of(i, w)),
         }
     }
 }
+
+/// A statement's answer: its rows, or (for one whose rows are not read) how many it wrote.
+enum Reply {
+    Rows(Vec<Row>),
+    Count(u64),
+}
+
+type Answer<'a> = Pin<Box<dyn Future<Output = Result<Reply, tokio_postgres::Error>> + 'a>>;
 
 /// BEGIN and every group's statements in one pipeline; the answers read and checked; then
 /// COMMIT.
@@ -1011,14 +1209,13 @@ async fn write_batch(
         Vec::new(),
     ));
     for (g, a) in arrays.iter().enumerate() {
+        let keys: Vec<Param<'_>> = vec![&a.keys.0, &a.keys.1];
         if !a.keys.0.is_empty() {
-            let keys: Vec<Param<'_>> = vec![&a.keys.0, &a.keys.1];
             params.push((
                 Step::GiveWay(g),
                 conn.statement(GIVE_WAY).map_err(sent)?,
                 keys.clone(),
             ));
-            params.push((Step::Met(g), conn.statement(MET).map_err(sent)?, keys));
         }
         if !a.begins.id.is_empty() {
             params.push((
@@ -1026,6 +1223,9 @@ async fn write_batch(
                 conn.statement(INSERT_BEGUN).map_err(sent)?,
                 a.begins.params(),
             ));
+        }
+        if !a.keys.0.is_empty() {
+            params.push((Step::Met(g), conn.statement(MET).map_err(sent)?, keys));
         }
         if !a.updates.id.is_empty() {
             params.push((
@@ -1048,20 +1248,40 @@ async fn write_batch(
                 a.resources.params(),
             ));
         }
+        if let Some(solo) = &a.solo {
+            params.push((
+                Step::Solo(solo.index, solo.won),
+                conn.statement(solo.sql).map_err(sent)?,
+                solo.params(),
+            ));
+        }
     }
     let client = &conn.client;
-    let answers = in_order(
-        params
-            .iter()
-            .map(|(_, statement, p)| client.query(*statement, p))
-            .collect(),
-    )
-    .await;
+    let answers =
+        in_order(
+            params
+                .iter()
+                .map(|(step, statement, p)| -> Answer<'_> {
+                    match step {
+                        // Answered by the number of rows it wrote: nothing to read back.
+                        Step::Solo(..) | Step::Put => Box::pin(async move {
+                            client.execute(*statement, p).await.map(Reply::Count)
+                        }),
+                        _ => Box::pin(
+                            async move { client.query(*statement, p).await.map(Reply::Rows) },
+                        ),
+                    }
+                })
+                .collect(),
+        )
+        .await;
     let mut out: Vec<Option<Written>> = vec![None; writes];
+    let mut inserted: HashSet<String> = HashSet::new();
     let mut reorder = false;
     for ((step, _, _), answer) in params.iter().zip(answers) {
-        let rows = match (step, answer) {
-            (_, Ok(rows)) => rows,
+        let (rows, count) = match (step, answer) {
+            (_, Ok(Reply::Rows(rows))) => (rows, 0),
+            (_, Ok(Reply::Count(n))) => (Vec::new(), n),
             (Step::Begin, Err(e)) => {
                 return Err(Failed::Unsent {
                     dead: is_dead(&e),
@@ -1071,9 +1291,10 @@ async fn write_batch(
             (step, Err(e)) => {
                 let what = match step {
                     Step::GiveWay(_) => "replace retryable operations",
-                    Step::Met(_) => "begin",
                     Step::Insert => "insert operations",
+                    Step::Met(_) => "begin",
                     Step::Update(_) => "update operations",
+                    Step::Solo(..) => "conditional write",
                     Step::Begin | Step::Put => "put reservations or resources",
                 };
                 return Err(Failed::Sent(StoreError(format!(
@@ -1100,6 +1321,13 @@ async fn write_batch(
                     }
                 }
             }
+            Step::Insert => {
+                for row in &rows {
+                    let id: String =
+                        column(row, 0, "id", &|| format!("{label}: an operation")).map_err(sent)?;
+                    inserted.insert(id);
+                }
+            }
             Step::Met(g) => {
                 let Some(group) = groups.get(g) else { continue };
                 for row in &rows {
@@ -1110,6 +1338,13 @@ async fn write_batch(
                         .and_then(|k| group.begin_keys.get(&(existing.app.as_str(), k)))
                         .copied();
                     let Some(at) = at else { continue };
+                    let own = group
+                        .begins
+                        .iter()
+                        .any(|(i, op)| *i == at && inserted.contains(&op.id));
+                    if own {
+                        continue;
+                    }
                     if group.updated_before(&existing.id, at) {
                         reorder = true;
                     }
@@ -1133,15 +1368,26 @@ async fn write_batch(
                     ))));
                 }
             }
-            Step::Begin | Step::Insert | Step::Put => {}
+            Step::Solo(i, won) => {
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = Some(if won {
+                        Written::Won(count > 0)
+                    } else {
+                        Written::Done
+                    });
+                }
+            }
+            Step::Begin | Step::Put => {}
         }
     }
     if reorder {
         return Err(Failed::Reorder);
     }
     for g in groups {
-        for (i, _) in &g.begins {
-            if let Some(slot @ None) = out.get_mut(*i) {
+        for (i, op) in &g.begins {
+            if let Some(slot @ None) = out.get_mut(*i)
+                && inserted.contains(&op.id)
+            {
                 *slot = Some(Written::Begun(Begun::Inserted));
             }
         }
@@ -1151,13 +1397,13 @@ async fn write_batch(
             }
         }
     }
-    let out: Vec<Written> = out.into_iter().flatten().collect();
-    if out.len() != writes {
+    if let Some(i) = out.iter().position(Option::is_none) {
         return Err(Failed::Sent(StoreError(format!(
-            "{label}: {} answers for {writes} writes",
-            out.len()
+            "{label}: write {i} of the batch has no answer (a begin that neither inserted nor \
+             met a row)"
         ))));
     }
+    let out: Vec<Written> = out.into_iter().flatten().collect();
     let commit = conn.statement("COMMIT").map_err(sent)?;
     conn.client.query(commit, &[]).await.map_err(|e| {
         let unknown = if is_dead(&e) {
@@ -1195,6 +1441,8 @@ struct OpColumns<'a> {
     outcome: Vec<Option<&'a str>>,
     created_ms: Vec<i64>,
     updated_ms: Vec<i64>,
+    owner: Vec<Option<&'a str>>,
+    lease_until_ms: Vec<Option<i64>>,
 }
 
 impl<'a> OpColumns<'a> {
@@ -1220,6 +1468,8 @@ impl<'a> OpColumns<'a> {
             c.outcome.push(op.outcome.as_deref());
             c.created_ms.push(op.created_ms);
             c.updated_ms.push(op.updated_ms);
+            c.owner.push(op.lease.as_ref().map(|l| l.owner.as_str()));
+            c.lease_until_ms.push(op.lease.as_ref().map(|l| l.until_ms));
         }
         c
     }
@@ -1245,6 +1495,8 @@ impl<'a> OpColumns<'a> {
             &self.outcome,
             &self.created_ms,
             &self.updated_ms,
+            &self.owner,
+            &self.lease_until_ms,
         ]
     }
 }
@@ -1264,6 +1516,7 @@ struct ReservationColumns<'a> {
     expires_ms: Vec<i64>,
     created_ms: Vec<i64>,
     updated_ms: Vec<i64>,
+    pending: Vec<Option<&'a str>>,
 }
 
 impl<'a> ReservationColumns<'a> {
@@ -1282,6 +1535,7 @@ impl<'a> ReservationColumns<'a> {
             c.expires_ms.push(r.expires_ms);
             c.created_ms.push(r.created_ms);
             c.updated_ms.push(r.updated_ms);
+            c.pending.push(r.pending.as_deref());
         }
         c
     }
@@ -1300,6 +1554,7 @@ impl<'a> ReservationColumns<'a> {
             &self.expires_ms,
             &self.created_ms,
             &self.updated_ms,
+            &self.pending,
         ]
     }
 }
@@ -1572,6 +1827,14 @@ fn read_op(row: &Row, label: &str) -> Result<OperationRow, StoreError> {
         outcome: column(row, 17, "outcome", &which)?,
         created_ms: column(row, 18, "created_ms", &which)?,
         updated_ms: column(row, 19, "updated_ms", &which)?,
+        lease: {
+            let owner: Option<String> = column(row, 20, "owner", &which)?;
+            let until: Option<i64> = column(row, 21, "lease_until_ms", &which)?;
+            owner.map(|owner| Lease {
+                owner,
+                until_ms: until.unwrap_or(0),
+            })
+        },
     })
 }
 
@@ -1609,6 +1872,7 @@ fn read_reservation(row: &Row, label: &str) -> Result<ReservationRow, StoreError
         expires_ms: column(row, 9, "expires_ms", &which)?,
         created_ms: column(row, 10, "created_ms", &which)?,
         updated_ms: column(row, 11, "updated_ms", &which)?,
+        pending: column(row, 12, "pending", &which)?,
     })
 }
 
@@ -1700,6 +1964,7 @@ mod tests {
             "{b:?}"
         );
         conformance::run(&mut b);
+        conformance::leases(&mut b);
     }
 
     #[test]
@@ -1883,6 +2148,106 @@ mod tests {
             Store::start_opening(move || PostgresBackend::open(&config), "postgres", settings)
                 .unwrap();
         conformance::concurrent_callers(store).await;
+    }
+
+    /// A database as version 1 (before leases) wrote it is migrated and keeps its rows; the
+    /// migrated operations have no lease.
+    #[test]
+    fn a_version_1_database_is_migrated_and_keeps_its_rows() {
+        let Some((_server, config, _)) = database("v1") else {
+            return;
+        };
+        let mut c = admin(&config);
+        c.batch_execute(MIGRATIONS[0]).unwrap();
+        c.execute(
+            "INSERT INTO gateway_schema (application, version) VALUES ($1, 1)",
+            &[&APPLICATION],
+        )
+        .unwrap();
+        c.batch_execute(
+            "INSERT INTO operations (id, app, kind, request_hash, session_id, request_number, \
+             state, request, created_ms, updated_ms) \
+             VALUES ('op-old', 'app', 'charge', 'h', 's', 0, 'unknown', '{}', 1, 1)",
+        )
+        .unwrap();
+        drop(c);
+        let mut b = PostgresBackend::open(&config).unwrap();
+        let old = b.operation("op-old").unwrap().unwrap();
+        assert_eq!((old.kind.as_str(), old.lease), ("charge", None));
+        let claimed = b
+            .apply(&[Write::Claim {
+                id: "op-old".into(),
+                lease: Lease {
+                    owner: "gw1".into(),
+                    until_ms: 10,
+                },
+                now_ms: 5,
+            }])
+            .unwrap();
+        assert_eq!(claimed, vec![Written::Won(true)]);
+        let v: i32 = admin(&config)
+            .query_one("SELECT version FROM gateway_schema", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    /// Another session inserting the same key, not committed yet when a batch begins it: the
+    /// batch waits, then meets that row (no batch fails), and the rest of the batch is kept.
+    #[test]
+    fn a_key_begun_by_another_session_at_the_same_moment_is_met() {
+        let Some((_server, config, _)) = database("race") else {
+            return;
+        };
+        let mut b = PostgresBackend::open(&config).unwrap();
+        let mut other = admin(&config);
+        let mut tx = other.transaction().unwrap();
+        tx.batch_execute(
+            "INSERT INTO operations (id, app, \"key\", kind, request_hash, session_id, \
+             request_number, state, request, created_ms, updated_ms) \
+             VALUES ('theirs', 'app', 'k', 'charge', 'h', 's', 0, 'pending', '{}', 1, 1)",
+        )
+        .unwrap();
+        let batch = std::thread::spawn(move || {
+            let out = b.apply(&[
+                Write::Begin(conformance::op("mine", "app", Some("k"), OpState::Pending)),
+                Write::Begin(conformance::op("next", "app", Some("k2"), OpState::Pending)),
+            ]);
+            (b, out)
+        });
+        // The batch is waiting on the other session's row.
+        let waiting = || {
+            admin(&config)
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .unwrap()
+                .get::<_, i64>(0)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while waiting() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the batch never waited"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        tx.commit().unwrap();
+        let (mut b, out) = batch.join().unwrap();
+        let out = out.unwrap();
+        match &out[..] {
+            [
+                Written::Begun(Begun::Existing(theirs)),
+                Written::Begun(Begun::Inserted),
+            ] => {
+                assert_eq!(theirs.id, "theirs");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(b.operation("mine").unwrap(), None);
+        assert!(b.operation("next").unwrap().is_some());
     }
 
     #[test]

@@ -7,14 +7,14 @@ macro_rules! op_columns {
     () => {
         r#"seq, id, app, "key", kind, request_hash, parent, reservation_id, session_id,
         request_number, subscriber, amount, currency, reference_code, state, result_code,
-        request, outcome, created_ms, updated_ms"#
+        request, outcome, created_ms, updated_ms, owner, lease_until_ms"#
     };
 }
 
 macro_rules! res_columns {
     () => {
         "id, app, session_id, subscriber, currency, reserved, charged, last_request_number, \
-        state, expires_ms, created_ms, updated_ms"
+        state, expires_ms, created_ms, updated_ms, pending"
     };
 }
 
@@ -48,8 +48,9 @@ pub(super) const RES_OPEN: &str = concat!(
 
 pub(super) const INSERT_OP: &str = r#"INSERT INTO operations (id, app, "key", kind, request_hash, parent,
     reservation_id, session_id, request_number, subscriber, amount, currency, reference_code,
-    state, result_code, request, outcome, created_ms, updated_ms)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+    state, result_code, request, outcome, created_ms, updated_ms, owner, lease_until_ms)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+    $20, $21)
     ON CONFLICT (id) DO UPDATE SET app = excluded.app, "key" = excluded."key",
     kind = excluded.kind, request_hash = excluded.request_hash, parent = excluded.parent,
     reservation_id = excluded.reservation_id, session_id = excluded.session_id,
@@ -57,17 +58,25 @@ pub(super) const INSERT_OP: &str = r#"INSERT INTO operations (id, app, "key", ki
     amount = excluded.amount, currency = excluded.currency,
     reference_code = excluded.reference_code, state = excluded.state,
     result_code = excluded.result_code, request = excluded.request, outcome = excluded.outcome,
-    created_ms = excluded.created_ms, updated_ms = excluded.updated_ms"#;
+    created_ms = excluded.created_ms, updated_ms = excluded.updated_ms, owner = excluded.owner,
+    lease_until_ms = excluded.lease_until_ms"#;
+
+/// A named lease taken when free, its holder's already, or run out (`$4`: now).
+pub(super) const TAKE_LEASE: &str = "INSERT INTO leases (name, owner, until_ms) VALUES ($1, $2, $3) \
+    ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until_ms = excluded.until_ms \
+    WHERE leases.owner = excluded.owner OR leases.until_ms <= $4";
+
+pub(super) const DROP_LEASE: &str = "DELETE FROM leases WHERE name = $1 AND owner = $2";
 
 pub(super) const UPSERT_RES: &str = "INSERT INTO reservations (id, app, session_id, subscriber, currency, \
-    reserved, charged, last_request_number, state, expires_ms, created_ms, updated_ms) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+    reserved, charged, last_request_number, state, expires_ms, created_ms, updated_ms, pending) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
     ON CONFLICT (id) DO UPDATE SET app = excluded.app, session_id = excluded.session_id, \
     subscriber = excluded.subscriber, currency = excluded.currency, \
     reserved = excluded.reserved, charged = excluded.charged, \
     last_request_number = excluded.last_request_number, state = excluded.state, \
     expires_ms = excluded.expires_ms, created_ms = excluded.created_ms, \
-    updated_ms = excluded.updated_ms";
+    updated_ms = excluded.updated_ms, pending = excluded.pending";
 
 pub(super) const UPSERT_RESOURCE: &str = "INSERT INTO resources (id, app, kind, state, parent, due_ms, \
     body, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \

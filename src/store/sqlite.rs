@@ -27,12 +27,12 @@ use rusqlite::{Connection, Row, TransactionBehavior, params};
 use rust_decimal::Decimal;
 
 use super::sql::{
-    INSERT_OP, OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED, RES_BY_ID, RES_OPEN, RESOURCE_BY_ID,
-    RESOURCE_COLUMNS, UPSERT_RES, UPSERT_RESOURCE, op_columns,
+    DROP_LEASE, INSERT_OP, OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED, RES_BY_ID, RES_OPEN,
+    RESOURCE_BY_ID, RESOURCE_COLUMNS, TAKE_LEASE, UPSERT_RES, UPSERT_RESOURCE, op_columns,
 };
 use super::{
-    Backend, Begun, OpState, OperationFilter, OperationRow, ReservationRow, ReservationState,
-    ResourceFilter, ResourceRow, StoreError, Write, Written,
+    Backend, Begun, Lease, OpState, OperationFilter, OperationRow, ReservationRow,
+    ReservationState, ResourceFilter, ResourceRow, StoreError, Write, Written,
 };
 
 /// The file inside the data directory.
@@ -40,7 +40,7 @@ pub const FILE_NAME: &str = "gateway.sqlite3";
 
 /// The schema version this code writes (`PRAGMA user_version`). A file with a higher one was
 /// written by a newer gateway and is refused.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Marks the file as a gateway store (`PRAGMA application_id`): "CGW1".
 const APPLICATION_ID: i64 = 0x4347_5731;
@@ -121,7 +121,33 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     CREATE INDEX resources_parent ON resources (parent) WHERE parent IS NOT NULL;
     CREATE INDEX resources_due ON resources (due_ms) WHERE due_ms IS NOT NULL;
     "#,
+    // Version 3: leases, so that gateway instances sharing a store leave each other's work
+    // alone (an unresolved operation's, and named ones).
+    r#"
+    ALTER TABLE operations ADD COLUMN owner TEXT;
+    ALTER TABLE operations ADD COLUMN lease_until_ms INTEGER;
+    ALTER TABLE reservations ADD COLUMN pending TEXT;
+    CREATE TABLE leases (
+        name      TEXT PRIMARY KEY,
+        owner     TEXT NOT NULL,
+        until_ms  INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];
+
+/// Takes an unresolved operation's lease (`?4`: now).
+const CLAIM_OP: &str = "UPDATE operations SET owner = ?2, lease_until_ms = ?3 WHERE id = ?1 \
+    AND state IN ('pending', 'unknown') \
+    AND (owner IS NULL OR owner = ?2 OR lease_until_ms IS NULL OR lease_until_ms <= ?4)";
+
+const RENEW_OPS: &str = "UPDATE operations SET lease_until_ms = ?2 \
+    WHERE owner = ?1 AND state IN ('pending', 'unknown')";
+
+/// A reservation replaced only if its last request number is still `?14`.
+const STEP_RES: &str = "UPDATE reservations SET app = ?2, session_id = ?3, subscriber = ?4, \
+    currency = ?5, reserved = ?6, charged = ?7, last_request_number = ?8, state = ?9, \
+    expires_ms = ?10, created_ms = ?11, updated_ms = ?12, pending = ?13 \
+    WHERE id = ?1 AND last_request_number = ?14";
 
 // An update is two statements so that the common one (a new state, result, outcome) leaves
 // the B-trees of the indexed columns alone: SQLite rewrites an index entry for every index
@@ -129,8 +155,8 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
 // indexed columns only when one of them differs, and matches no row otherwise.
 const UPDATE_OP: &str = "UPDATE operations SET kind = ?4, request_hash = ?5, parent = ?6, \
     request_number = ?9, subscriber = ?10, amount = ?11, currency = ?12, state = ?14, \
-    result_code = ?15, request = ?16, outcome = ?17, created_ms = ?18, updated_ms = ?19 \
-    WHERE id = ?1";
+    result_code = ?15, request = ?16, outcome = ?17, created_ms = ?18, updated_ms = ?19, \
+    owner = ?20, lease_until_ms = ?21 WHERE id = ?1";
 
 /// Binds the first 13 of the 19 values.
 const UPDATE_OP_INDEXED: &str = r#"UPDATE operations SET app = ?2, "key" = ?3,
@@ -341,6 +367,7 @@ impl SqliteBackend {
                                 r.expires_ms,
                                 r.created_ms,
                                 r.updated_ms,
+                                r.pending,
                             ])
                         })
                         .map_err(sql("put reservation"))?;
@@ -362,6 +389,65 @@ impl SqliteBackend {
                             ])
                         })
                         .map_err(sql("put resource"))?;
+                    Written::Done
+                }
+                Write::Claim { id, lease, now_ms } => {
+                    let n = tx
+                        .prepare_cached(CLAIM_OP)
+                        .and_then(|mut s| {
+                            s.execute(params![id, lease.owner, lease.until_ms, now_ms])
+                        })
+                        .map_err(sql("claim operation"))?;
+                    Written::Won(n > 0)
+                }
+                Write::Renew { owner, until_ms } => {
+                    tx.prepare_cached(RENEW_OPS)
+                        .and_then(|mut s| s.execute(params![owner, until_ms]))
+                        .map_err(sql("renew leases"))?;
+                    Written::Done
+                }
+                Write::Step { row: r, expected } => {
+                    let amounts = (r.reserved.to_string(), r.charged.to_string());
+                    let n = tx
+                        .prepare_cached(STEP_RES)
+                        .and_then(|mut s| {
+                            s.execute(params![
+                                r.id,
+                                r.app,
+                                r.session_id,
+                                r.subscriber,
+                                r.currency,
+                                amounts.0,
+                                amounts.1,
+                                r.last_request_number,
+                                r.state.name(),
+                                r.expires_ms,
+                                r.created_ms,
+                                r.updated_ms,
+                                r.pending,
+                                expected,
+                            ])
+                        })
+                        .map_err(sql("step reservation"))?;
+                    Written::Won(n > 0)
+                }
+                Write::TakeLease {
+                    name,
+                    lease,
+                    now_ms,
+                } => {
+                    let n = tx
+                        .prepare_cached(TAKE_LEASE)
+                        .and_then(|mut s| {
+                            s.execute(params![name, lease.owner, lease.until_ms, now_ms])
+                        })
+                        .map_err(sql("take lease"))?;
+                    Written::Won(n > 0)
+                }
+                Write::DropLease { name, owner } => {
+                    tx.prepare_cached(DROP_LEASE)
+                        .and_then(|mut s| s.execute(params![name, owner]))
+                        .map_err(sql("drop lease"))?;
                     Written::Done
                 }
             });
@@ -638,13 +724,15 @@ fn begin(
     Ok(Begun::Inserted)
 }
 
-/// The 19 bound values of [`INSERT_OP`] and [`UPDATE_OP`] (the first 13 of them for
+/// The 21 bound values of [`INSERT_OP`] and [`UPDATE_OP`] (the first 13 of them for
 /// [`UPDATE_OP_INDEXED`]), in their order.
 fn op_params(op: &OperationRow) -> OpParams<'_> {
     OpParams {
         op,
         amount: op.amount.map(|a| a.to_string()),
         state: op.state.name(),
+        owner: op.lease.as_ref().map(|l| l.owner.as_str()),
+        lease_until_ms: op.lease.as_ref().map(|l| l.until_ms),
     }
 }
 
@@ -652,10 +740,12 @@ struct OpParams<'a> {
     op: &'a OperationRow,
     amount: Option<String>,
     state: &'static str,
+    owner: Option<&'a str>,
+    lease_until_ms: Option<i64>,
 }
 
 impl OpParams<'_> {
-    fn as_slice(&self) -> [&dyn rusqlite::ToSql; 19] {
+    fn as_slice(&self) -> [&dyn rusqlite::ToSql; 21] {
         let op = self.op;
         [
             &op.id,
@@ -677,6 +767,8 @@ impl OpParams<'_> {
             &op.outcome,
             &op.created_ms,
             &op.updated_ms,
+            &self.owner,
+            &self.lease_until_ms,
         ]
     }
 }
@@ -739,6 +831,18 @@ fn read_op(row: &Row<'_>, path: &Path) -> Result<OperationRow, StoreError> {
         outcome: column(row, 17, "outcome", &which)?,
         created_ms: column(row, 18, "created_ms", &which)?,
         updated_ms: column(row, 19, "updated_ms", &which)?,
+        lease: lease(
+            column(row, 20, "owner", &which)?,
+            column(row, 21, "lease_until_ms", &which)?,
+        ),
+    })
+}
+
+/// The lease of an operation row, from its two columns.
+fn lease(owner: Option<String>, until_ms: Option<i64>) -> Option<Lease> {
+    Some(Lease {
+        owner: owner?,
+        until_ms: until_ms.unwrap_or(0),
     })
 }
 
@@ -772,6 +876,7 @@ fn read_reservation(row: &Row<'_>, path: &Path) -> Result<ReservationRow, StoreE
         expires_ms: column(row, 9, "expires_ms", &which)?,
         created_ms: column(row, 10, "created_ms", &which)?,
         updated_ms: column(row, 11, "updated_ms", &which)?,
+        pending: column(row, 12, "pending", &which)?,
     })
 }
 
@@ -822,6 +927,7 @@ mod tests {
         let mut b = SqliteBackend::open(&dir.0).unwrap();
         assert_eq!(b.path(), dir.0.join(FILE_NAME));
         conformance::run(&mut b);
+        conformance::leases(&mut b);
     }
 
     #[test]
