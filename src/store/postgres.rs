@@ -102,6 +102,19 @@ const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 /// gateway's) before its batch fails; as the SQLite backend's busy timeout.
 const LOCK_TIMEOUT: &str = "5s";
 
+/// The batch's statements join arrays to `operations`. A generic plan (PostgreSQL's choice
+/// after five executions) is made once, with the table's size of that moment, and kept until
+/// the statistics change: made while the table is empty or small, it scans the table (a hash
+/// join) and keeps scanning it as it grows (for a minute or more, until autovacuum's next
+/// ANALYZE). So the session plans each execution while `operations` takes fewer pages than
+/// this (2 MiB), where a scan could look cheaper than the index probes, and leaves the choice
+/// to PostgreSQL from then on (checked every [`PLAN_CHECK_EVERY`] batches). The planner reads
+/// the table's size on disk when it plans, so a generic plan made past this probes the
+/// indexes, statistics or not.
+const GENERIC_PLANS_FROM_PAGES: f64 = 256.0;
+
+const PLAN_CHECK_EVERY: u64 = 256;
+
 /// Prepared statements kept per connection (the fixed ones plus one per listing filter
 /// combination); past this the cache starts again.
 const STATEMENT_CACHE: usize = 512;
@@ -364,6 +377,10 @@ pub struct PostgresBackend {
 struct Conn {
     client: Client,
     statements: HashMap<String, Statement>,
+    /// `plan_cache_mode = force_custom_plan` for now (see [`GENERIC_PLANS_FROM_PAGES`]).
+    custom_plans: bool,
+    /// Batches committed on this connection.
+    batches: u64,
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -442,7 +459,12 @@ impl PostgresBackend {
                     let mut c = Conn {
                         client,
                         statements: HashMap::new(),
+                        custom_plans: false,
+                        batches: 0,
                     };
+                    c.choose_plans()
+                        .await
+                        .map_err(|e| StoreError(format!("{label}: session: {}", pg_error(&e))))?;
                     c.prepare(&BATCH_STATEMENTS)
                         .await
                         .map_err(|e| StoreError(format!("{label}: prepare: {}", pg_error(&e))))?;
@@ -543,7 +565,15 @@ impl PostgresBackend {
                 error: StoreError(format!("{label}: not connected")),
             });
         };
-        rt.block_on(write_batch(conn, &plan(batch, grouped), batch.len(), label))
+        let out = rt.block_on(write_batch(conn, &plan(batch, grouped), batch.len(), label))?;
+        conn.batches += 1;
+        if conn.custom_plans && conn.batches % PLAN_CHECK_EVERY == 0 {
+            // Nothing depends on it but speed: a failure is for the connection's next call.
+            if let Err(e) = rt.block_on(conn.choose_plans()) {
+                debug!(database = %label, error = %pg_error(&e), "plan mode not checked");
+            }
+        }
+        Ok(out)
     }
 
     /// After a failed batch: the session out of its transaction (a ROLLBACK outside one only
@@ -568,6 +598,32 @@ impl PostgresBackend {
 }
 
 impl Conn {
+    /// Custom plans while `operations` is small, else PostgreSQL's own choice (generic plans
+    /// once they cost no more). See [`GENERIC_PLANS_FROM_PAGES`].
+    async fn choose_plans(&mut self) -> Result<(), tokio_postgres::Error> {
+        let pages: f64 = self
+            .client
+            .query_one(
+                "SELECT coalesce(pg_relation_size(to_regclass('operations')), 0)::float8 \
+                 / current_setting('block_size')::float8",
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        let custom = pages < GENERIC_PLANS_FROM_PAGES;
+        if custom != self.custom_plans || self.batches == 0 {
+            let mode = if custom { "force_custom_plan" } else { "auto" };
+            self.client
+                .batch_execute(&format!("SET plan_cache_mode = {mode}"))
+                .await?;
+            if !custom {
+                debug!(pages, "store statements: generic plans allowed");
+            }
+        }
+        self.custom_plans = custom;
+        Ok(())
+    }
+
     /// Prepares those of `sqls` not prepared yet on this connection (all sent at once).
     async fn prepare(&mut self, sqls: &[&str]) -> Result<(), tokio_postgres::Error> {
         let missing: Vec<&str> = sqls
@@ -856,14 +912,8 @@ async fn connect(
     if fsync == "off" {
         warn!(database = %label, "the server runs with fsync = off: a committed batch can be lost if its machine crashes");
     }
-    // The batch's statements join arrays of any length to the tables: planned for each
-    // execution, with the arrays' lengths and the tables' sizes of the moment. A generic
-    // plan, cached once (possibly while the tables were empty), would keep a sequential scan
-    // of `operations` as it grows.
     client
-        .batch_execute(&format!(
-            "SET lock_timeout = '{LOCK_TIMEOUT}'; SET plan_cache_mode = force_custom_plan"
-        ))
+        .batch_execute(&format!("SET lock_timeout = '{LOCK_TIMEOUT}'"))
         .await
         .map_err(session)?;
     Ok(client)
@@ -1986,6 +2036,8 @@ mod tests {
         assert_eq!(show("synchronous_commit"), "on");
         assert_eq!(show("lock_timeout"), "5s");
         assert_eq!(show("application_name"), APPLICATION);
+        // A new, empty table: every execution planned (a generic plan would scan it).
+        assert_eq!(show("plan_cache_mode"), "force_custom_plan");
         let row = admin
             .query_one("SELECT application, version FROM gateway_schema", &[])
             .unwrap();
@@ -2248,6 +2300,79 @@ mod tests {
         }
         assert_eq!(b.operation("mine").unwrap(), None);
         assert!(b.operation("next").unwrap().is_some());
+    }
+
+    /// Once `operations` is large enough, the choice of plans is left to PostgreSQL (on a new
+    /// connection, and on one that was planning each execution), and whatever it takes probes
+    /// the indexes: the batch's statements scan no table.
+    #[test]
+    fn generic_plans_once_the_table_is_large() {
+        let Some((_server, config, _)) = database("plans") else {
+            return;
+        };
+        let mut b = PostgresBackend::open(&config).unwrap();
+        assert_eq!(b.session("SHOW plan_cache_mode"), ["force_custom_plan"]);
+        let mut admin = admin(&config);
+        admin
+            .batch_execute(
+                "INSERT INTO operations (id, app, \"key\", kind, request_hash, session_id, \
+                 request_number, state, request, created_ms, updated_ms) \
+                 SELECT 'old-' || g, 'app', 'old-' || g, 'charge', 'h', 's', 0, 'succeeded', \
+                 repeat('x', 300), 1, 1 FROM generate_series(1, 12000) g",
+            )
+            .unwrap();
+        let batch = |n: usize| -> Vec<Write> {
+            (0..4)
+                .flat_map(|i| {
+                    let id = format!("p{n}-{i}");
+                    let mut done = conformance::op(
+                        &format!("old-{}", n * 4 + i + 1),
+                        "app",
+                        None,
+                        OpState::Succeeded,
+                    );
+                    done.key = Some(done.id.clone());
+                    [
+                        Write::Begin(conformance::op(&id, "app", Some(&id), OpState::Pending)),
+                        Write::Update(done),
+                    ]
+                })
+                .collect()
+        };
+        // The connection that was planning each execution turns to generic plans.
+        for n in 0..PLAN_CHECK_EVERY as usize {
+            b.apply(&batch(n)).unwrap();
+        }
+        assert_eq!(b.session("SHOW plan_cache_mode"), ["auto"]);
+        assert!(!b.conn.as_ref().unwrap().custom_plans);
+        let scans = |admin: &mut ::postgres::Client| -> i64 {
+            admin
+                .query_one(
+                    "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'operations'",
+                    &[],
+                )
+                .unwrap()
+                .get(0)
+        };
+        // Past the five custom plans: generic ones, and no scan of the table.
+        drop(b);
+        let mut b = PostgresBackend::open(&config).unwrap();
+        assert_eq!(
+            b.session("SELECT current_setting('plan_cache_mode')"),
+            ["auto"]
+        );
+        for n in 0..8 {
+            b.apply(&batch(1000 + n)).unwrap();
+        }
+        // The session's counts are flushed for the next read (PostgreSQL 15).
+        let flush = |b: &mut PostgresBackend| b.session("SELECT pg_stat_force_next_flush()");
+        flush(&mut b);
+        let before = scans(&mut admin);
+        for n in 0..20 {
+            b.apply(&batch(2000 + n)).unwrap();
+        }
+        flush(&mut b);
+        assert_eq!(scans(&mut admin), before, "a batch scanned operations");
     }
 
     #[test]
