@@ -20,6 +20,7 @@
 //! This layer knows nothing of HTTP: families map [`Failure`] onto their own error models.
 
 pub mod learnt;
+pub mod locks;
 pub mod outcome;
 pub mod record;
 pub mod split;
@@ -176,6 +177,7 @@ pub struct Charging {
     ids: IdGen,
     /// When the store was last read for reservations to reap that another instance opened.
     last_scan: std::sync::Mutex<std::time::Instant>,
+    locks: locks::Locks,
 }
 
 impl std::fmt::Debug for Charging {
@@ -291,6 +293,12 @@ impl Charging {
         resolutions: Option<mpsc::UnboundedReceiver<Resolution>>,
         settings: ChargingSettings,
     ) -> Result<Arc<Self>, Failure> {
+        let locks = locks::Locks::new(
+            store.clone(),
+            settings.instance_id.clone(),
+            settings.lease,
+            store.shared(),
+        );
         let me = Arc::new(Self {
             client,
             store,
@@ -301,6 +309,7 @@ impl Charging {
             reservations: DashMap::new(),
             ids: IdGen::new(),
             last_scan: std::sync::Mutex::new(std::time::Instant::now()),
+            locks,
         });
         me.restore().await?;
         // What was learnt before is a head start, not a condition to serve.
@@ -369,6 +378,11 @@ impl Charging {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Locks on names (resources, jobs) shared with the other instances on this store.
+    pub fn locks(&self) -> &locks::Locks {
+        &self.locks
     }
 
     /// Reservations open now.

@@ -492,6 +492,12 @@ impl Store {
         &self.backend
     }
 
+    /// Whether several gateway instances may use this store at once (PostgreSQL): what an
+    /// instance locks is then leased in the store, not only in its process.
+    pub fn shared(&self) -> bool {
+        &*self.backend == "postgres"
+    }
+
     pub fn metrics(&self) -> &StoreMetrics {
         &self.metrics
     }

@@ -908,7 +908,7 @@ async fn pay(
     let purchase = load_purchase(&st, &app, &id).await?;
     let pid = purchase.payment_id(&app);
     tracing::Span::current().record("operation_id", pid.as_str());
-    let _lock = KeyGuard::lock(&pid).await;
+    let _lock = KeyGuard::lock(&st, &pid).await?;
     let p = match flow {
         Flow::OneStep => Pending::Create,
         Flow::TwoStep => Pending::Prepare,
@@ -1023,7 +1023,7 @@ async fn second_step(
     let purchase = load_purchase(&st, &app, &id).await?;
     let pid = purchase.payment_id(&app);
     tracing::Span::current().record("operation_id", pid.as_str());
-    let _lock = KeyGuard::lock(&pid).await;
+    let _lock = KeyGuard::lock(&st, &pid).await?;
     let not_prepared =
         || precondition("The purchase has no prepared payment (it is initialising).");
     let found = load_in(&st, &app, &pid, CHECKOUT_KINDS).await?;

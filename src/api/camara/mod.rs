@@ -46,7 +46,7 @@ mod refunds;
 #[cfg(test)]
 mod tests;
 
-use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -55,7 +55,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use dashmap::DashMap;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use utoipa::OpenApi;
@@ -63,6 +62,7 @@ use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
 use super::auth::Caller;
 use super::{Access, ApiState, Route};
+use crate::charging::locks::Held;
 use error::CamaraError;
 
 /// A path of the Carrier Billing API: its base (`servers[0].url` of carrier-billing v0.5.0,
@@ -394,54 +394,44 @@ pub fn request_hash(kind: &str, body: &impl serde::Serialize) -> String {
     hex::encode(h.finalize())
 }
 
-type LockMap = DashMap<String, Arc<tokio::sync::Mutex<()>>>;
+/// How long a request waits for the lock of a payment another request works on.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
 
-fn lock_map() -> &'static LockMap {
-    static LOCKS: OnceLock<LockMap> = OnceLock::new();
-    LOCKS.get_or_init(DashMap::new)
-}
-
-/// The lock of `key` (created when absent). The DashMap guard is dropped before any await.
-fn lock_entry(key: &str) -> Arc<tokio::sync::Mutex<()>> {
-    let entry = lock_map()
-        .entry(key.to_string())
-        .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())));
-    Arc::clone(entry.value())
-}
-
-/// One operation at a time per payment (and per `referenceCode`) in this process: the checks
-/// of a request (key used? amount left?) and its first durable write are one step. The store
-/// of a gateway belongs to one process (SQLite), so an in-process lock is enough.
-pub struct KeyGuard {
-    key: String,
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
+/// One operation at a time per payment (and per `referenceCode`): the checks of a request
+/// (key used? amount left?) and its first durable write are one step, across the gateway
+/// instances sharing the store ([`crate::charging::locks`]).
+pub struct KeyGuard(#[allow(dead_code)] Held);
 
 impl KeyGuard {
-    pub async fn lock(key: &str) -> Self {
-        let m = lock_entry(key);
-        Self {
-            key: key.to_string(),
-            guard: Some(m.lock_owned().await),
+    /// The lock of `key`, waiting for it (409 `ABORTED` after [`LOCK_WAIT`]).
+    pub async fn lock(st: &ApiState, key: &str) -> Result<Self, CamaraError> {
+        match st
+            .charging
+            .locks()
+            .hold(&format!("camara:{key}"), LOCK_WAIT)
+            .await
+        {
+            Ok(Some(h)) => Ok(Self(h)),
+            Ok(None) => Err(CamaraError::new(
+                StatusCode::CONFLICT,
+                error::code::ABORTED,
+                "Another operation on this payment is in progress; retry.",
+            )),
+            Err(e) => Err(CamaraError::internal(format!(
+                "The gateway could not lock the payment: {e}."
+            ))),
         }
     }
 
     /// The lock if nobody holds it now (reads do not wait for an operation in flight).
-    pub fn try_lock(key: &str) -> Option<Self> {
-        let m = lock_entry(key);
-        let guard = m.try_lock_owned().ok()?;
-        Some(Self {
-            key: key.to_string(),
-            guard: Some(guard),
-        })
-    }
-}
-
-impl Drop for KeyGuard {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        // Forget the lock when nobody else holds or waits for it.
-        lock_map().remove_if(&self.key, |_, m| Arc::strong_count(m) == 1);
+    pub async fn try_lock(st: &ApiState, key: &str) -> Option<Self> {
+        match st.charging.locks().try_hold(&format!("camara:{key}")).await {
+            Ok(h) => h.map(Self),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "lock not taken");
+                None
+            }
+        }
     }
 }
 

@@ -730,8 +730,8 @@ async fn create(
     };
     let marker = derived_id("cbref-", &[&app, "payment", &reference]);
     tracing::Span::current().record("operation_id", id.as_str());
-    let _id_lock = KeyGuard::lock(&id).await;
-    let _ref_lock = KeyGuard::lock(&marker).await;
+    let _id_lock = KeyGuard::lock(&st, &id).await?;
+    let _ref_lock = KeyGuard::lock(&st, &marker).await?;
 
     let mut attempt = 1;
     if let Some((row, doc)) = load(&st, &app, &id).await? {
@@ -873,7 +873,7 @@ async fn second_step(
     }
     tracing::Span::current().record("operation_id", id.as_str());
     let app = client.id().to_string();
-    let _lock = KeyGuard::lock(&id).await;
+    let _lock = KeyGuard::lock(&st, &id).await?;
     let doc = load_shown(&st, &app, &id).await?;
     if let Some(n) = &req.phone_number
         && *n != doc.phone_number
@@ -958,7 +958,7 @@ pub(crate) async fn read_in(
     if !matches!(doc.status, Status::Processing | Status::Reserved) {
         return Ok(doc);
     }
-    let Some(_lock) = KeyGuard::try_lock(id) else {
+    let Some(_lock) = KeyGuard::try_lock(st, id).await else {
         return Ok(doc);
     };
     // Read again under the lock: an operation may have finished meanwhile.

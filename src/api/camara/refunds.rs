@@ -491,8 +491,8 @@ async fn create(
     };
     let marker = derived_id("cbref-", &[&app, "refund", &reference]);
     tracing::Span::current().record("operation_id", id.as_str());
-    let _payment_lock = KeyGuard::lock(&payment_id).await;
-    let _ref_lock = KeyGuard::lock(&marker).await;
+    let _payment_lock = KeyGuard::lock(&st, &payment_id).await?;
+    let _ref_lock = KeyGuard::lock(&st, &marker).await?;
 
     let payment = payments::load_shown(&st, &app, &payment_id).await?;
     let Some(payment) = payments::refresh(&st, &app, payment, Refresh::Full).await? else {
@@ -757,7 +757,7 @@ async fn payment_and_refunds(
     how: Refresh,
 ) -> Result<(PaymentDoc, Vec<RefundDoc>), CamaraError> {
     let payment = payments::load_shown(st, app, payment_id).await?;
-    let lock = KeyGuard::try_lock(payment_id);
+    let lock = KeyGuard::try_lock(st, payment_id).await;
     let payment = match &lock {
         Some(_) => payments::load_shown(st, app, payment_id).await?,
         None => payment,
@@ -792,7 +792,7 @@ pub(crate) async fn retrieve_refund(
                 Some((row, d)) if row.kind == KIND_REFUND && d.payment_id == payment_id => d,
                 _ => return Err(not_found()),
             };
-            let doc = match (doc.status, KeyGuard::try_lock(&payment_id)) {
+            let doc = match (doc.status, KeyGuard::try_lock(&st, &payment_id).await) {
                 (Status::Processing, Some(_lock)) => {
                     let fresh = load(&st, app, &refund_id).await?.ok_or_else(not_found)?.1;
                     refresh(&st, app, &payment, fresh, Refresh::Full)

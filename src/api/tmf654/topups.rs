@@ -15,20 +15,22 @@
 //! Resources of kind `tmf654.topup` carry a `due_ms` whenever the gateway still has work on
 //! them: an active automatic top-up (its next period), and a top-up whose outcome is pending
 //! or that reached no OCS (retried until `tmf654.retry_window` after its first attempt). The
-//! scheduler runs whatever is due. One in-process lock per resource id keeps a handler and
-//! the scheduler from working on the same top-up at once (several gateway instances sharing
-//! one database would need a store-level claim: not provided).
+//! scheduler runs whatever is due. One lock per resource id ([`crate::charging::locks`]:
+//! in-process, and a lease in the store when several gateway instances share it) keeps
+//! handlers and the schedulers of every instance from working on the same top-up at once:
+//! exactly one instance runs a due period (and its charging key keeps even a second attempt
+//! from crediting twice).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use dashmap::DashMap;
 use iso_currency::Currency;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, OwnedMutexGuard};
 use tracing::{info, warn};
+
+use crate::charging::locks::Held;
 
 use super::error::{Context, Mapped, TmfError, from_failure};
 use super::model::{
@@ -153,42 +155,37 @@ pub struct Pass {
 
 // ---- one lock per resource id ---------------------------------------------------------------
 
-fn locks() -> &'static DashMap<String, Arc<Mutex<()>>> {
-    static LOCKS: OnceLock<DashMap<String, Arc<Mutex<()>>>> = OnceLock::new();
-    LOCKS.get_or_init(DashMap::new)
-}
+/// How long a request waits for a top-up another request (or the scheduler) works on.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// A held resource lock; the map entry goes when nobody holds or waits for it.
-pub(crate) struct Held {
-    id: String,
-    guard: Option<OwnedMutexGuard<()>>,
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.guard.take();
-        // Clones are only made under the shard lock (`entry`), which `remove_if` takes too:
-        // a count of one means no holder and no waiter.
-        locks().remove_if(&self.id, |_, m| Arc::strong_count(m) == 1);
+impl Topups {
+    /// The lock of top-up `id`, across the instances sharing the store (409 after
+    /// [`LOCK_WAIT`]).
+    async fn lock(&self, id: &str) -> Result<Held, TmfError> {
+        match self
+            .charging
+            .locks()
+            .hold(&format!("tmf654:{id}"), LOCK_WAIT)
+            .await
+        {
+            Ok(Some(h)) => Ok(h),
+            Ok(None) => Err(TmfError::conflict(
+                "IN_PROGRESS",
+                "another request works on this top-up; retry",
+            )),
+            Err(e) => Err(store_error(e)),
+        }
     }
-}
 
-async fn lock(id: &str) -> Held {
-    let m = Arc::clone(locks().entry(id.to_string()).or_default().value());
-    let guard = m.lock_owned().await;
-    Held {
-        id: id.to_string(),
-        guard: Some(guard),
+    /// The lock of top-up `id` if nobody holds it now (here or in another instance).
+    async fn try_lock(&self, id: &str) -> Option<Held> {
+        self.charging
+            .locks()
+            .try_hold(&format!("tmf654:{id}"))
+            .await
+            .ok()
+            .flatten()
     }
-}
-
-fn try_lock(id: &str) -> Option<Held> {
-    let m = Arc::clone(locks().entry(id.to_string()).or_default().value());
-    let guard = m.try_lock_owned().ok()?;
-    Some(Held {
-        id: id.to_string(),
-        guard: Some(guard),
-    })
 }
 
 // ---- the use cases ---------------------------------------------------------------------------
@@ -254,7 +251,7 @@ impl Topups {
             Some(k) => derived_id(app, k),
             None => random_id(now_ms),
         };
-        let _held = lock(&id).await;
+        let _held = self.lock(&id).await?;
         if let Some(row) = self.store.resource(&id).await.map_err(store_error)? {
             let rec = Record::decode(&row)?;
             if row.kind != KIND || rec.app != app || rec.request_hash != new.hash {
@@ -297,7 +294,7 @@ impl Topups {
         }
         // A request or the scheduler working on it now will record its outcome: a read does
         // not wait for that (up to Tx), it answers what is recorded.
-        let Some(_held) = try_lock(id) else {
+        let Some(_held) = self.try_lock(id).await else {
             return Ok(rec);
         };
         let rec = self.load(app, id).await?;
@@ -339,7 +336,7 @@ impl Topups {
         id: &str,
         now: OffsetDateTime,
     ) -> Result<Record, TmfError> {
-        let _held = lock(id).await;
+        let _held = self.lock(id).await?;
         let mut rec = self.load(app, id).await?;
         if rec.schedule.is_none() {
             return Err(TmfError::conflict(
@@ -567,7 +564,7 @@ impl Topups {
         retry_window_ms: Option<i64>,
     ) -> Result<Record, TmfError> {
         let id = format!("{}-p{n}", parent.view.id);
-        let _held = lock(&id).await;
+        let _held = self.lock(&id).await?;
         if let Some(row) = self.store.resource(&id).await.map_err(store_error)? {
             // Run before (a restart between the child and the parent's progress): its
             // outcome stands, or is learnt with the same key.
@@ -633,7 +630,7 @@ impl Topups {
         };
         for row in rows {
             pass.due += 1;
-            let Some(_held) = try_lock(&row.id) else {
+            let Some(_held) = self.try_lock(&row.id).await else {
                 pass.busy += 1;
                 continue;
             };
