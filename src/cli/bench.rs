@@ -245,7 +245,9 @@ pub async fn run(args: &BenchArgs) -> Result<String, String> {
         stop: AtomicBool::new(false),
         measuring: AtomicBool::new(false),
         stats: Stats::default(),
-        run_id: format!("bench{:x}", crate::store::now_ms()),
+        // Unique per process too: several load generators started in the same millisecond
+        // (benches/cluster.sh) must not send each other's referenceCodes.
+        run_id: format!("bench{:x}p{}", crate::store::now_ms(), std::process::id()),
     });
     let mut tasks = Vec::with_capacity(args.connections);
     for i in 0..args.connections.max(1) {

@@ -53,6 +53,9 @@
 //! cannot hold a NUL character, so a write with one fails its batch (the REST families refuse
 //! control characters before anything is stored). Two sessions beginning the same key at the
 //! same moment: the second waits for the first's commit and meets its row (no batch fails).
+//! Two sessions beginning the same keys in opposite orders wait on each other; the server
+//! breaks the deadlock by rolling one back (40P01), and that batch is sent again (up to
+//! five times), so no request fails for it.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -371,6 +374,8 @@ pub struct PostgresBackend {
     conn: Option<Conn>,
     /// Batches sent again one write per group (a begin met a row its group's update changed).
     regrouped: u64,
+    /// Batches sent again after the server broke a deadlock (see [`Failed::Contended`]).
+    contended: u64,
 }
 
 /// An open connection and its prepared statements.
@@ -426,6 +431,7 @@ impl PostgresBackend {
             rt,
             conn: None,
             regrouped: 0,
+            contended: 0,
         };
         me.connection()?;
         Ok(me)
@@ -658,9 +664,19 @@ impl Backend for PostgresBackend {
     fn apply(&mut self, batch: &[Write]) -> Result<Vec<Written>, StoreError> {
         let mut retried = false;
         let mut grouped = true;
+        let mut contended = 0;
         loop {
             match self.try_batch(batch, grouped) {
                 Ok(out) => return Ok(out),
+                // Two instances inserting the same keys in opposite orders (a client retrying
+                // on another instance at once): the server broke the deadlock by rolling this
+                // batch back. Nothing of it is committed; sent again, it meets the other's rows.
+                Err(Failed::Contended(error)) if contended < CONTENDED_RETRIES => {
+                    self.rollback();
+                    contended += 1;
+                    self.contended += 1;
+                    debug!(database = %self.label, writes = batch.len(), %error, "store batch sent again after a deadlock");
+                }
                 // Nothing of the batch was executed: send it again on a new connection.
                 Err(Failed::Unsent { dead: true, .. }) if !retried => {
                     retried = true;
@@ -680,7 +696,9 @@ impl Backend for PostgresBackend {
                         self.label
                     )));
                 }
-                Err(Failed::Unsent { error, .. } | Failed::Sent(error)) => {
+                Err(
+                    Failed::Unsent { error, .. } | Failed::Sent(error) | Failed::Contended(error),
+                ) => {
                     self.rollback();
                     return Err(error);
                 }
@@ -939,6 +957,10 @@ enum Failed {
         error: StoreError,
     },
     Sent(StoreError),
+    /// The server rolled the transaction back to break a deadlock with another session (or a
+    /// serialization failure): nothing of it is committed, and the same batch sent again
+    /// normally goes through (the other session has committed meanwhile).
+    Contended(StoreError),
     /// A begin met a row an earlier update of its group changed: the group's order was not
     /// the batch's. Nothing is committed; the batch is to be sent again ungrouped.
     Reorder,
@@ -1347,10 +1369,12 @@ async fn write_batch(
                     Step::Solo(..) => "conditional write",
                     Step::Begin | Step::Put => "put reservations or resources",
                 };
-                return Err(Failed::Sent(StoreError(format!(
-                    "{label}: {what}: {}",
-                    pg_error(&e)
-                ))));
+                let error = StoreError(format!("{label}: {what}: {}", pg_error(&e)));
+                return Err(if is_contention(&e) {
+                    Failed::Contended(error)
+                } else {
+                    Failed::Sent(error)
+                });
             }
         };
         match *step {
@@ -1461,10 +1485,12 @@ async fn write_batch(
         } else {
             ""
         };
-        Failed::Sent(StoreError(format!(
-            "{label}: commit: {}{unknown}",
-            pg_error(&e)
-        )))
+        let error = StoreError(format!("{label}: commit: {}{unknown}", pg_error(&e)));
+        if is_contention(&e) {
+            Failed::Contended(error)
+        } else {
+            Failed::Sent(error)
+        }
     })?;
     Ok(out)
 }
@@ -1778,6 +1804,18 @@ fn label(config: &Config) -> String {
         ""
     };
     format!("postgres {user}@{host}:{port}{more}/{db}")
+}
+
+/// How many times a batch the server rolled back to break a deadlock is sent again.
+const CONTENDED_RETRIES: u32 = 5;
+
+/// Whether the server rolled the transaction back because of another session: a deadlock
+/// (40P01) or a serialization failure (40001). Sending it again is the documented remedy.
+fn is_contention(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+            || *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+    })
 }
 
 /// Whether `e` ends the session: the connection closed, or the server's FATAL error (it was
@@ -2132,6 +2170,56 @@ mod tests {
             return;
         };
         conformance::same_key_twice_in_one_batch(&mut PostgresBackend::open(&config).unwrap());
+    }
+
+    #[test]
+    fn two_sessions_beginning_the_same_keys_in_opposite_orders_both_commit() {
+        // Two instances whose batches begin the same keys in opposite orders (a client
+        // retrying on another instance while the first is still writing) wait on each other;
+        // the server breaks the deadlock by rolling one back, which is sent again.
+        let Some((_server, config, _)) = database("deadlock") else {
+            return;
+        };
+        let (rounds, size) = (8, 400);
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let run = |reverse: bool, config: PostgresTarget| {
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let mut b = PostgresBackend::open(&config).unwrap();
+                for r in 0..rounds {
+                    let mut batch: Vec<Write> = (0..size)
+                        .map(|i| {
+                            let key = format!("r{r}-k{i}");
+                            let id = format!("{key}-{}", if reverse { "b" } else { "a" });
+                            Write::Begin(conformance::op(&id, "app", Some(&key), OpState::Pending))
+                        })
+                        .collect();
+                    if reverse {
+                        batch.reverse();
+                    }
+                    barrier.wait();
+                    let answers = b.apply(&batch).unwrap_or_else(|e| panic!("round {r}: {e}"));
+                    assert_eq!(answers.len(), size);
+                }
+                b.contended
+            })
+        };
+        let a = run(false, config.clone());
+        let b = run(true, config.clone());
+        let contended = a.join().unwrap() + b.join().unwrap();
+        // Every key kept exactly one row, whichever session came first.
+        let mut admin = admin(&config);
+        let rows: i64 = admin
+            .query_one("SELECT count(*) FROM operations", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, i64::from(rounds) * size as i64);
+        // The rounds start together, so the server met deadlocks (each costs its
+        // `deadlock_timeout`, 1 s) and the batches it rolled back went through when sent again.
+        assert!(
+            contended > 0,
+            "no deadlock in {rounds} rounds: the test shows nothing"
+        );
     }
 
     #[test]
