@@ -11,5 +11,6 @@ pub mod credit_control;
 pub mod diameter;
 pub mod fuzzing;
 pub mod gateway;
+pub mod notify;
 pub mod ocs;
 pub mod store;

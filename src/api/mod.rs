@@ -63,6 +63,9 @@ pub struct ApiState {
     pub ready: Arc<dyn Fn() -> bool + Send + Sync>,
     /// The Prometheus recorder's handle ([`install_metrics`]); `/metrics` answers 404 without.
     pub metrics: Option<PrometheusHandle>,
+    /// `[notifications]`: what a consumer's notification URL may reach, the CloudEvents
+    /// source. The default: https and public addresses only.
+    pub notifications: Arc<crate::config::notifications::NotificationsConfig>,
 }
 
 impl ApiState {
@@ -77,7 +80,22 @@ impl ApiState {
             apps,
             ready,
             metrics,
+            notifications: Arc::default(),
         }
+    }
+
+    /// With the `[notifications]` section (otherwise its defaults).
+    pub fn with_notifications(
+        mut self,
+        cfg: crate::config::notifications::NotificationsConfig,
+    ) -> Self {
+        self.notifications = Arc::new(cfg);
+        self
+    }
+
+    /// The destination policy of `[notifications]`.
+    pub fn destinations(&self) -> crate::notify::Destinations {
+        crate::notify::Destinations::from(&*self.notifications)
     }
 }
 

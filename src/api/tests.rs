@@ -960,6 +960,18 @@ impl Backend for BrokenDisk {
     ) -> Result<(Vec<crate::store::ResourceRow>, usize), StoreError> {
         Err(StoreError("disk full".into()))
     }
+    fn event(&mut self, _: &str) -> Result<Option<crate::store::EventRow>, StoreError> {
+        Ok(None)
+    }
+    fn events(
+        &mut self,
+        _: &crate::store::EventFilter,
+    ) -> Result<(Vec<crate::store::EventRow>, usize), StoreError> {
+        Err(StoreError("disk full".into()))
+    }
+    fn due_events(&mut self, _: i64, _: usize) -> Result<Vec<crate::store::EventRow>, StoreError> {
+        Ok(vec![])
+    }
 }
 
 #[tokio::test]

@@ -65,7 +65,8 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
     .spawn();
     let router = gw.node.router().clone();
     let ready = Arc::new(move || router.any_usable());
-    let state = ApiState::new(Arc::clone(&gw.charging), apps, ready, Some(metrics));
+    let state = ApiState::new(Arc::clone(&gw.charging), apps, ready, Some(metrics))
+        .with_notifications(gw.config.notifications.clone());
     let app = api::router(state, &http);
     let listener = tokio::net::TcpListener::bind(&http.listen)
         .await

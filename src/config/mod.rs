@@ -6,6 +6,7 @@
 //! `GATEWAY__DIAMETER__TIMERS__WATCHDOG_INTERVAL=10s`. Lists of plain values are comma-separated
 //! (`GATEWAY__DIAMETER__HOST_IP_ADDRESSES=10.0.0.1,10.0.0.2`); peers are configured in the file.
 
+pub mod notifications;
 pub mod postgres;
 pub mod service;
 
@@ -43,6 +44,8 @@ pub struct GatewayConfig {
     pub tmf654: Tmf654Config,
     #[serde(default)]
     pub cluster: ClusterConfig,
+    #[serde(default)]
+    pub notifications: notifications::NotificationsConfig,
     /// Applications allowed to call the REST API.
     #[serde(default)]
     pub apps: Vec<AppConfig>,

@@ -610,6 +610,7 @@ pub const OPERATIONS: &[&str] = &[
 pub(super) fn validate_service(c: &super::GatewayConfig) -> Result<(), ConfigError> {
     c.credit_control.validate()?;
     c.cluster.validate()?;
+    c.notifications.validate()?;
     c.tmf654.validate()?;
     c.ocs_sim.validate()?;
     if c.http.listen.parse::<SocketAddr>().is_err() {

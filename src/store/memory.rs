@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 
 use super::{
-    Backend, Begun, Lease, OpState, OperationFilter, OperationRow, ReservationRow,
-    ReservationState, ResourceFilter, ResourceRow, StoreError, Write, Written,
+    Backend, Begun, EventFilter, EventRow, EventState, Lease, OpState, OperationFilter,
+    OperationRow, ReservationRow, ReservationState, ResourceFilter, ResourceRow, StoreError, Write,
+    Written,
 };
 
 #[derive(Debug, Default)]
@@ -17,6 +18,9 @@ pub struct MemoryBackend {
     reservations: HashMap<String, ReservationRow>,
     resources: HashMap<String, ResourceRow>,
     leases: HashMap<String, Lease>,
+    events: HashMap<String, EventRow>,
+    /// Events in the order first written (for the per-resource order of delivery).
+    event_order: Vec<String>,
 }
 
 impl MemoryBackend {
@@ -136,6 +140,27 @@ impl Backend for MemoryBackend {
                     }
                     Written::Done
                 }
+                Write::Event(e) => {
+                    if self.events.insert(e.id.clone(), e.clone()).is_none() {
+                        self.event_order.push(e.id.clone());
+                    }
+                    Written::Done
+                }
+                Write::ClaimEvent { id, lease, now_ms } => {
+                    let won = match self.events.get_mut(id) {
+                        Some(e)
+                            if e.state == EventState::Pending
+                                && e.lease
+                                    .as_ref()
+                                    .is_none_or(|l| !l.held_by_other(&lease.owner, *now_ms)) =>
+                        {
+                            e.lease = Some(lease.clone());
+                            true
+                        }
+                        _ => false,
+                    };
+                    Written::Won(won)
+                }
             });
         }
         Ok(out)
@@ -240,6 +265,53 @@ impl Backend for MemoryBackend {
         v.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then(a.id.cmp(&b.id)));
         Ok(v)
     }
+
+    fn event(&mut self, id: &str) -> Result<Option<EventRow>, StoreError> {
+        Ok(self.events.get(id).cloned())
+    }
+
+    fn events(&mut self, f: &EventFilter) -> Result<(Vec<EventRow>, usize), StoreError> {
+        let v: Vec<&EventRow> = self
+            .event_order
+            .iter()
+            .rev()
+            .filter_map(|id| self.events.get(id))
+            .filter(|e| f.app.as_ref().is_none_or(|a| *a == e.app))
+            .filter(|e| f.state.is_none_or(|s| s == e.state))
+            .filter(|e| {
+                f.resource
+                    .as_ref()
+                    .is_none_or(|r| e.resource.as_ref() == Some(r))
+            })
+            .collect();
+        let total = v.len();
+        let limit = if f.limit == 0 { usize::MAX } else { f.limit };
+        Ok((v.into_iter().take(limit).cloned().collect(), total))
+    }
+
+    fn due_events(&mut self, now_ms: i64, limit: usize) -> Result<Vec<EventRow>, StoreError> {
+        let mut out = Vec::new();
+        // The (resource, url) pairs that already have an older pending event.
+        let mut blocked: std::collections::HashSet<(&str, &str)> = Default::default();
+        for e in self.event_order.iter().filter_map(|id| self.events.get(id)) {
+            if out.len() >= limit {
+                break;
+            }
+            if e.state != EventState::Pending {
+                continue;
+            }
+            if let Some(r) = &e.resource
+                && !blocked.insert((r.as_str(), e.url.as_str()))
+            {
+                continue;
+            }
+            let free = e.lease.as_ref().is_none_or(|l| l.until_ms <= now_ms);
+            if e.next_ms <= now_ms && free {
+                out.push(e.clone());
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Shared tests every backend must pass: call them from each backend's tests.
@@ -310,6 +382,126 @@ pub(crate) mod conformance {
     /// Leases between gateway instances: an unresolved operation's (taken at begin, claimed
     /// when free or run out, renewed by its holder), the compare-and-set step of a
     /// reservation, and named leases.
+    pub fn event(id: &str, resource: Option<&str>, url: &str, created: i64) -> EventRow {
+        EventRow {
+            id: id.into(),
+            app: "app".into(),
+            kind: "org.camaraproject.carrier-billing.v0.payment-completed".into(),
+            resource: resource.map(Into::into),
+            url: url.into(),
+            headers: vec![("Authorization".into(), "Bearer t0k\u{e9}n".into())],
+            content_type: "application/cloudevents+json".into(),
+            body: r#"{"specversion":"1.0","id":"e1","data":{"amount":"0.10"}}"#.into(),
+            state: EventState::Pending,
+            attempts: 0,
+            next_ms: created,
+            last_error: None,
+            lease: None,
+            created_ms: created,
+            updated_ms: created,
+            delivered_ms: None,
+        }
+    }
+
+    /// The outbox: events written with a resource in one batch, read back whole, due by
+    /// time, lease and per-(resource, URL) order, claimed by one instance at a time, listed.
+    pub fn events(b: &mut impl Backend) {
+        let res = ResourceRow {
+            id: "pay1".into(),
+            app: "app".into(),
+            kind: "camara.payment".into(),
+            state: "succeeded".into(),
+            parent: None,
+            due_ms: None,
+            body: "{}".into(),
+            created_ms: 1,
+            updated_ms: 1,
+        };
+        let e1 = event("e1", Some("pay1"), "https://a.example/hook", 10);
+        let e2 = event("e2", Some("pay1"), "https://a.example/hook", 11);
+        let e3 = event("e3", Some("pay1"), "https://b.example/hook", 12);
+        let mut e4 = event("e4", None, "https://a.example/hook", 13);
+        e4.next_ms = 1_000;
+        let out = b
+            .apply(&[
+                Write::Resource(res),
+                Write::Event(e1.clone()),
+                Write::Event(e2.clone()),
+                Write::Event(e3.clone()),
+                Write::Event(e4.clone()),
+            ])
+            .unwrap();
+        assert_eq!(out, vec![Written::Done; 5]);
+        assert_eq!(b.event("e1").unwrap(), Some(e1.clone()));
+        assert_eq!(b.event("nope").unwrap(), None);
+        let ids = |v: Vec<EventRow>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+        // e2 waits behind e1 (same resource and URL); e3 goes to another URL; e4 is not due.
+        assert_eq!(ids(b.due_events(100, 10).unwrap()), ["e1", "e3"]);
+        assert_eq!(ids(b.due_events(100, 1).unwrap()), ["e1"]);
+        assert_eq!(ids(b.due_events(5_000, 10).unwrap()), ["e1", "e3", "e4"]);
+        // One instance at a time.
+        let claim = |owner: &str, until: i64, now: i64| Write::ClaimEvent {
+            id: "e1".into(),
+            lease: lease(owner, until),
+            now_ms: now,
+        };
+        assert!(won(b, claim("gw1", 200, 100)));
+        assert!(!won(b, claim("gw2", 300, 150)));
+        assert!(won(b, claim("gw1", 250, 150)), "its own lease, renewed");
+        // Leased: not due to anyone until it runs out; still blocks e2.
+        assert_eq!(ids(b.due_events(200, 10).unwrap()), ["e3"]);
+        assert_eq!(ids(b.due_events(250, 10).unwrap()), ["e1", "e3"]);
+        assert!(won(b, claim("gw2", 400, 260)), "ran out: another takes it");
+        // Delivered: e2 comes next; a delivered event is never claimed again.
+        let mut done = b.event("e1").unwrap().unwrap();
+        done.state = EventState::Delivered;
+        done.attempts = 1;
+        done.lease = None;
+        done.delivered_ms = Some(270);
+        done.updated_ms = 270;
+        b.apply(&[Write::Event(done.clone())]).unwrap();
+        assert_eq!(b.event("e1").unwrap(), Some(done));
+        assert!(!won(b, claim("gw1", 900, 300)));
+        assert_eq!(ids(b.due_events(300, 10).unwrap()), ["e2", "e3"]);
+        // A dead event does not hold back the next of its resource.
+        let mut dead = b.event("e2").unwrap().unwrap();
+        dead.state = EventState::Dead;
+        dead.last_error = Some("HTTP 500".into());
+        b.apply(&[Write::Event(dead)]).unwrap();
+        let e5 = event("e5", Some("pay1"), "https://a.example/hook", 14);
+        b.apply(&[Write::Event(e5)]).unwrap();
+        assert_eq!(ids(b.due_events(300, 10).unwrap()), ["e3", "e5"]);
+        // Listing: newest first, filtered, counted.
+        let (all, total) = b.events(&EventFilter::default()).unwrap();
+        assert_eq!(total, 5);
+        assert_eq!(ids(all), ["e5", "e4", "e3", "e2", "e1"]);
+        let (dead, total) = b
+            .events(&EventFilter {
+                state: Some(EventState::Dead),
+                ..EventFilter::default()
+            })
+            .unwrap();
+        assert_eq!((ids(dead), total), (vec!["e2".to_string()], 1));
+        let (some, total) = b
+            .events(&EventFilter {
+                resource: Some("pay1".into()),
+                limit: 2,
+                ..EventFilter::default()
+            })
+            .unwrap();
+        assert_eq!(
+            (ids(some), total),
+            (vec!["e5".to_string(), "e3".to_string()], 4)
+        );
+        let (none, total) = b
+            .events(&EventFilter {
+                app: Some("other".into()),
+                ..EventFilter::default()
+            })
+            .unwrap();
+        assert!(none.is_empty() && total == 0);
+    }
+
     pub fn leases(b: &mut impl Backend) {
         // An operation begun with a lease keeps it; another instance cannot claim it before
         // it runs out, its holder can; once run out anyone can.
@@ -1083,6 +1275,7 @@ mod tests {
     fn conformance() {
         conformance::run(&mut MemoryBackend::default());
         conformance::leases(&mut MemoryBackend::default());
+        conformance::events(&mut MemoryBackend::default());
         conformance::update_moves_indexed_columns(&mut MemoryBackend::default());
         conformance::same_key_twice_in_one_batch(&mut MemoryBackend::default());
         conformance::order_within_a_batch(&mut MemoryBackend::default());

@@ -243,6 +243,90 @@ pub struct ResourceFilter {
     pub limit: usize,
 }
 
+/// Where an event of the outbox stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventState {
+    /// To be delivered (again) at `next_ms`.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Given up (attempts used up, or the receiver said 410 Gone): kept for an operator, who
+    /// may send it again (`POST /admin/events/{id}/retry`).
+    Dead,
+}
+
+impl EventState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "delivered" => Self::Delivered,
+            "dead" => Self::Dead,
+            _ => return None,
+        })
+    }
+}
+
+/// One notification in the durable outbox: written in the same transaction as the state
+/// change it tells of, then posted by a delivery worker (at least once) until the receiver
+/// takes it or the attempts run out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRow {
+    /// Stable id (the CloudEvent `id`, the TMF `eventId`): the same on every attempt, so a
+    /// receiver can drop duplicates.
+    pub id: String,
+    /// The application whose resource it is about.
+    pub app: String,
+    /// What it tells (`org.camaraproject.carrier-billing.v0.payment-completed`,
+    /// `TopupBalanceStateChangeEvent`, `checkout.confirm_payment`, ...).
+    pub kind: String,
+    /// The resource it is about. Events of one resource to one URL are delivered in the
+    /// order they were written: a later one waits while an earlier one is pending.
+    pub resource: Option<String>,
+    /// Where it is posted (checked against `[notifications]` when registered and again when
+    /// connecting).
+    pub url: String,
+    /// Extra request headers (`Authorization` with the consumer's token, ...).
+    pub headers: Vec<(String, String)>,
+    /// `Content-Type` of the body (`application/cloudevents+json`, `application/json`).
+    pub content_type: String,
+    /// The request body, as posted.
+    pub body: String,
+    pub state: EventState,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When it is next due (ms since the epoch), while pending.
+    pub next_ms: i64,
+    /// Why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+    /// The instance delivering it, until when: one instance at a time posts an event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    /// When the receiver took it.
+    pub delivered_ms: Option<i64>,
+}
+
+/// Which events to list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub app: Option<String>,
+    pub state: Option<EventState>,
+    pub resource: Option<String>,
+    /// At most this many, newest first (0: no limit).
+    pub limit: usize,
+}
+
 /// What [`Store::begin`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Begun {
@@ -286,6 +370,15 @@ pub enum Write {
     },
     /// Gives the named lease back, if `owner` holds it.
     DropLease { name: String, owner: String },
+    /// Insert or replace an outbox event by id.
+    Event(EventRow),
+    /// Takes the delivery lease of event `id`: when it is pending, and its lease is free,
+    /// `lease.owner`'s already, or ran out before `now_ms`. Answered [`Written::Won`].
+    ClaimEvent {
+        id: String,
+        lease: Lease,
+        now_ms: i64,
+    },
 }
 
 /// The answer to one [`Write`].
@@ -335,6 +428,13 @@ pub trait Backend: Send + 'static {
         &mut self,
         filter: &ResourceFilter,
     ) -> Result<(Vec<ResourceRow>, usize), StoreError>;
+    fn event(&mut self, id: &str) -> Result<Option<EventRow>, StoreError>;
+    /// Events matching `filter`, newest first, and how many match in all.
+    fn events(&mut self, filter: &EventFilter) -> Result<(Vec<EventRow>, usize), StoreError>;
+    /// At most `limit` pending events due at `now_ms` (`next_ms <= now_ms`) whose lease is
+    /// free or ran out, and that no older pending event of the same resource and URL
+    /// precedes; oldest first.
+    fn due_events(&mut self, now_ms: i64, limit: usize) -> Result<Vec<EventRow>, StoreError>;
     /// Called once when the store stops, after its last batch: leaves the storage tidy
     /// (SQLite folds its write-ahead log into the database file). The backend is dropped
     /// right after. An error is reported to whoever stopped the store; nothing is lost by it.
@@ -368,6 +468,11 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 #[allow(clippy::large_enum_variant)]
 enum Command {
     Write(Write, Reply<Written>),
+    /// Writes committed in one transaction (never split over two batches).
+    WriteAll(Vec<Write>, Reply<Vec<Written>>),
+    Event(String, Reply<Option<EventRow>>),
+    Events(EventFilter, Reply<(Vec<EventRow>, usize)>),
+    DueEvents(i64, usize, Reply<Vec<EventRow>>),
     Operation(String, Reply<Option<OperationRow>>),
     OperationByKey(String, String, Reply<Option<OperationRow>>),
     Operations(OperationFilter, Reply<Vec<OperationRow>>),
@@ -389,6 +494,8 @@ pub struct Store {
     tx: mpsc::Sender<Command>,
     backend: Arc<str>,
     metrics: Arc<StoreMetrics>,
+    /// Woken after a commit that wrote a pending event (the delivery worker waits on it).
+    events: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Store {
@@ -431,6 +538,8 @@ impl Store {
         let (tx, rx) = mpsc::channel(settings.queue.max(1));
         let metrics = Arc::new(StoreMetrics::default());
         let m = Arc::clone(&metrics);
+        let events = Arc::new(tokio::sync::Notify::new());
+        let ev = Arc::clone(&events);
         let max_batch = settings.max_batch.max(1);
         let (opened_tx, opened) = std::sync::mpsc::sync_channel(1);
         thread::Builder::new()
@@ -438,7 +547,7 @@ impl Store {
             .spawn(move || match open() {
                 Ok(backend) => {
                     let _ = opened_tx.send(Ok(()));
-                    writer(backend, rx, max_batch, &m);
+                    writer(backend, rx, max_batch, &m, &ev);
                 }
                 Err(e) => {
                     let _ = opened_tx.send(Err(e));
@@ -452,6 +561,7 @@ impl Store {
             tx,
             backend: Arc::from(name),
             metrics,
+            events,
         })
     }
 
@@ -502,6 +612,11 @@ impl Store {
         &self.metrics
     }
 
+    /// Notified after each commit that wrote a pending event (by this process).
+    pub fn events_written(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.events)
+    }
+
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.tx
@@ -514,6 +629,65 @@ impl Store {
 
     async fn write(&self, w: Write) -> Result<Written, StoreError> {
         self.call(|r| Command::Write(w, r)).await
+    }
+
+    /// Applies `writes` in one transaction (durable on return), answers in order.
+    pub async fn write_all(&self, writes: Vec<Write>) -> Result<Vec<Written>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call(|r| Command::WriteAll(writes, r)).await
+    }
+
+    /// Records a resource's new state and the events it causes, in one transaction: both are
+    /// durable on return, or neither is.
+    pub async fn put_resource_with_events(
+        &self,
+        row: ResourceRow,
+        events: Vec<EventRow>,
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return self.put_resource(row).await;
+        }
+        let mut writes = Vec::with_capacity(events.len() + 1);
+        writes.push(Write::Resource(row));
+        writes.extend(events.into_iter().map(Write::Event));
+        self.write_all(writes).await.map(|_| ())
+    }
+
+    /// Records an outbox event (durable on return).
+    pub async fn put_event(&self, e: EventRow) -> Result<(), StoreError> {
+        self.write(Write::Event(e)).await.map(|_| ())
+    }
+
+    /// Takes the delivery lease of event `id` (see [`Write::ClaimEvent`]).
+    pub async fn claim_event(
+        &self,
+        id: &str,
+        lease: Lease,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.won(Write::ClaimEvent {
+            id: id.to_string(),
+            lease,
+            now_ms,
+        })
+        .await
+    }
+
+    pub async fn event(&self, id: &str) -> Result<Option<EventRow>, StoreError> {
+        let id = id.to_string();
+        self.call(|r| Command::Event(id, r)).await
+    }
+
+    /// Events matching `filter`, newest first, and the total that match.
+    pub async fn events(&self, filter: EventFilter) -> Result<(Vec<EventRow>, usize), StoreError> {
+        self.call(|r| Command::Events(filter, r)).await
+    }
+
+    /// Pending events due at `now_ms` (see [`Backend::due_events`]).
+    pub async fn due_events(&self, now_ms: i64, limit: usize) -> Result<Vec<EventRow>, StoreError> {
+        self.call(|r| Command::DueEvents(now_ms, limit, r)).await
     }
 
     /// Records an operation before its request is sent (durable on return).
@@ -663,15 +837,23 @@ impl Store {
     }
 }
 
+/// Who waits for the answers of a batch's writes: one caller per write, or one per group of
+/// writes that went in together ([`Store::write_all`]).
+enum Waiter {
+    One(Reply<Written>),
+    All(usize, Reply<Vec<Written>>),
+}
+
 fn writer(
     mut backend: impl Backend,
     mut rx: mpsc::Receiver<Command>,
     max_batch: usize,
     metrics: &StoreMetrics,
+    events: &tokio::sync::Notify,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
     let mut writes: Vec<Write> = Vec::with_capacity(max_batch);
-    let mut replies: Vec<Reply<Written>> = Vec::with_capacity(max_batch);
+    let mut replies: Vec<Waiter> = Vec::with_capacity(max_batch);
     let mut after: Vec<Command> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         // Gather what is queued now: writes into one batch; reads and flushes wait for the
@@ -681,7 +863,12 @@ fn writer(
             match cmd {
                 Command::Write(w, reply) => {
                     writes.push(w);
-                    replies.push(reply);
+                    replies.push(Waiter::One(reply));
+                }
+                // Kept whole in this batch, even past `max_batch`: one transaction.
+                Command::WriteAll(ws, reply) => {
+                    replies.push(Waiter::All(ws.len(), reply));
+                    writes.extend(ws);
                 }
                 other => after.push(other),
             }
@@ -699,27 +886,45 @@ fn writer(
                 .commit_micros
                 .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
             match result {
-                Ok(answers) if answers.len() == replies.len() => {
-                    for (reply, answer) in replies.drain(..).zip(answers) {
-                        let _ = reply.send(Ok(answer));
+                Ok(answers) if answers.len() == writes.len() => {
+                    if writes
+                        .iter()
+                        .any(|w| matches!(w, Write::Event(e) if e.state == EventState::Pending))
+                    {
+                        events.notify_one();
+                    }
+                    let mut answers = answers.into_iter();
+                    for waiter in replies.drain(..) {
+                        match waiter {
+                            Waiter::One(reply) => {
+                                let answer = answers
+                                    .next()
+                                    .ok_or_else(|| StoreError("incomplete batch answer".into()));
+                                let _ = reply.send(answer);
+                            }
+                            Waiter::All(n, reply) => {
+                                let _ = reply.send(Ok(answers.by_ref().take(n).collect()));
+                            }
+                        }
                     }
                 }
                 Ok(answers) => {
                     metrics.failures.fetch_add(1, Relaxed);
                     error!(
-                        expected = replies.len(),
+                        expected = writes.len(),
                         got = answers.len(),
                         "store backend answered a batch partly"
                     );
-                    for reply in replies.drain(..) {
-                        let _ = reply.send(Err(StoreError("incomplete batch answer".into())));
+                    let e = StoreError("incomplete batch answer".into());
+                    for waiter in replies.drain(..) {
+                        waiter.fail(&e);
                     }
                 }
                 Err(e) => {
                     metrics.failures.fetch_add(1, Relaxed);
                     warn!(error = %e, writes = writes.len(), "store batch failed");
-                    for reply in replies.drain(..) {
-                        let _ = reply.send(Err(e.clone()));
+                    for waiter in replies.drain(..) {
+                        waiter.fail(&e);
                     }
                 }
             }
@@ -750,10 +955,35 @@ fn writer(
     }
 }
 
+impl Waiter {
+    fn fail(self, e: &StoreError) {
+        match self {
+            Self::One(reply) => {
+                let _ = reply.send(Err(e.clone()));
+            }
+            Self::All(_, reply) => {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
 fn serve_read(backend: &mut impl Backend, cmd: Command) {
     match cmd {
         Command::Write(_, reply) => {
             let _ = reply.send(Err(StoreError("write routed as a read".into())));
+        }
+        Command::WriteAll(_, reply) => {
+            let _ = reply.send(Err(StoreError("write routed as a read".into())));
+        }
+        Command::Event(id, reply) => {
+            let _ = reply.send(backend.event(&id));
+        }
+        Command::Events(filter, reply) => {
+            let _ = reply.send(backend.events(&filter));
+        }
+        Command::DueEvents(now, limit, reply) => {
+            let _ = reply.send(backend.due_events(now, limit));
         }
         Command::Operation(id, reply) => {
             let _ = reply.send(backend.operation(&id));

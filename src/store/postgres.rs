@@ -77,8 +77,8 @@ use super::sql::{
     RESOURCE_COLUMNS, TAKE_LEASE, op_columns,
 };
 use super::{
-    Backend, Begun, Lease, OpState, OperationFilter, OperationRow, ReservationRow,
-    ReservationState, ResourceFilter, ResourceRow, StoreError, Write, Written,
+    Backend, Begun, EventFilter, EventRow, Lease, OpState, OperationFilter, OperationRow,
+    ReservationRow, ReservationState, ResourceFilter, ResourceRow, StoreError, Write, Written,
 };
 use crate::config::postgres::PostgresTarget;
 
@@ -763,6 +763,19 @@ impl Backend for PostgresBackend {
         self.query_ops(OPS_UNRESOLVED, &[])
     }
 
+    // OUTBOX-TODO(helper): the events table.
+    fn event(&mut self, _id: &str) -> Result<Option<EventRow>, StoreError> {
+        Err(StoreError("outbox: not in this backend yet".into()))
+    }
+
+    fn events(&mut self, _f: &EventFilter) -> Result<(Vec<EventRow>, usize), StoreError> {
+        Err(StoreError("outbox: not in this backend yet".into()))
+    }
+
+    fn due_events(&mut self, _now: i64, _limit: usize) -> Result<Vec<EventRow>, StoreError> {
+        Err(StoreError("outbox: not in this backend yet".into()))
+    }
+
     fn reservation(&mut self, id: &str) -> Result<Option<ReservationRow>, StoreError> {
         Ok(self.query_reservations(RES_BY_ID, &[&id])?.pop())
     }
@@ -1015,7 +1028,9 @@ impl<'a> Group<'a> {
             | Write::Renew { .. }
             | Write::Step { .. }
             | Write::TakeLease { .. }
-            | Write::DropLease { .. } => false,
+            | Write::DropLease { .. }
+            | Write::Event(_)
+            | Write::ClaimEvent { .. } => false,
         }
     }
 
@@ -1069,7 +1084,9 @@ impl<'a> Group<'a> {
             | Write::Renew { .. }
             | Write::Step { .. }
             | Write::TakeLease { .. }
-            | Write::DropLease { .. } => self.solo = Some((i, w)),
+            | Write::DropLease { .. }
+            | Write::Event(_)
+            | Write::ClaimEvent { .. } => self.solo = Some((i, w)),
         }
     }
 
@@ -1186,7 +1203,13 @@ impl<'a> SoloValues<'a> {
                 decimals: vec![r.reserved, r.charged],
                 pending: r.pending.as_deref(),
             },
-            Write::Begin(_) | Write::Update(_) | Write::Reservation(_) | Write::Resource(_) => {
+            Write::Begin(_)
+            | Write::Update(_)
+            | Write::Reservation(_)
+            | Write::Resource(_)
+            // OUTBOX-TODO(helper): the events table.
+            | Write::Event(_)
+            | Write::ClaimEvent { .. } => {
                 return None;
             }
         })

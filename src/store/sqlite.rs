@@ -31,8 +31,8 @@ use super::sql::{
     RESOURCE_BY_ID, RESOURCE_COLUMNS, TAKE_LEASE, UPSERT_RES, UPSERT_RESOURCE, op_columns,
 };
 use super::{
-    Backend, Begun, Lease, OpState, OperationFilter, OperationRow, ReservationRow,
-    ReservationState, ResourceFilter, ResourceRow, StoreError, Write, Written,
+    Backend, Begun, EventFilter, EventRow, Lease, OpState, OperationFilter, OperationRow,
+    ReservationRow, ReservationState, ResourceFilter, ResourceRow, StoreError, Write, Written,
 };
 
 /// The file inside the data directory.
@@ -450,6 +450,10 @@ impl SqliteBackend {
                         .map_err(sql("drop lease"))?;
                     Written::Done
                 }
+                // OUTBOX-TODO(helper): the events table.
+                Write::Event(_) | Write::ClaimEvent { .. } => {
+                    return Err(StoreError("outbox: not in this backend yet".into()));
+                }
             });
         }
         tx.commit().map_err(sql("commit"))?;
@@ -575,6 +579,19 @@ impl Backend for SqliteBackend {
         params.push(&limit);
         sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", params.len()));
         self.query_ops(&sql, &params)
+    }
+
+    // OUTBOX-TODO(helper): the events table.
+    fn event(&mut self, _id: &str) -> Result<Option<EventRow>, StoreError> {
+        Err(StoreError("outbox: not in this backend yet".into()))
+    }
+
+    fn events(&mut self, _f: &EventFilter) -> Result<(Vec<EventRow>, usize), StoreError> {
+        Err(StoreError("outbox: not in this backend yet".into()))
+    }
+
+    fn due_events(&mut self, _now: i64, _limit: usize) -> Result<Vec<EventRow>, StoreError> {
+        Err(StoreError("outbox: not in this backend yet".into()))
     }
 
     fn unresolved(&mut self) -> Result<Vec<OperationRow>, StoreError> {
