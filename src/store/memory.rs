@@ -800,6 +800,58 @@ pub(crate) mod conformance {
         b
     }
 
+    /// Outbox events with every column set (a lease, an error, several headers, none) read
+    /// back exactly from the next `open`, in the order first written, still due.
+    pub fn events_survive_reopen<B: Backend>(mut open: impl FnMut() -> B) -> B {
+        let mut a = event(
+            "ev-a",
+            Some("pay-a"),
+            "https://a.example/hook",
+            1_700_000_000_000,
+        );
+        a.headers = vec![
+            ("Authorization".into(), "Bearer t0k\u{e9}n \" ' ;".into()),
+            ("X-Trace".into(), "[1, 2]".into()),
+        ];
+        a.attempts = u32::MAX;
+        a.last_error = Some("HTTP 503: \u{fc}ber".into());
+        a.lease = Some(lease("gw1", 1_700_000_000_500));
+        a.updated_ms = 1_700_000_000_001;
+        let mut b_ev = event("ev-b", None, "https://b.example/hook", 5);
+        b_ev.headers = Vec::new();
+        b_ev.state = EventState::Delivered;
+        b_ev.delivered_ms = Some(6);
+        b_ev.content_type = "application/json".into();
+        let c = event("ev-c", Some("pay-a"), "https://a.example/hook", 2);
+        {
+            let mut b = open();
+            b.apply(&[
+                Write::Event(c.clone()),
+                Write::Event(a.clone()),
+                Write::Event(b_ev.clone()),
+            ])
+            .unwrap();
+            // Written again: keeps its place.
+            b.apply(&[Write::Event(c.clone())]).unwrap();
+        }
+        let mut b = open();
+        assert_eq!(b.event("ev-a").unwrap(), Some(a.clone()));
+        assert_eq!(b.event("ev-b").unwrap(), Some(b_ev.clone()));
+        assert_eq!(
+            b.events(&EventFilter::default()).unwrap(),
+            (vec![b_ev, a.clone(), c.clone()], 3)
+        );
+        // ev-c, first written, goes first; ev-a waits for it.
+        let due: Vec<_> = b
+            .due_events(i64::MAX, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(due, ["ev-c"]);
+        b
+    }
+
     /// Charges begun then updated, and a reservation, through a [`Store`] (each call durable
     /// on return); what was written. [`check_written`] reads it back from a reopened backend.
     pub async fn write_through_store(store: &Store) -> Vec<OperationRow> {

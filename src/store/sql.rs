@@ -98,4 +98,76 @@ pub(super) const RESOURCE_BY_ID: &str = concat!(
     " FROM resources WHERE id = $1"
 );
 
+macro_rules! event_columns {
+    () => {
+        "id, app, kind, resource, url, headers, content_type, body, state, attempts, next_ms, \
+        last_error, owner, lease_until_ms, created_ms, updated_ms, delivered_ms"
+    };
+}
+
+macro_rules! event_set_excluded {
+    () => {
+        "app = excluded.app, kind = excluded.kind, resource = excluded.resource, \
+        url = excluded.url, headers = excluded.headers, content_type = excluded.content_type, \
+        body = excluded.body, state = excluded.state, attempts = excluded.attempts, \
+        next_ms = excluded.next_ms, last_error = excluded.last_error, owner = excluded.owner, \
+        lease_until_ms = excluded.lease_until_ms, created_ms = excluded.created_ms, \
+        updated_ms = excluded.updated_ms, delivered_ms = excluded.delivered_ms"
+    };
+}
+
+/// An event inserted, or replacing the row of its id (which keeps its `seq`: its place in
+/// the order of delivery is where it was first written).
+pub(super) const UPSERT_EVENT: &str = concat!(
+    "INSERT INTO events (",
+    event_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+    ON CONFLICT (id) DO UPDATE SET ",
+    event_set_excluded!()
+);
+
+/// The columns an [`EventRow`](super::EventRow) is read from, in its order.
+pub(super) const EVENT_COLUMNS: &str = event_columns!();
+
+pub(super) const EVENT_BY_ID: &str =
+    concat!("SELECT ", event_columns!(), " FROM events WHERE id = $1");
+
+/// Pending events due at `$1` whose lease is free or ran out, that no older pending event of
+/// the same resource and URL precedes (by `seq`, the order first written); oldest first, at
+/// most `$2`. An older pending event holds the next back whether or not it is due or leased
+/// itself.
+pub(super) const DUE_EVENTS: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events e WHERE e.state = 'pending' AND e.next_ms <= $1 \
+    AND (e.owner IS NULL OR e.lease_until_ms IS NULL OR e.lease_until_ms <= $1) \
+    AND (e.resource IS NULL OR NOT EXISTS (SELECT 1 FROM events o \
+        WHERE o.resource = e.resource AND o.url = e.url AND o.state = 'pending' \
+        AND o.seq < e.seq)) \
+    ORDER BY e.seq LIMIT $2"
+);
+
+/// An event's extra headers as the JSON text kept in `headers`: `[[name, value], ...]`.
+pub(super) fn headers_json(headers: &[(String, String)]) -> String {
+    use serde_json::Value;
+    Value::Array(
+        headers
+            .iter()
+            .map(|(name, value)| {
+                Value::Array(vec![
+                    Value::String(name.clone()),
+                    Value::String(value.clone()),
+                ])
+            })
+            .collect(),
+    )
+    .to_string()
+}
+
+/// The headers [`headers_json`] wrote; the error says what is wrong with the text.
+pub(super) fn headers_from_json(text: &str) -> Result<Vec<(String, String)>, String> {
+    serde_json::from_str::<Vec<(String, String)>>(text)
+        .map_err(|e| format!("not a JSON list of [name, value] pairs: {e}"))
+}
+
 pub(super) use op_columns;

@@ -27,12 +27,14 @@ use rusqlite::{Connection, Row, TransactionBehavior, params};
 use rust_decimal::Decimal;
 
 use super::sql::{
-    DROP_LEASE, INSERT_OP, OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED, RES_BY_ID, RES_OPEN,
-    RESOURCE_BY_ID, RESOURCE_COLUMNS, TAKE_LEASE, UPSERT_RES, UPSERT_RESOURCE, op_columns,
+    DROP_LEASE, DUE_EVENTS, EVENT_BY_ID, EVENT_COLUMNS, INSERT_OP, OP_BY_ID, OP_BY_KEY,
+    OPS_UNRESOLVED, RES_BY_ID, RES_OPEN, RESOURCE_BY_ID, RESOURCE_COLUMNS, TAKE_LEASE,
+    UPSERT_EVENT, UPSERT_RES, UPSERT_RESOURCE, headers_from_json, headers_json, op_columns,
 };
 use super::{
-    Backend, Begun, EventFilter, EventRow, Lease, OpState, OperationFilter, OperationRow,
-    ReservationRow, ReservationState, ResourceFilter, ResourceRow, StoreError, Write, Written,
+    Backend, Begun, EventFilter, EventRow, EventState, Lease, OpState, OperationFilter,
+    OperationRow, ReservationRow, ReservationState, ResourceFilter, ResourceRow, StoreError, Write,
+    Written,
 };
 
 /// The file inside the data directory.
@@ -40,7 +42,7 @@ pub const FILE_NAME: &str = "gateway.sqlite3";
 
 /// The schema version this code writes (`PRAGMA user_version`). A file with a higher one was
 /// written by a newer gateway and is refused.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Marks the file as a gateway store (`PRAGMA application_id`): "CGW1".
 const APPLICATION_ID: i64 = 0x4347_5731;
@@ -133,11 +135,46 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
         until_ms  INTEGER NOT NULL
     ) STRICT;
     "#,
+    // Version 4: the outbox, notifications written in the same transaction as the state
+    // change they tell of, until they are delivered or given up.
+    r#"
+    CREATE TABLE events (
+        seq            INTEGER PRIMARY KEY,   -- order first written: delivery order
+        id             TEXT NOT NULL UNIQUE,
+        app            TEXT NOT NULL,
+        kind           TEXT NOT NULL,
+        resource       TEXT,
+        url            TEXT NOT NULL,
+        headers        TEXT NOT NULL,         -- JSON: [[name, value], ...]
+        content_type   TEXT NOT NULL,
+        body           TEXT NOT NULL,
+        state          TEXT NOT NULL,         -- EventState::name
+        attempts       INTEGER NOT NULL,
+        next_ms        INTEGER NOT NULL,
+        last_error     TEXT,
+        owner          TEXT,                  -- the delivery lease
+        lease_until_ms INTEGER,
+        created_ms     INTEGER NOT NULL,
+        updated_ms     INTEGER NOT NULL,
+        delivered_ms   INTEGER
+    ) STRICT;
+    -- Due events: the pending ones by time.
+    CREATE INDEX events_due ON events (state, next_ms);
+    -- An older pending event of the same resource and URL (the order of delivery), and the
+    -- listing of a resource's events.
+    CREATE INDEX events_resource ON events (resource, url, state, seq);
+    CREATE INDEX events_app ON events (app, seq);
+    "#,
 ];
 
 /// Takes an unresolved operation's lease (`?4`: now).
 const CLAIM_OP: &str = "UPDATE operations SET owner = ?2, lease_until_ms = ?3 WHERE id = ?1 \
     AND state IN ('pending', 'unknown') \
+    AND (owner IS NULL OR owner = ?2 OR lease_until_ms IS NULL OR lease_until_ms <= ?4)";
+
+/// Takes a pending event's delivery lease (`?4`: now).
+const CLAIM_EVENT: &str = "UPDATE events SET owner = ?2, lease_until_ms = ?3 WHERE id = ?1 \
+    AND state = 'pending' \
     AND (owner IS NULL OR owner = ?2 OR lease_until_ms IS NULL OR lease_until_ms <= ?4)";
 
 const RENEW_OPS: &str = "UPDATE operations SET lease_until_ms = ?2 \
@@ -450,9 +487,41 @@ impl SqliteBackend {
                         .map_err(sql("drop lease"))?;
                     Written::Done
                 }
-                // OUTBOX-TODO(helper): the events table.
-                Write::Event(_) | Write::ClaimEvent { .. } => {
-                    return Err(StoreError("outbox: not in this backend yet".into()));
+                Write::Event(e) => {
+                    let headers = headers_json(&e.headers);
+                    tx.prepare_cached(UPSERT_EVENT)
+                        .and_then(|mut s| {
+                            s.execute(params![
+                                e.id,
+                                e.app,
+                                e.kind,
+                                e.resource,
+                                e.url,
+                                headers,
+                                e.content_type,
+                                e.body,
+                                e.state.name(),
+                                e.attempts,
+                                e.next_ms,
+                                e.last_error,
+                                e.lease.as_ref().map(|l| l.owner.as_str()),
+                                e.lease.as_ref().map(|l| l.until_ms),
+                                e.created_ms,
+                                e.updated_ms,
+                                e.delivered_ms,
+                            ])
+                        })
+                        .map_err(sql("put event"))?;
+                    Written::Done
+                }
+                Write::ClaimEvent { id, lease, now_ms } => {
+                    let n = tx
+                        .prepare_cached(CLAIM_EVENT)
+                        .and_then(|mut s| {
+                            s.execute(params![id, lease.owner, lease.until_ms, now_ms])
+                        })
+                        .map_err(sql("claim event"))?;
+                    Written::Won(n > 0)
                 }
             });
         }
@@ -581,17 +650,55 @@ impl Backend for SqliteBackend {
         self.query_ops(&sql, &params)
     }
 
-    // OUTBOX-TODO(helper): the events table.
-    fn event(&mut self, _id: &str) -> Result<Option<EventRow>, StoreError> {
-        Err(StoreError("outbox: not in this backend yet".into()))
+    fn event(&mut self, id: &str) -> Result<Option<EventRow>, StoreError> {
+        Ok(self.query_events(EVENT_BY_ID, &[&id])?.pop())
     }
 
-    fn events(&mut self, _f: &EventFilter) -> Result<(Vec<EventRow>, usize), StoreError> {
-        Err(StoreError("outbox: not in this backend yet".into()))
+    fn events(&mut self, f: &EventFilter) -> Result<(Vec<EventRow>, usize), StoreError> {
+        let mut clause = String::new();
+        let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(4);
+        let state = f.state.map(EventState::name);
+        let filters: [(&str, Option<&dyn rusqlite::ToSql>); 3] = [
+            ("app", f.app.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
+            ("state", state.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
+            (
+                "resource",
+                f.resource.as_ref().map(|v| v as &dyn rusqlite::ToSql),
+            ),
+        ];
+        for (column, value) in filters {
+            if let Some(v) = value {
+                clause.push_str(if params.is_empty() {
+                    " WHERE "
+                } else {
+                    " AND "
+                });
+                params.push(v);
+                clause.push_str(&format!("{column} = ?{}", params.len()));
+            }
+        }
+        let total: i64 = self
+            .conn
+            .prepare_cached(&format!("SELECT count(*) FROM events{clause}"))
+            .and_then(|mut s| s.query_row(params.as_slice(), |r| r.get(0)))
+            .map_err(self.err("count events"))?;
+        // A negative LIMIT is no limit.
+        let limit = match f.limit {
+            0 => -1,
+            n => i64::try_from(n).unwrap_or(-1),
+        };
+        params.push(&limit);
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events{clause} ORDER BY seq DESC LIMIT ?{}",
+            params.len()
+        );
+        let rows = self.query_events(&sql, &params)?;
+        Ok((rows, usize::try_from(total).unwrap_or(0)))
     }
 
-    fn due_events(&mut self, _now: i64, _limit: usize) -> Result<Vec<EventRow>, StoreError> {
-        Err(StoreError("outbox: not in this backend yet".into()))
+    fn due_events(&mut self, now_ms: i64, limit: usize) -> Result<Vec<EventRow>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.query_events(DUE_EVENTS, &[&now_ms, &limit])
     }
 
     fn unresolved(&mut self) -> Result<Vec<OperationRow>, StoreError> {
@@ -678,6 +785,20 @@ impl Backend for SqliteBackend {
 }
 
 impl SqliteBackend {
+    fn query_events(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.err("prepare"))?;
+        let mut rows = stmt.query(params).map_err(self.err("query events"))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(self.err("read events"))? {
+            out.push(read_event(row, &self.path)?);
+        }
+        Ok(out)
+    }
+
     fn query_resources(
         &self,
         sql: &str,
@@ -855,7 +976,7 @@ fn read_op(row: &Row<'_>, path: &Path) -> Result<OperationRow, StoreError> {
     })
 }
 
-/// The lease of an operation row, from its two columns.
+/// The lease of an operation or event row, from its two columns.
 fn lease(owner: Option<String>, until_ms: Option<i64>) -> Option<Lease> {
     Some(Lease {
         owner: owner?,
@@ -894,6 +1015,43 @@ fn read_reservation(row: &Row<'_>, path: &Path) -> Result<ReservationRow, StoreE
         created_ms: column(row, 10, "created_ms", &which)?,
         updated_ms: column(row, 11, "updated_ms", &which)?,
         pending: column(row, 12, "pending", &which)?,
+    })
+}
+
+fn read_event(row: &Row<'_>, path: &Path) -> Result<EventRow, StoreError> {
+    let id: Option<String> = row.get(0).ok();
+    let which = || match &id {
+        Some(id) => format!("{}: event {id:?}", path.display()),
+        None => format!("{}: an event row", path.display()),
+    };
+    let headers: String = column(row, 5, "headers", &which)?;
+    let state: String = column(row, 8, "state", &which)?;
+    Ok(EventRow {
+        id: column(row, 0, "id", &which)?,
+        app: column(row, 1, "app", &which)?,
+        kind: column(row, 2, "kind", &which)?,
+        resource: column(row, 3, "resource", &which)?,
+        url: column(row, 4, "url", &which)?,
+        headers: headers_from_json(&headers)
+            .map_err(|e| StoreError(format!("{}: column headers: {e}", which())))?,
+        content_type: column(row, 6, "content_type", &which)?,
+        body: column(row, 7, "body", &which)?,
+        state: EventState::from_name(&state).ok_or_else(|| {
+            StoreError(format!(
+                "{}: column state: unknown state {state:?}",
+                which()
+            ))
+        })?,
+        attempts: column(row, 9, "attempts", &which)?,
+        next_ms: column(row, 10, "next_ms", &which)?,
+        last_error: column(row, 11, "last_error", &which)?,
+        lease: lease(
+            column(row, 12, "owner", &which)?,
+            column(row, 13, "lease_until_ms", &which)?,
+        ),
+        created_ms: column(row, 14, "created_ms", &which)?,
+        updated_ms: column(row, 15, "updated_ms", &which)?,
+        delivered_ms: column(row, 16, "delivered_ms", &which)?,
     })
 }
 
@@ -945,6 +1103,7 @@ mod tests {
         assert_eq!(b.path(), dir.0.join(FILE_NAME));
         conformance::run(&mut b);
         conformance::leases(&mut b);
+        conformance::events(&mut b);
     }
 
     #[test]
@@ -1005,6 +1164,42 @@ mod tests {
             })
             .unwrap();
         assert_eq!(stored, "0.10");
+    }
+
+    #[test]
+    fn events_survive_reopen() {
+        let dir = TempDir::new("reopen-events");
+        let b = conformance::events_survive_reopen(|| SqliteBackend::open(&dir.0).unwrap());
+        // Headers are JSON text, a list of [name, value] pairs.
+        let stored: String = b
+            .conn
+            .query_row("SELECT headers FROM events WHERE id = 'ev-a'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(
+            stored,
+            r#"[["Authorization","Bearer t0kén \" ' ;"],["X-Trace","[1, 2]"]]"#
+        );
+    }
+
+    #[test]
+    fn due_events_use_their_indexes() {
+        let dir = TempDir::new("due-plan");
+        let b = SqliteBackend::open(&dir.0).unwrap();
+        let plan: Vec<String> = b
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {DUE_EVENTS}"))
+            .unwrap()
+            .query_map([0i64, 10i64], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(plan.iter().any(|p| p.contains("events_due")), "{plan:?}");
+        assert!(
+            plan.iter().any(|p| p.contains("events_resource")),
+            "{plan:?}"
+        );
     }
 
     #[tokio::test]
@@ -1140,6 +1335,75 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    /// A file as version 3 (before the outbox) wrote it is migrated: it keeps its rows and
+    /// takes events.
+    #[test]
+    fn a_version_3_file_is_migrated_and_takes_events() {
+        let dir = TempDir::new("v3");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        {
+            let conn = Connection::open(dir.0.join(FILE_NAME)).unwrap();
+            for step in &MIGRATIONS[..3] {
+                conn.execute_batch(step).unwrap();
+            }
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 3).unwrap();
+            conn.execute(
+                "INSERT INTO operations (id, app, kind, request_hash, session_id, \
+                 request_number, state, request, created_ms, updated_ms, owner, lease_until_ms) \
+                 VALUES ('op-old', 'app', 'charge', 'h', 's', 0, 'unknown', '{}', 1, 1, 'gw1', 9)",
+                [],
+            )
+            .unwrap();
+        }
+        let mut b = SqliteBackend::open(&dir.0).unwrap();
+        let old = b.operation("op-old").unwrap().unwrap();
+        assert_eq!(old.lease.map(|l| l.owner), Some("gw1".to_string()));
+        let e = conformance::event("ev-1", Some("pay-1"), "https://a.example/hook", 1);
+        b.apply(&[Write::Event(e.clone())]).unwrap();
+        assert_eq!(b.event("ev-1").unwrap(), Some(e.clone()));
+        assert_eq!(b.due_events(1, 10).unwrap(), vec![e]);
+        let version: i64 = b
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_corrupt_event_is_an_error_naming_it() {
+        let dir = TempDir::new("corrupt-event");
+        let mut b = SqliteBackend::open(&dir.0).unwrap();
+        let url = "https://a.example/hook";
+        b.apply(&[
+            Write::Event(conformance::event("bad-headers", None, url, 1)),
+            Write::Event(conformance::event("bad-state", None, url, 2)),
+            Write::Event(conformance::event("bad-attempts", None, url, 3)),
+        ])
+        .unwrap();
+        b.conn
+            .execute_batch(
+                "UPDATE events SET headers = '{\"Authorization\": 1}' WHERE id = 'bad-headers';
+                 UPDATE events SET state = 'sent?' WHERE id = 'bad-state';
+                 UPDATE events SET attempts = -1 WHERE id = 'bad-attempts';",
+            )
+            .unwrap();
+        for (id, column) in [
+            ("bad-headers", "headers"),
+            ("bad-state", "sent?"),
+            ("bad-attempts", "attempts"),
+        ] {
+            let err = b.event(id).unwrap_err();
+            assert!(
+                err.0.contains(&format!("{id:?}")) && err.0.contains(column),
+                "{err}"
+            );
+        }
+        assert!(b.events(&EventFilter::default()).is_err());
+        assert!(b.due_events(10, 10).is_err());
     }
 
     #[test]
