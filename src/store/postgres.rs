@@ -12,18 +12,21 @@
 //!   operations         seq (identity: insertion order), id, app, "key", ..., amount NUMERIC
 //!   reservations       id, ..., reserved NUMERIC, charged NUMERIC, state, ...
 //!   resources          id, app, kind, state, parent, due_ms, body, ...
+//!   leases             name, owner, until_ms
+//!   events             seq (identity: order first written), id, app, resource, url,
+//!                      headers (JSON text), body, state, next_ms, owner, lease_until_ms, ...
 //! ```
 //!
 //! Two round trips per batch, whatever its size. The batch is cut into groups of writes whose
 //! order inside the group does not matter (no two begins of one key or one id, no begin of
 //! a key or id an earlier update of the group moved, no two updates of one id; reservations
-//! and resources of one id: the last one), and each group is a few multi-row statements over
+//! resources and events of one id: the last one), and each group is a few multi-row statements over
 //! arrays (`unnest`): the begins' retryable rows given way (DELETE), their inserts (one
 //! statement: new rows, `ON CONFLICT DO NOTHING`, and rows replaced by id), the rows their
 //! keys meet (SELECT ... FOR UPDATE: the `Existing` answers), the updates (one UPDATE ...
 //! FROM, RETURNING the ids found, so that a missing one fails the batch), the reservations
-//! and resources (one upsert each). A claim, renewal, reservation step or named lease is a
-//! group of its own (one statement, answered by the rows it wrote). BEGIN and every group's
+//! resources and outbox events (one upsert each). A claim, renewal, reservation step, named
+//! lease or event claim is a group of its own (one statement, answered by the rows it wrote). BEGIN and every group's
 //! statements are sent before the first answer is read (tokio-postgres pipelines requests in
 //! the order they are first polled); the server runs them in that order. COMMIT is sent once
 //! every answer is in and checked: a 2xx is only ever built on a COMMIT that returned. One
@@ -73,18 +76,20 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::{debug, info, warn};
 
 use super::sql::{
-    DROP_LEASE, OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED, RES_BY_ID, RES_OPEN, RESOURCE_BY_ID,
-    RESOURCE_COLUMNS, TAKE_LEASE, op_columns,
+    DROP_LEASE, DUE_EVENTS, EVENT_BY_ID, EVENT_COLUMNS, OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED,
+    RES_BY_ID, RES_OPEN, RESOURCE_BY_ID, RESOURCE_COLUMNS, TAKE_LEASE, event_columns,
+    event_set_excluded, headers_from_json, headers_json, op_columns,
 };
 use super::{
-    Backend, Begun, EventFilter, EventRow, Lease, OpState, OperationFilter, OperationRow,
-    ReservationRow, ReservationState, ResourceFilter, ResourceRow, StoreError, Write, Written,
+    Backend, Begun, EventFilter, EventRow, EventState, Lease, OpState, OperationFilter,
+    OperationRow, ReservationRow, ReservationState, ResourceFilter, ResourceRow, StoreError, Write,
+    Written,
 };
 use crate::config::postgres::PostgresTarget;
 
 /// The schema version this code writes (`gateway_schema.version`). A database with a higher
 /// one was written by a newer gateway and is refused.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// `gateway_schema.application`: marks the schema as a gateway store.
 pub const APPLICATION: &str = "charging-gateway";
@@ -208,11 +213,46 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
         until_ms  BIGINT NOT NULL
     );
     "#,
+    // Version 3 (the SQLite file's 4): the outbox, notifications written in the same
+    // transaction as the state change they tell of, until delivered or given up.
+    r#"
+    CREATE TABLE events (
+        seq            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- delivery order
+        id             TEXT NOT NULL UNIQUE,
+        app            TEXT NOT NULL,
+        kind           TEXT NOT NULL,
+        resource       TEXT,
+        url            TEXT NOT NULL,
+        headers        TEXT NOT NULL,         -- JSON: [[name, value], ...]
+        content_type   TEXT NOT NULL,
+        body           TEXT NOT NULL,
+        state          TEXT NOT NULL,         -- EventState::name
+        attempts       BIGINT NOT NULL,       -- u32
+        next_ms        BIGINT NOT NULL,
+        last_error     TEXT,
+        owner          TEXT,                  -- the delivery lease
+        lease_until_ms BIGINT,
+        created_ms     BIGINT NOT NULL,
+        updated_ms     BIGINT NOT NULL,
+        delivered_ms   BIGINT
+    );
+    -- Due events: the pending ones by time.
+    CREATE INDEX events_due ON events (state, next_ms);
+    -- An older pending event of the same resource and URL (the order of delivery), and the
+    -- listing of a resource's events.
+    CREATE INDEX events_resource ON events (resource, url, state, seq);
+    CREATE INDEX events_app ON events (app, seq);
+    "#,
 ];
 
 /// Takes an unresolved operation's lease (`$4`: now).
 const CLAIM_OP: &str = "UPDATE operations SET owner = $2, lease_until_ms = $3 WHERE id = $1 \
     AND state IN ('pending', 'unknown') \
+    AND (owner IS NULL OR owner = $2 OR lease_until_ms IS NULL OR lease_until_ms <= $4)";
+
+/// Takes a pending event's delivery lease (`$4`: now).
+const CLAIM_EVENT: &str = "UPDATE events SET owner = $2, lease_until_ms = $3 WHERE id = $1 \
+    AND state = 'pending' \
     AND (owner IS NULL OR owner = $2 OR lease_until_ms IS NULL OR lease_until_ms <= $4)";
 
 const RENEW_OPS: &str = "UPDATE operations SET lease_until_ms = $2 \
@@ -341,8 +381,23 @@ const PUT_RESOURCES: &str = "INSERT INTO resources (id, app, kind, state, parent
     state = excluded.state, parent = excluded.parent, due_ms = excluded.due_ms, \
     body = excluded.body, created_ms = excluded.created_ms, updated_ms = excluded.updated_ms";
 
+/// The group's events in the order first met (their `seq`); an id met again keeps its first
+/// place and takes its last row.
+const PUT_EVENTS: &str = concat!(
+    "INSERT INTO events (",
+    event_columns!(),
+    ") SELECT ",
+    event_columns!(),
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+    $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], \
+    $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[]) WITH ORDINALITY AS v(",
+    event_columns!(),
+    ", ord) ORDER BY ord ON CONFLICT (id) DO UPDATE SET ",
+    event_set_excluded!()
+);
+
 /// The statements every batch may use, prepared when a connection opens.
-const BATCH_STATEMENTS: [&str; 14] = [
+const BATCH_STATEMENTS: [&str; 16] = [
     "BEGIN",
     "COMMIT",
     "ROLLBACK",
@@ -352,11 +407,13 @@ const BATCH_STATEMENTS: [&str; 14] = [
     UPDATE_OPS,
     PUT_RESERVATIONS,
     PUT_RESOURCES,
+    PUT_EVENTS,
     CLAIM_OP,
     RENEW_OPS,
     STEP_RES,
     TAKE_LEASE,
     DROP_LEASE,
+    CLAIM_EVENT,
 ];
 
 type Param<'a> = &'a (dyn ToSql + Sync);
@@ -763,17 +820,54 @@ impl Backend for PostgresBackend {
         self.query_ops(OPS_UNRESOLVED, &[])
     }
 
-    // OUTBOX-TODO(helper): the events table.
-    fn event(&mut self, _id: &str) -> Result<Option<EventRow>, StoreError> {
-        Err(StoreError("outbox: not in this backend yet".into()))
+    fn event(&mut self, id: &str) -> Result<Option<EventRow>, StoreError> {
+        Ok(self
+            .read(EVENT_BY_ID, &[&id], "query events", read_event)?
+            .pop())
     }
 
-    fn events(&mut self, _f: &EventFilter) -> Result<(Vec<EventRow>, usize), StoreError> {
-        Err(StoreError("outbox: not in this backend yet".into()))
+    fn events(&mut self, f: &EventFilter) -> Result<(Vec<EventRow>, usize), StoreError> {
+        let mut clause = String::new();
+        let mut params: Vec<Param<'_>> = Vec::with_capacity(4);
+        let state = f.state.map(EventState::name);
+        let filters: [(&str, Option<Param<'_>>); 3] = [
+            ("app", f.app.as_ref().map(|v| v as Param<'_>)),
+            ("state", state.as_ref().map(|v| v as Param<'_>)),
+            ("resource", f.resource.as_ref().map(|v| v as Param<'_>)),
+        ];
+        for (column, value) in filters {
+            if let Some(v) = value {
+                clause.push_str(if params.is_empty() {
+                    " WHERE "
+                } else {
+                    " AND "
+                });
+                params.push(v);
+                let _ = write!(clause, "{column} = ${}", params.len());
+            }
+        }
+        let count = format!("SELECT count(*) FROM events{clause}");
+        let total = self
+            .read(&count, &params, "count events", |row, label| {
+                row.try_get::<_, i64>(0)
+                    .map_err(|e| StoreError(format!("{label}: count events: {e}")))
+            })?
+            .pop()
+            .unwrap_or(0);
+        // LIMIT NULL is no limit.
+        let limit = limit(f.limit);
+        params.push(&limit);
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events{clause} ORDER BY seq DESC LIMIT ${}",
+            params.len()
+        );
+        let rows = self.read(&sql, &params, "query events", read_event)?;
+        Ok((rows, usize::try_from(total).unwrap_or(0)))
     }
 
-    fn due_events(&mut self, _now: i64, _limit: usize) -> Result<Vec<EventRow>, StoreError> {
-        Err(StoreError("outbox: not in this backend yet".into()))
+    fn due_events(&mut self, now_ms: i64, limit: usize) -> Result<Vec<EventRow>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(DUE_EVENTS, &[&now_ms, &limit], "due events", read_event)
     }
 
     fn reservation(&mut self, id: &str) -> Result<Option<ReservationRow>, StoreError> {
@@ -990,6 +1084,7 @@ struct Group<'a> {
     /// The last write of each id.
     reservations: Vec<&'a ReservationRow>,
     resources: Vec<&'a ResourceRow>,
+    events: Vec<&'a EventRow>,
     /// A write that is a group of its own.
     solo: Option<(usize, &'a Write)>,
     /// Indexes answered `Done` when the group goes through.
@@ -1000,6 +1095,7 @@ struct Group<'a> {
     update_keys: HashSet<(&'a str, &'a str)>,
     reservation_at: HashMap<&'a str, usize>,
     resource_at: HashMap<&'a str, usize>,
+    event_at: HashMap<&'a str, usize>,
 }
 
 impl<'a> Group<'a> {
@@ -1023,13 +1119,12 @@ impl<'a> Group<'a> {
                     && !self.update_ids.contains(op.id.as_str())
             }
             Write::Update(op) => !self.update_ids.contains(op.id.as_str()),
-            Write::Reservation(_) | Write::Resource(_) => true,
+            Write::Reservation(_) | Write::Resource(_) | Write::Event(_) => true,
             Write::Claim { .. }
             | Write::Renew { .. }
             | Write::Step { .. }
             | Write::TakeLease { .. }
             | Write::DropLease { .. }
-            | Write::Event(_)
             | Write::ClaimEvent { .. } => false,
         }
     }
@@ -1080,12 +1175,25 @@ impl<'a> Group<'a> {
                 }
                 self.done.push(i);
             }
+            Write::Event(e) => {
+                match self.event_at.get(e.id.as_str()) {
+                    Some(&at) => {
+                        if let Some(slot) = self.events.get_mut(at) {
+                            *slot = e;
+                        }
+                    }
+                    None => {
+                        self.event_at.insert(e.id.as_str(), self.events.len());
+                        self.events.push(e);
+                    }
+                }
+                self.done.push(i);
+            }
             Write::Claim { .. }
             | Write::Renew { .. }
             | Write::Step { .. }
             | Write::TakeLease { .. }
             | Write::DropLease { .. }
-            | Write::Event(_)
             | Write::ClaimEvent { .. } => self.solo = Some((i, w)),
         }
     }
@@ -1135,6 +1243,7 @@ struct GroupArrays<'a> {
     updates: OpColumns<'a>,
     reservations: ReservationColumns<'a>,
     resources: ResourceColumns<'a>,
+    events: EventColumns<'a>,
     solo: Option<SoloValues<'a>>,
 }
 
@@ -1181,6 +1290,12 @@ impl<'a> SoloValues<'a> {
                 vec![lease.until_ms, *now_ms],
             ),
             Write::DropLease { name, owner } => solo(DROP_LEASE, false, vec![name, owner], vec![]),
+            Write::ClaimEvent { id, lease, now_ms } => solo(
+                CLAIM_EVENT,
+                true,
+                vec![id, &lease.owner],
+                vec![lease.until_ms, *now_ms],
+            ),
             Write::Step { row: r, expected } => Self {
                 index,
                 sql: STEP_RES,
@@ -1207,9 +1322,7 @@ impl<'a> SoloValues<'a> {
             | Write::Update(_)
             | Write::Reservation(_)
             | Write::Resource(_)
-            // OUTBOX-TODO(helper): the events table.
-            | Write::Event(_)
-            | Write::ClaimEvent { .. } => {
+            | Write::Event(_) => {
                 return None;
             }
         })
@@ -1234,7 +1347,7 @@ impl<'a> SoloValues<'a> {
         };
         match self.sql {
             // id, owner, until, now / name, owner, until, now
-            CLAIM_OP | TAKE_LEASE => vec![t(0), t(1), n(0), n(1)],
+            CLAIM_OP | TAKE_LEASE | CLAIM_EVENT => vec![t(0), t(1), n(0), n(1)],
             RENEW_OPS => vec![t(0), n(0)],
             DROP_LEASE => vec![t(0), t(1)],
             // id, app, session_id, subscriber, currency, reserved, charged, last, state,
@@ -1274,6 +1387,7 @@ impl<'a> GroupArrays<'a> {
             updates: OpColumns::of(g.updates.iter().map(|(_, op)| *op)),
             reservations: ReservationColumns::of(&g.reservations),
             resources: ResourceColumns::of(&g.resources),
+            events: EventColumns::of(&g.events),
             solo: g.solo.and_then(|(i, w)| SoloValues::of(i, w)),
         }
     }
@@ -1343,6 +1457,13 @@ async fn write_batch(
                 a.resources.params(),
             ));
         }
+        if !a.events.id.is_empty() {
+            params.push((
+                Step::Put,
+                conn.statement(PUT_EVENTS).map_err(sent)?,
+                a.events.params(),
+            ));
+        }
         if let Some(solo) = &a.solo {
             params.push((
                 Step::Solo(solo.index, solo.won),
@@ -1390,7 +1511,7 @@ async fn write_batch(
                     Step::Met(_) => "begin",
                     Step::Update(_) => "update operations",
                     Step::Solo(..) => "conditional write",
-                    Step::Begin | Step::Put => "put reservations or resources",
+                    Step::Begin | Step::Put => "put reservations, resources or events",
                 };
                 let error = StoreError(format!("{label}: {what}: {}", pg_error(&e)));
                 return Err(if is_contention(&e) {
@@ -1704,6 +1825,76 @@ impl<'a> ResourceColumns<'a> {
     }
 }
 
+/// Outbox events as column arrays, in the order of [`event_columns`].
+#[derive(Default)]
+struct EventColumns<'a> {
+    id: Vec<&'a str>,
+    app: Vec<&'a str>,
+    kind: Vec<&'a str>,
+    resource: Vec<Option<&'a str>>,
+    url: Vec<&'a str>,
+    headers: Vec<String>,
+    content_type: Vec<&'a str>,
+    body: Vec<&'a str>,
+    state: Vec<&'static str>,
+    attempts: Vec<i64>,
+    next_ms: Vec<i64>,
+    last_error: Vec<Option<&'a str>>,
+    owner: Vec<Option<&'a str>>,
+    lease_until_ms: Vec<Option<i64>>,
+    created_ms: Vec<i64>,
+    updated_ms: Vec<i64>,
+    delivered_ms: Vec<Option<i64>>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn of(rows: &[&'a EventRow]) -> Self {
+        let mut c = Self::default();
+        for e in rows {
+            c.id.push(&e.id);
+            c.app.push(&e.app);
+            c.kind.push(&e.kind);
+            c.resource.push(e.resource.as_deref());
+            c.url.push(&e.url);
+            c.headers.push(headers_json(&e.headers));
+            c.content_type.push(&e.content_type);
+            c.body.push(&e.body);
+            c.state.push(e.state.name());
+            c.attempts.push(i64::from(e.attempts));
+            c.next_ms.push(e.next_ms);
+            c.last_error.push(e.last_error.as_deref());
+            c.owner.push(e.lease.as_ref().map(|l| l.owner.as_str()));
+            c.lease_until_ms.push(e.lease.as_ref().map(|l| l.until_ms));
+            c.created_ms.push(e.created_ms);
+            c.updated_ms.push(e.updated_ms);
+            c.delivered_ms.push(e.delivered_ms);
+        }
+        c
+    }
+
+    fn params(&self) -> Vec<Param<'_>> {
+        vec![
+            &self.id,
+            &self.app,
+            &self.kind,
+            &self.resource,
+            &self.url,
+            &self.headers,
+            &self.content_type,
+            &self.body,
+            &self.state,
+            &self.attempts,
+            &self.next_ms,
+            &self.last_error,
+            &self.owner,
+            &self.lease_until_ms,
+            &self.created_ms,
+            &self.updated_ms,
+            &self.delivered_ms,
+        ]
+    }
+}
+
 /// Checks the schema and creates or migrates it, under an advisory lock.
 async fn migrate(client: &mut Client, label: &str) -> Result<(), StoreError> {
     let sql = |what: &'static str| {
@@ -2006,6 +2197,47 @@ fn read_resource(row: &Row, label: &str) -> Result<ResourceRow, StoreError> {
     })
 }
 
+fn read_event(row: &Row, label: &str) -> Result<EventRow, StoreError> {
+    let id: Option<String> = row.try_get::<_, Option<String>>(0).ok().flatten();
+    let which = || match &id {
+        Some(id) => format!("{label}: event {id:?}"),
+        None => format!("{label}: an event row"),
+    };
+    let headers: String = column(row, 5, "headers", &which)?;
+    let state: String = column(row, 8, "state", &which)?;
+    Ok(EventRow {
+        id: column(row, 0, "id", &which)?,
+        app: column(row, 1, "app", &which)?,
+        kind: column(row, 2, "kind", &which)?,
+        resource: column(row, 3, "resource", &which)?,
+        url: column(row, 4, "url", &which)?,
+        headers: headers_from_json(&headers)
+            .map_err(|e| StoreError(format!("{}: column headers: {e}", which())))?,
+        content_type: column(row, 6, "content_type", &which)?,
+        body: column(row, 7, "body", &which)?,
+        state: EventState::from_name(&state).ok_or_else(|| {
+            StoreError(format!(
+                "{}: column state: unknown state {state:?}",
+                which()
+            ))
+        })?,
+        attempts: unsigned(column(row, 9, "attempts", &which)?, "attempts", &which)?,
+        next_ms: column(row, 10, "next_ms", &which)?,
+        last_error: column(row, 11, "last_error", &which)?,
+        lease: {
+            let owner: Option<String> = column(row, 12, "owner", &which)?;
+            let until: Option<i64> = column(row, 13, "lease_until_ms", &which)?;
+            owner.map(|owner| Lease {
+                owner,
+                until_ms: until.unwrap_or(0),
+            })
+        },
+        created_ms: column(row, 14, "created_ms", &which)?,
+        updated_ms: column(row, 15, "updated_ms", &which)?,
+        delivered_ms: column(row, 16, "delivered_ms", &which)?,
+    })
+}
+
 /// The test server (shared with the integration tests, which start the gateway on it).
 #[cfg(test)]
 #[path = "../../tests/support/postgres.rs"]
@@ -2076,6 +2308,7 @@ mod tests {
         );
         conformance::run(&mut b);
         conformance::leases(&mut b);
+        conformance::events(&mut b);
     }
 
     #[test]
@@ -2135,6 +2368,95 @@ mod tests {
             .unwrap()
             .get(0);
         assert_eq!(stored, "0.10");
+    }
+
+    #[test]
+    fn events_survive_reopen() {
+        let Some((_server, config, _)) = database("reopen_events") else {
+            return;
+        };
+        conformance::events_survive_reopen(|| PostgresBackend::open(&config).unwrap());
+        let stored: String = admin(&config)
+            .query_one("SELECT headers FROM events WHERE id = 'ev-a'", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            stored,
+            r#"[["Authorization","Bearer t0kén \" ' ;"],["X-Trace","[1, 2]"]]"#
+        );
+    }
+
+    /// Events in a group: an id written twice keeps its first place and its last row; a
+    /// claim between writes sees the one before it; a NUL fails the batch, resource and all.
+    #[test]
+    fn events_in_one_batch() {
+        let Some((_server, config, _)) = database("events_batch") else {
+            return;
+        };
+        let mut b = PostgresBackend::open(&config).unwrap();
+        let url = "https://a.example/hook";
+        let e1 = conformance::event("e1", Some("pay1"), url, 1);
+        let e2 = conformance::event("e2", Some("pay1"), url, 2);
+        let mut e1_again = e1.clone();
+        e1_again.attempts = 3;
+        e1_again.last_error = Some("timeout".into());
+        let claim = |id: &str, owner: &str| Write::ClaimEvent {
+            id: id.into(),
+            lease: Lease {
+                owner: owner.into(),
+                until_ms: 100,
+            },
+            now_ms: 10,
+        };
+        let out = b
+            .apply(&[
+                Write::Event(e1.clone()),
+                Write::Event(e2.clone()),
+                Write::Event(e1_again.clone()),
+                claim("e2", "gw1"),
+                claim("e2", "gw2"),
+                claim("nope", "gw1"),
+            ])
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                Written::Done,
+                Written::Done,
+                Written::Done,
+                Written::Won(true),
+                Written::Won(false),
+                Written::Won(false),
+            ]
+        );
+        assert_eq!(b.event("e1").unwrap(), Some(e1_again.clone()));
+        let ids: Vec<_> = b
+            .due_events(10, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, ["e1"]);
+        let mut bad = conformance::event("e3", Some("pay2"), url, 3);
+        bad.body = "nul \u{0} here".into();
+        let err = b
+            .apply(&[
+                Write::Resource(conformance::resource(
+                    "pay2",
+                    "camara.payment",
+                    "succeeded",
+                    1,
+                )),
+                Write::Event(bad),
+            ])
+            .unwrap_err();
+        assert!(
+            err.0.contains("put reservations, resources or events"),
+            "{err}"
+        );
+        assert_eq!(b.resource("pay2").unwrap(), None);
+        assert_eq!(b.event("e3").unwrap(), None);
+        assert_eq!(b.events(&EventFilter::default()).unwrap().1, 2);
     }
 
     #[test]
@@ -2353,6 +2675,78 @@ mod tests {
             .unwrap()
             .get(0);
         assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    /// A database as version 2 (before the outbox) wrote it is migrated: it keeps its rows
+    /// and takes events.
+    #[test]
+    fn a_version_2_database_is_migrated_and_takes_events() {
+        let Some((_server, config, _)) = database("v2") else {
+            return;
+        };
+        let mut c = admin(&config);
+        for step in &MIGRATIONS[..2] {
+            c.batch_execute(step).unwrap();
+        }
+        c.execute(
+            "INSERT INTO gateway_schema (application, version) VALUES ($1, 2)",
+            &[&APPLICATION],
+        )
+        .unwrap();
+        c.batch_execute(
+            "INSERT INTO operations (id, app, kind, request_hash, session_id, request_number, \
+             state, request, created_ms, updated_ms, owner, lease_until_ms) \
+             VALUES ('op-old', 'app', 'charge', 'h', 's', 0, 'unknown', '{}', 1, 1, 'gw1', 9)",
+        )
+        .unwrap();
+        drop(c);
+        let mut b = PostgresBackend::open(&config).unwrap();
+        let old = b.operation("op-old").unwrap().unwrap();
+        assert_eq!(old.lease.map(|l| l.owner), Some("gw1".to_string()));
+        let e = conformance::event("ev-1", Some("pay-1"), "https://a.example/hook", 1);
+        b.apply(&[Write::Event(e.clone())]).unwrap();
+        assert_eq!(b.event("ev-1").unwrap(), Some(e.clone()));
+        assert_eq!(b.due_events(1, 10).unwrap(), vec![e]);
+        let v: i32 = admin(&config)
+            .query_one("SELECT version FROM gateway_schema", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_corrupt_event_is_an_error_naming_it() {
+        let Some((_server, config, _)) = database("corrupt_event") else {
+            return;
+        };
+        let mut b = PostgresBackend::open(&config).unwrap();
+        let url = "https://a.example/hook";
+        b.apply(&[
+            Write::Event(conformance::event("bad-headers", None, url, 1)),
+            Write::Event(conformance::event("bad-state", None, url, 2)),
+            Write::Event(conformance::event("bad-attempts", None, url, 3)),
+        ])
+        .unwrap();
+        admin(&config)
+            .batch_execute(
+                "UPDATE events SET headers = '{\"Authorization\": 1}' WHERE id = 'bad-headers';
+                 UPDATE events SET state = 'sent?' WHERE id = 'bad-state';
+                 UPDATE events SET attempts = -1 WHERE id = 'bad-attempts';",
+            )
+            .unwrap();
+        for (id, column) in [
+            ("bad-headers", "headers"),
+            ("bad-state", "sent?"),
+            ("bad-attempts", "attempts"),
+        ] {
+            let err = b.event(id).unwrap_err();
+            assert!(
+                err.0.contains(&format!("{id:?}")) && err.0.contains(column),
+                "{err}"
+            );
+        }
+        assert!(b.events(&EventFilter::default()).is_err());
+        assert!(b.due_events(10, 10).is_err());
     }
 
     /// Another session inserting the same key, not committed yet when a batch begins it: the

@@ -170,4 +170,4 @@ pub(super) fn headers_from_json(text: &str) -> Result<Vec<(String, String)>, Str
         .map_err(|e| format!("not a JSON list of [name, value] pairs: {e}"))
 }
 
-pub(super) use op_columns;
+pub(super) use {event_columns, event_set_excluded, op_columns};
