@@ -908,10 +908,15 @@ pub(crate) mod conformance {
                 Write::Begin(op("new", "app", Some("k1"), OpState::Pending)),
                 Write::Update(kept_done),
                 Write::Reservation(reservation("r1", ReservationState::Open, 1)),
+                Write::Resource(resource("pay-f", "camara.payment", "succeeded", 1)),
+                Write::Event(event("ev-f", Some("pay-f"), "https://a.example/hook", 1)),
                 Write::Update(op("ghost", "app", None, OpState::Pending)),
             ])
             .unwrap_err();
         assert!(err.0.contains("ghost"), "{err}");
+        assert_eq!(b.resource("pay-f").unwrap(), None);
+        assert_eq!(b.event("ev-f").unwrap(), None);
+        assert!(b.due_events(i64::MAX, 10).unwrap().is_empty());
         assert_eq!(b.operation("new").unwrap(), None);
         assert_eq!(b.operation_by_key("app", "k1").unwrap(), None);
         assert_eq!(b.operation("kept").unwrap(), Some(kept), "update undone");
@@ -925,6 +930,9 @@ pub(crate) mod conformance {
         // Nothing of the failed batch reached the disk either.
         let mut b = reopen(b);
         assert_eq!(b.reservation("r1").unwrap(), None);
+        assert_eq!(b.resource("pay-f").unwrap(), None);
+        assert_eq!(b.event("ev-f").unwrap(), None);
+        assert_eq!(b.events(&EventFilter::default()).unwrap(), (vec![], 0));
         let ids: Vec<_> = b
             .operations(&OperationFilter::default())
             .unwrap()
