@@ -19,21 +19,22 @@
 //!
 //! Two round trips per batch, whatever its size. The batch is cut into groups of writes whose
 //! order inside the group does not matter (no two begins of one key or one id, no begin of
-//! a key or id an earlier update of the group moved, no two updates of one id; reservations
-//! resources and events of one id: the last one), and each group is a few multi-row statements over
-//! arrays (`unnest`): the begins' retryable rows given way (DELETE), their inserts (one
-//! statement: new rows, `ON CONFLICT DO NOTHING`, and rows replaced by id), the rows their
-//! keys meet (SELECT ... FOR UPDATE: the `Existing` answers), the updates (one UPDATE ...
-//! FROM, RETURNING the ids found, so that a missing one fails the batch), the reservations
-//! resources and outbox events (one upsert each). A claim, renewal, reservation step, named
-//! lease or event claim is a group of its own (one statement, answered by the rows it wrote). BEGIN and every group's
-//! statements are sent before the first answer is read (tokio-postgres pipelines requests in
-//! the order they are first polled); the server runs them in that order. COMMIT is sent once
-//! every answer is in and checked: a 2xx is only ever built on a COMMIT that returned. One
-//! case the grouping cannot see is caught in the answers: a begin whose key is held by a row
-//! an earlier update of the same group changed (the row met, or given way, is one of those
-//! updates'); then the transaction is rolled back and the batch sent again with one write
-//! per group, which is the order as given.
+//! a key or id an earlier update of the group moved, no two updates of one id; reservations,
+//! resources and events of one id: the last one, an event keeping its first place), and each
+//! group is a few multi-row statements over arrays (`unnest`): the begins' retryable rows
+//! given way (DELETE), their inserts (one statement: new rows, `ON CONFLICT DO NOTHING`, and
+//! rows replaced by id), the rows their keys meet (SELECT ... FOR UPDATE: the `Existing`
+//! answers), the updates (one UPDATE ... FROM, RETURNING the ids found, so that a missing one
+//! fails the batch), the reservations, resources and outbox events (one upsert each). A
+//! claim, renewal, reservation step, named lease or event claim is a group of its own (one
+//! statement, answered by the rows it wrote). BEGIN and every group's statements are sent
+//! before the first answer is read (tokio-postgres pipelines requests in the order they are
+//! first polled); the server runs them in that order. COMMIT is sent once every answer is in
+//! and checked: a 2xx is only ever built on a COMMIT that returned. One case the grouping
+//! cannot see is caught in the answers: a begin whose key is held by a row an earlier update
+//! of the same group changed (the row met, or given way, is one of those updates'); then the
+//! transaction is rolled back and the batch sent again with one write per group, which is
+//! the order as given.
 //!
 //! Durable: COMMIT returns once the server has flushed the batch to its WAL
 //! (`synchronous_commit`, `on` by default; a session that finds it `off` sets it back to `on`),
