@@ -283,6 +283,30 @@ async fn an_event_is_posted_with_its_headers_and_body_and_marked_delivered() {
 }
 
 #[tokio::test]
+async fn a_name_is_reached_through_the_addresses_the_policy_allows() {
+    // localhost: ::1 (not allowed here) is dropped, 127.0.0.1 (allowed) is connected to, on
+    // the URL's port.
+    let rx = Receiver::answering(Reply::Status(200)).await;
+    let port = rx.url.rsplit(':').next().unwrap().to_string();
+    let store = Store::memory();
+    let worker = start_worker(&store, "gw-a", &notifications());
+    store
+        .put_event(event(
+            "ev-name-ok",
+            &format!("http://localhost:{port}/hook"),
+        ))
+        .await
+        .unwrap();
+    let done = wait_state(&store, "ev-name-ok", EventState::Delivered).await;
+    assert_eq!(done.attempts, 1);
+    assert_eq!(
+        rx.got()[0].header("host"),
+        Some(format!("localhost:{port}").as_str())
+    );
+    worker.stop(Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
 async fn failures_are_retried_until_the_receiver_takes_the_event() {
     let rx = Receiver::start(|n| {
         if n <= 3 {
@@ -409,6 +433,15 @@ async fn a_receiver_that_never_answers_times_out_goes_dead_and_an_admin_retry_de
     let (status, v) = admin.get("/admin/events?resource=pay-ev-t&limit=5").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["total"], 1);
+    // Admin applications only.
+    for (method, path) in [
+        (Method::GET, "/admin/events"),
+        (Method::GET, "/admin/events/ev-t"),
+        (Method::POST, "/admin/events/ev-t/retry"),
+    ] {
+        let (status, v) = admin.send_as(method, path, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {v}");
+    }
     worker.stop(Duration::from_secs(10)).await;
     admin.stop().await;
 }
@@ -605,12 +638,20 @@ admin = true
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode("ops:ops-pw")
         );
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", auth)
-            .body(Body::empty())
-            .unwrap();
+        self.send_as(method, path, Some(&auth)).await
+    }
+
+    async fn send_as(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<&str>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let req = req.body(Body::empty()).unwrap();
         let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let body = axum::body::to_bytes(res.into_body(), 1 << 20)
