@@ -207,6 +207,24 @@ pub fn routes() -> Vec<Route> {
             get(admin::reservation),
         ),
         r(Method::GET, "/admin/ocs", Access::Admin, get(ocs::admin)),
+        r(
+            Method::GET,
+            "/admin/events",
+            Access::Admin,
+            get(admin::events),
+        ),
+        r(
+            Method::GET,
+            "/admin/events/{id}",
+            Access::Admin,
+            get(admin::event),
+        ),
+        r(
+            Method::POST,
+            "/admin/events/{id}/retry",
+            Access::Admin,
+            post(admin::retry_event),
+        ),
     ];
     routes.extend(camara::routes());
     routes.extend(tmf654::routes());
@@ -647,7 +665,14 @@ pub fn install_metrics() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new();
-            let builder = match builder.set_buckets(LATENCY_BUCKETS) {
+            let builder = match builder.set_buckets(LATENCY_BUCKETS).and_then(|b| {
+                b.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(
+                        crate::notify::outbox::EVENT_DELIVERY.to_string(),
+                    ),
+                    crate::notify::outbox::DELIVERY_BUCKETS,
+                )
+            }) {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(error = %e, "histogram buckets refused; summaries instead");
@@ -701,6 +726,7 @@ fn describe_metrics() {
         metrics::Unit::Seconds,
         "Duration of the store's last group commit"
     );
+    crate::notify::outbox::describe_metrics();
     metrics::gauge!(OPEN_RESERVATIONS).set(0.0);
     metrics::gauge!(STORE_COMMIT).set(0.0);
 }

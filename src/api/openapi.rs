@@ -62,6 +62,9 @@ use super::error::ErrorBody;
         super::metrics_text,
         super::admin::operations,
         super::admin::reservation,
+        super::admin::events,
+        super::admin::event,
+        super::admin::retry_event,
         super::ocs::health,
         super::ocs::admin,
     ),
@@ -247,6 +250,19 @@ const ADMIN_ERRORS: &[(&str, &str, &str)] = &[
         "No such reservation (SVC0002)",
     ),
     (
+        "/admin/events",
+        "400",
+        "A query parameter is invalid (SVC0002, the parameter named)",
+    ),
+    ("/admin/events/{id}", "404", "No such event (SVC0002)"),
+    ("/admin/events/{id}/retry", "404", "No such event (SVC0002)"),
+    (
+        "/admin/events/{id}/retry",
+        "409",
+        "The event was delivered already (SVC0002), or an instance is posting it now \
+         (SVC0001)",
+    ),
+    (
         "/metrics",
         "404",
         "Metrics are not enabled on this gateway (SVC0001)",
@@ -262,26 +278,35 @@ impl Modify for AdminErrors {
             if !(path.starts_with("/admin/") || path == "/metrics") {
                 continue;
             }
-            let Some(op) = item.get.as_mut() else {
-                continue;
-            };
-            for (prefix, status, description) in ADMIN_ERRORS {
-                if !path.starts_with(prefix) {
-                    continue;
+            // A prefix ending in '/' (or empty) covers every path under it; any other names
+            // one path.
+            for op in [item.get.as_mut(), item.post.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                for (prefix, status, description) in ADMIN_ERRORS {
+                    let covers = if prefix.is_empty() || prefix.ends_with('/') {
+                        path.starts_with(prefix)
+                    } else {
+                        path == prefix
+                    };
+                    if !covers {
+                        continue;
+                    }
+                    op.responses.responses.insert(
+                        (*status).to_string(),
+                        ResponseBuilder::new()
+                            .description(*description)
+                            .content(
+                                "application/json",
+                                ContentBuilder::new()
+                                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                    .build(),
+                            )
+                            .build()
+                            .into(),
+                    );
                 }
-                op.responses.responses.insert(
-                    (*status).to_string(),
-                    ResponseBuilder::new()
-                        .description(*description)
-                        .content(
-                            "application/json",
-                            ContentBuilder::new()
-                                .schema(Some(Ref::from_schema_name("ErrorBody")))
-                                .build(),
-                        )
-                        .build()
-                        .into(),
-                );
             }
         }
     }

@@ -4,10 +4,15 @@
 //! ```text
 //! REST: api::server (request heads within http.header_timeout) over api::router
 //! SIGINT / SIGTERM -> stop accepting REST connections, let in-flight requests finish
-//!                     (http.shutdown_grace) -> the TMF654 scheduler stopped (its pass in
-//!                     progress finished) -> Gateway::shutdown: in-flight Diameter answers
-//!                     drained, DPR (REBOOTING) to every peer, store flushed, simulator stopped
+//!                     (http.shutdown_grace) -> the outbox worker stopped (its posts in
+//!                     flight finished or abandoned after notifications.request_timeout)
+//!                     -> the TMF654 scheduler stopped (its pass in progress finished)
+//!                     -> Gateway::shutdown: in-flight Diameter answers drained, DPR
+//!                     (REBOOTING) to every peer, store flushed, simulator stopped
 //! ```
+//!
+//! The outbox worker (`notify::Outbox`) runs when `notifications.deliver` is true; events are
+//! recorded either way (another instance on the same store may deliver them).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,6 +68,22 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
         Arc::new(api::tmf654::SystemClock),
     )
     .spawn();
+    // The outbox: events delivered by this instance (stopped after the REST server, so that
+    // the events of the last requests are posted too, and before the gateway).
+    let outbox = if gw.config.notifications.deliver {
+        let settings = crate::notify::OutboxSettings::from_config(&gw.config);
+        match crate::notify::Outbox::new(gw.store.clone(), settings) {
+            Ok(o) => Some(o.spawn()),
+            Err(e) => {
+                topups.stop(http.shutdown_grace).await;
+                gw.shutdown().await;
+                return Err(e);
+            }
+        }
+    } else {
+        info!("notifications.deliver = false: this instance posts no events");
+        None
+    };
     let router = gw.node.router().clone();
     let ready = Arc::new(move || router.any_usable());
     let state = ApiState::new(Arc::clone(&gw.charging), apps, ready, Some(metrics))
@@ -96,6 +117,12 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
         Err(_) => warn!("in-flight REST requests still running after the grace period"),
     }
     gauges.abort();
+    if let Some(outbox) = outbox {
+        let n = &gw.config.notifications;
+        outbox
+            .stop(n.request_timeout + Duration::from_secs(5))
+            .await;
+    }
     topups.stop(http.shutdown_grace).await;
     gw.shutdown().await;
     Ok(String::new())

@@ -14,5 +14,7 @@
 //! policy, so a name that changes its answer after registration reaches nothing it should not).
 
 pub mod destinations;
+pub mod outbox;
 
 pub use destinations::{DestinationError, Destinations};
+pub use outbox::{Attempt, Outbox, OutboxHandle, OutboxSettings, PolicyResolver};
