@@ -1855,6 +1855,8 @@ async fn admin_routes_need_an_admin_application() {
         "/metrics",
         "/admin/operations?referenceCode=x",
         "/admin/reservations/rsv-1",
+        "/admin/events",
+        "/admin/events/ev-1",
     ] {
         let r = w.get(path, None).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}");
@@ -1869,6 +1871,9 @@ async fn admin_routes_need_an_admin_application() {
                 .starts_with("POL0001: policy error: application \"shop\" is not an administrator")
         );
     }
+    // The one admin route that changes something: sending an event again.
+    let r = w.post("/admin/events/ev-1/retry", &shop(), "{}").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
 }
 
 // ---- operations endpoints --------------------------------------------------------------------
