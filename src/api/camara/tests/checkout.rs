@@ -1283,3 +1283,50 @@ async fn refused_notification_urls_create_no_purchase() {
         assert!(events.is_empty());
     }
 }
+
+/// An outcome not known when answered (504) is notified once the gateway learns it (a read),
+/// never before, and once.
+#[tokio::test]
+async fn an_unknown_outcome_is_notified_when_learnt_not_before() {
+    let w = notifying(Opts {
+        tx: Duration::from_millis(300),
+        ..Opts::default()
+    })
+    .await;
+    let k = SubscriptionId::parse(CAROL).unwrap().key();
+    w.sim().set_faults(|f| {
+        f.latency_for.insert(k, Duration::from_millis(1500));
+    });
+    let id = w.notified_purchase("7.00", HOOK, None).await;
+    let r = w
+        .post(&step_path(PURCHASE_PAYMENT, &id), &shop(), &phone(CAROL))
+        .await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{:?}", r.body);
+    assert_eq!(
+        w.get(PURCHASES, &shop()).await.json()[0]["status"],
+        "processing"
+    );
+    assert!(w.notifications().await.is_empty(), "nothing known yet");
+    w.sim().clear_faults();
+    let mut status = String::new();
+    for _ in 0..300 {
+        status = w.purchase_status(&id).await;
+        if status != "processing" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "succeeded");
+    let paid = w.get(&purchase_path(&id), &shop()).await.json()["paymentDate"].clone();
+    let ev = w.notifications().await;
+    assert_eq!(ev.len(), 1, "{ev:#?}");
+    check_notification(
+        &ev[0],
+        &id,
+        "confirm_payment",
+        POSTED_TO,
+        json!({"purchaseId": id, "action": "confirm_payment", "status": "succeeded",
+            "description": CHARGED, "paymentDate": paid}),
+    );
+    assert_eq!(w.balance(CAROL), d("43.00"), "charged exactly once");
+}
