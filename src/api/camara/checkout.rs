@@ -28,9 +28,31 @@
 //!
 //! Answers: an OCS refusal is 403 (PERMISSION_DENIED; 404 IDENTIFIER_NOT_FOUND for an unknown
 //! subscriber), no OCS 503, an outcome not known 504 TIMEOUT with the purchase `processing`
-//! (a GET or the same request again learns it; nothing is charged twice). Notifications
-//! (`notificationUrl`) are not supported yet: a purchase carrying one is refused with 400, as
-//! the payments API refuses `sink`. `preparePayment` never answers `paymentOtp` (optional in
+//! (a GET or the same request again learns it; nothing is charged twice).
+//!
+//! Notifications: a purchase created with `notificationUrl` (checked against
+//! `[notifications]`: https unless `allow_http`, public addresses or `allowed_networks`) gets
+//! a `Notification` posted to `{notificationUrl}/notifications` (the spec's callback
+//! expression; a trailing `/` of the URL's path is not doubled) for each payment procedure's
+//! outcome, through the durable outbox, written in the same commit as the purchase's new
+//! status:
+//!
+//! ```text
+//!   preparePayment  reserved -> prepare_payment succeeded    refused -> prepare_payment failed
+//!   createPayment   charged  -> confirm_payment succeeded    refused -> confirm_payment failed
+//!     (one step: the spec names no action of its own; the charge is what confirm does)
+//!   confirmPayment  charged  -> confirm_payment succeeded    refused, or the reservation
+//!                                                            ended -> confirm_payment failed
+//!   cancelPayment, or the reservation ended (expiry)  -> cancel_payment succeeded
+//! ```
+//!
+//! `paymentDate` when the amount was charged. Each action is notified once per purchase
+//! (the purchase records which were); an outcome learnt later (an unknown outcome resolved,
+//! an expiry) is notified when the gateway learns it: by the same request again, by a read of
+//! the purchase, or by the next payment request on it. `notificationAuthToken` is sent as
+//! the spec's `apiKey` security scheme says: the query parameter `apikey` of the callback
+//! (`securitySchemes.apiKey: {in: query, name: apikey}`); it is kept with the purchase and
+//! never answered. `x-correlator` is the event's stable id. `preparePayment` never answers `paymentOtp` (optional in
 //! the definition): no OTP validation is configured. This gateway's tokens are 2-legged, so
 //! `phoneNumber` is required in `RequestPayment` (else 403
 //! `CARRIER_BILLING_CHECKOUT.PHONE_NUMBER_REQUIRED`).
@@ -56,7 +78,7 @@ use super::{
 };
 use crate::api::ApiState;
 use crate::credit_control::Money;
-use crate::store::{ResourceRow, now_ms};
+use crate::store::{EventRow, EventState, ResourceRow, now_ms};
 
 /// The checkout's own codes (API.md 3.2).
 pub mod checkout_code {
@@ -80,10 +102,13 @@ pub struct CreatePurchase {
     #[serde(default, deserialize_with = "object")]
     #[schema(required = true, nullable = false)]
     pub payable: Option<PayableInput>,
-    /// Notifications are not supported yet: a purchase with `notificationUrl` is refused (400).
-    #[schema(value_type = Option<String>)]
+    /// Where the outcome of each payment procedure is notified: `POST
+    /// {notificationUrl}/notifications`. https (public addresses only, unless the gateway's
+    /// `[notifications]` allows more).
+    #[schema(value_type = Option<String>, example = "https://notifications-service.com/purchases")]
     pub notification_url: Option<serde_json::Value>,
-    /// Only with `notificationUrl` (refused with it).
+    /// Only with `notificationUrl`: sent with every notification as the query parameter
+    /// `apikey` (the spec's apiKey scheme); never answered.
     #[schema(value_type = Option<String>)]
     pub notification_auth_token: Option<serde_json::Value>,
 }
@@ -322,6 +347,22 @@ pub struct PurchaseDoc {
     pub id: String,
     pub payable: DigitalGood,
     pub created_ms: i64,
+    /// Where its notifications go, if the client asked for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifyTarget>,
+    /// The actions notified so far (each once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notified: Vec<String>,
+}
+
+/// A purchase's notification target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyTarget {
+    /// `{notificationUrl}/notifications`, checked.
+    pub url: String,
+    /// `notificationAuthToken`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 impl PurchaseDoc {
@@ -622,6 +663,247 @@ fn checkout_error(e: CamaraError) -> CamaraError {
     }
 }
 
+// ---- notifications ---------------------------------------------------------------------------
+
+/// Most characters of a `notificationAuthToken`.
+const MAX_TOKEN: usize = 1024;
+/// The path the client implements under its `notificationUrl` (the spec's callback
+/// `{$request.body#/notificationUrl}/notifications`).
+const NOTIFICATIONS_PATH: &str = "/notifications";
+/// The query parameter of the spec's `apiKey` security scheme (`in: query`).
+pub const API_KEY_PARAM: &str = "apikey";
+
+/// `notificationUrl` and `notificationAuthToken`, checked (400 INVALID_ARGUMENT naming the
+/// member and the reason).
+async fn notify_target(
+    st: &ApiState,
+    url: Option<serde_json::Value>,
+    token: Option<serde_json::Value>,
+) -> Result<Option<NotifyTarget>, CamaraError> {
+    let text = |name: &str, v: Option<serde_json::Value>| match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(CamaraError::invalid(format!("{name}: a string expected"))),
+    };
+    let url = text("notificationUrl", url)?;
+    let token = text("notificationAuthToken", token)?;
+    let Some(url) = url else {
+        if token.is_some() {
+            return Err(CamaraError::invalid(
+                "notificationAuthToken: only with notificationUrl (the token is sent with the \
+                 notifications)",
+            ));
+        }
+        return Ok(None);
+    };
+    if let Some(t) = &token
+        && (t.is_empty() || t.chars().count() > MAX_TOKEN || t.chars().any(char::is_control))
+    {
+        return Err(CamaraError::invalid(format!(
+            "notificationAuthToken: 1 to {MAX_TOKEN} characters, no control characters"
+        )));
+    }
+    let mut u = st
+        .destinations()
+        .check(&url, st.notifications.connect_timeout)
+        .await
+        .map_err(|e| CamaraError::invalid(format!("notificationUrl: {e}")))?;
+    let path = format!("{}{NOTIFICATIONS_PATH}", u.path().trim_end_matches('/'));
+    u.set_path(&path);
+    Ok(Some(NotifyTarget {
+        url: u.to_string(),
+        token,
+    }))
+}
+
+/// The procedures a notification tells of (`Notification.action`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    Prepare,
+    Confirm,
+    Cancel,
+}
+
+impl Action {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Prepare => "prepare_payment",
+            Self::Confirm => "confirm_payment",
+            Self::Cancel => "cancel_payment",
+        }
+    }
+}
+
+/// One notification to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Note {
+    action: Action,
+    succeeded: bool,
+    description: String,
+    payment_ms: Option<i64>,
+}
+
+/// `Notification`, as posted.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Notification<'a> {
+    purchase_id: &'a str,
+    action: &'a str,
+    status: &'a str,
+    description: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment_date: Option<String>,
+}
+
+/// What a payment kept at `place` as `doc` tells, first things first; `hint`: the procedure
+/// whose outcome this is, when a request just ran one.
+fn notes(place: Place, doc: &PaymentDoc, hint: Option<Pending>) -> Vec<Note> {
+    let note = |action, succeeded, description: String, payment_ms| Note {
+        action,
+        succeeded,
+        description,
+        payment_ms,
+    };
+    let refused_at = doc.refusal.as_ref().map(|(p, _)| *p);
+    let refusal = || match &doc.refusal {
+        Some((_, e)) => format!("The payment was refused: {}", e.message),
+        None => "The payment was refused.".to_string(),
+    };
+    let failed_action = |p: Option<Pending>| match (p, doc.flow) {
+        (Some(Pending::Prepare), _) | (None, Flow::TwoStep) => Action::Prepare,
+        _ => Action::Confirm,
+    };
+    match place {
+        Place::NotSent => Vec::new(),
+        Place::Refused => vec![note(failed_action(refused_at), false, refusal(), None)],
+        Place::Shown => {
+            let mut out = Vec::new();
+            let prepared = doc.flow == Flow::TwoStep
+                && match doc.status {
+                    Status::Reserved | Status::Succeeded | Status::Cancelled => true,
+                    Status::Processing => {
+                        matches!(doc.pending, Some(Pending::Confirm | Pending::Cancel))
+                    }
+                    Status::Denied => refused_at == Some(Pending::Confirm),
+                    Status::PendingValidation => false,
+                };
+            if prepared {
+                out.push(note(
+                    Action::Prepare,
+                    true,
+                    "The payment is prepared: the total amount is reserved; confirm or cancel \
+                     it."
+                    .into(),
+                    None,
+                ));
+            }
+            match doc.status {
+                Status::Succeeded => out.push(note(
+                    Action::Confirm,
+                    true,
+                    "The payment is done: the total amount was charged.".into(),
+                    doc.payment_ms,
+                )),
+                Status::Denied => out.push(note(
+                    failed_action(refused_at.or(Some(Pending::Confirm))),
+                    false,
+                    refusal(),
+                    None,
+                )),
+                Status::Cancelled => out.push(match hint {
+                    Some(Pending::Confirm) => note(
+                        Action::Confirm,
+                        false,
+                        "The reservation ended before the confirmation (it expired or was \
+                         released): nothing was charged; the purchase is cancelled."
+                            .into(),
+                        None,
+                    ),
+                    Some(Pending::Cancel) => note(
+                        Action::Cancel,
+                        true,
+                        "The payment was cancelled: the reservation was released and nothing \
+                         was charged."
+                            .into(),
+                        None,
+                    ),
+                    _ => note(
+                        Action::Cancel,
+                        true,
+                        "The reservation ended (it expired) before a confirmation: nothing \
+                         was charged; the purchase is cancelled."
+                            .into(),
+                        None,
+                    ),
+                }),
+                Status::Processing | Status::Reserved | Status::PendingValidation => {}
+            }
+            out
+        }
+    }
+}
+
+/// [`notes`] not recorded for purchase `p` yet (each action is notified once; a purchase
+/// whose confirmation was notified is not notified a cancellation as well).
+fn due_notes(p: &PurchaseDoc, place: Place, doc: &PaymentDoc, hint: Option<Pending>) -> Vec<Note> {
+    let done = |a: Action| p.notified.iter().any(|n| n == a.name());
+    notes(place, doc, hint)
+        .into_iter()
+        .filter(|n| {
+            let superseded = n.action == Action::Cancel && done(Action::Confirm);
+            !done(n.action) && !superseded
+        })
+        .collect()
+}
+
+/// The outbox event posting `note` about purchase `purchase` of `app` to `target`: a stable
+/// id per purchase and action (also its `x-correlator`), the token as `?apikey=`.
+fn notification_event(
+    app: &str,
+    purchase: &str,
+    target: &NotifyTarget,
+    note: &Note,
+    now: i64,
+) -> Result<EventRow, CamaraError> {
+    let id = derived_id("ckev-", &[app, purchase, note.action.name()]);
+    let mut url = url::Url::parse(&target.url).map_err(|e| {
+        CamaraError::internal(format!("purchase {purchase}: notification URL: {e}"))
+    })?;
+    if let Some(t) = &target.token {
+        url.query_pairs_mut().append_pair(API_KEY_PARAM, t);
+    }
+    let body = serde_json::to_string(&Notification {
+        purchase_id: purchase,
+        action: note.action.name(),
+        status: if note.succeeded {
+            "succeeded"
+        } else {
+            "failed"
+        },
+        description: &note.description,
+        payment_date: note.payment_ms.map(rfc3339),
+    })
+    .map_err(|e| CamaraError::internal(format!("purchase {purchase}: notification: {e}")))?;
+    Ok(EventRow {
+        kind: format!("checkout.{}", note.action.name()),
+        app: app.to_string(),
+        resource: Some(purchase.to_string()),
+        url: url.to_string(),
+        headers: vec![("x-correlator".into(), id.clone())],
+        content_type: "application/json".into(),
+        body,
+        state: EventState::Pending,
+        attempts: 0,
+        next_ms: now,
+        last_error: None,
+        lease: None,
+        created_ms: now,
+        updated_ms: now,
+        delivered_ms: None,
+        id,
+    })
+}
+
 // ---- storage ---------------------------------------------------------------------------------
 
 /// The purchase `id` of `app` (404 NOT_FOUND otherwise).
@@ -635,30 +917,114 @@ async fn load_purchase(st: &ApiState, app: &str, id: &str) -> Result<PurchaseDoc
 }
 
 /// Records the purchase with `status` (the row's state; what is shown is always read from
-/// its payment).
+/// its payment), and `events` in the same commit.
 async fn save_purchase(
     st: &ApiState,
     app: &str,
     p: &PurchaseDoc,
     status: PurchaseStatus,
+    events: Vec<EventRow>,
 ) -> Result<(), CamaraError> {
     let body = serde_json::to_string(p)
         .map_err(|e| CamaraError::internal(format!("purchase {}: {e}", p.id)))?;
     st.charging
         .store()
-        .put_resource(ResourceRow {
-            id: p.id.clone(),
-            app: app.to_string(),
-            kind: KIND_PURCHASE.into(),
-            state: status.name().into(),
-            parent: None,
-            due_ms: None,
-            body,
-            created_ms: p.created_ms,
-            updated_ms: now_ms(),
-        })
+        .put_resource_with_events(
+            ResourceRow {
+                id: p.id.clone(),
+                app: app.to_string(),
+                kind: KIND_PURCHASE.into(),
+                state: status.name().into(),
+                parent: None,
+                due_ms: None,
+                body,
+                created_ms: p.created_ms,
+                updated_ms: now_ms(),
+            },
+            events,
+        )
         .await
         .map_err(store_err)
+}
+
+/// Records purchase `id` of `app` with `status`, and in the same commit the notifications
+/// its payment (`payment`: where it is kept, and its document) calls for that were not
+/// recorded before; `hint` is the procedure whose outcome this is, when a request ran one.
+/// The caller holds the payment's lock. Nothing is written when nothing changed.
+async fn record_purchase(
+    st: &ApiState,
+    app: &str,
+    id: &str,
+    status: PurchaseStatus,
+    payment: Option<(Place, &PaymentDoc)>,
+    hint: Option<Pending>,
+) -> Result<(), CamaraError> {
+    let row = st.charging.store().resource(id).await.map_err(store_err)?;
+    let Some(row) = row.filter(|r| r.app == app && r.kind == KIND_PURCHASE) else {
+        return Err(CamaraError::not_found(format!("No purchase \"{id}\".")));
+    };
+    let mut p: PurchaseDoc = serde_json::from_str(&row.body)
+        .map_err(|e| CamaraError::internal(format!("purchase {id}: unreadable record: {e}")))?;
+    let notes = match (&p.notify, payment) {
+        (Some(_), Some((place, doc))) => due_notes(&p, place, doc, hint),
+        _ => Vec::new(),
+    };
+    if notes.is_empty() && row.state == status.name() {
+        return Ok(());
+    }
+    let now = now_ms();
+    let mut events = Vec::with_capacity(notes.len());
+    if let Some(target) = &p.notify {
+        for n in &notes {
+            events.push(notification_event(app, &p.id, target, n, now)?);
+        }
+    }
+    p.notified
+        .extend(notes.iter().map(|n| n.action.name().to_string()));
+    save_purchase(st, app, &p, status, events).await
+}
+
+/// Where a payment document is kept, from its row.
+fn place_of(row: &ResourceRow) -> Place {
+    if row.kind == CHECKOUT_KINDS.shown {
+        Place::Shown
+    } else if row.state == "refused" {
+        Place::Refused
+    } else {
+        Place::NotSent
+    }
+}
+
+/// After a read: the notifications the payment's state calls for that are not recorded yet
+/// (an outcome learnt by the read, a reservation that expired), recorded with the purchase's
+/// status when nobody works on the payment now (that request records them otherwise). A
+/// failure is logged, not answered: the read's answer does not depend on it, and the next
+/// look at the purchase records them.
+async fn observe(
+    st: &ApiState,
+    app: &str,
+    p: &PurchaseDoc,
+    payment: Option<&(ResourceRow, PaymentDoc)>,
+) {
+    let Some((row, doc)) = payment else { return };
+    if p.notify.is_none() || due_notes(p, place_of(row), doc, None).is_empty() {
+        return;
+    }
+    let pid = p.payment_id(app);
+    let Some(_lock) = KeyGuard::try_lock(st, &pid).await else {
+        return;
+    };
+    let result = async {
+        let Some((row, doc)) = load_in(st, app, &pid, CHECKOUT_KINDS).await? else {
+            return Ok(());
+        };
+        let status = PurchaseStatus::of(Some(&(row.clone(), doc.clone())));
+        record_purchase(st, app, &p.id, status, Some((place_of(&row), &doc)), None).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(purchase = %p.id, error = %e.message, "checkout notification not recorded; next read");
+    }
 }
 
 /// The purchase's payment, brought up to date (`how`) when nobody is working on it.
@@ -706,21 +1072,26 @@ pub(crate) async fn create_purchase(
         async {
             client.require(scope::PURCHASE_WRITE)?;
             let req: CreatePurchase = body.parse()?;
-            model::no_callback(
-                &[&req.notification_url, &req.notification_auth_token],
-                "notificationUrl: notifications are not supported by this gateway yet; send the \
-                 purchase without notificationUrl and notificationAuthToken, and read its \
-                 status with GET /purchases/{purchaseId}",
-            )?;
             let (payable, total) = digital_good("payable", req.payable)?;
+            let notify =
+                notify_target(&st, req.notification_url, req.notification_auth_token).await?;
             policy(&client, &total)?;
             let p = PurchaseDoc {
                 id: new_purchase_id(),
                 payable,
                 created_ms: now_ms(),
+                notify,
+                notified: Vec::new(),
             };
             tracing::Span::current().record("operation_id", p.id.as_str());
-            save_purchase(&st, client.id(), &p, PurchaseStatus::Initialising).await?;
+            save_purchase(
+                &st,
+                client.id(),
+                &p,
+                PurchaseStatus::Initialising,
+                Vec::new(),
+            )
+            .await?;
             Ok((
                 StatusCode::CREATED,
                 [location(&super::PURCHASE.replace("{purchaseId}", &p.id))],
@@ -757,6 +1128,7 @@ pub(crate) async fn get_purchase(
             let app = client.id();
             let p = load_purchase(&st, app, &id).await?;
             let payment = payment_of(&st, app, &p, Refresh::Full).await?;
+            observe(&st, app, &p, payment.as_ref()).await;
             Ok(axum::Json(p.info(payment.as_ref())).into_response())
         }
         .await,
@@ -846,6 +1218,7 @@ pub(crate) async fn get_purchases(
                     CamaraError::internal(format!("purchase {}: unreadable record: {e}", r.id))
                 })?;
                 let payment = payment_of(&st, app, &p, Refresh::Cheap).await?;
+                observe(&st, app, &p, payment.as_ref()).await;
                 items.push(p.info(payment.as_ref()));
             }
             Ok(list::answer(&items, page.total, page.offset))
@@ -929,12 +1302,17 @@ async fn pay(
             let earlier = doc.attempt;
             match refresh(&st, &app, doc, Refresh::Full).await? {
                 Some(doc) => {
-                    save_purchase(&st, &app, &purchase, PurchaseStatus::of_shown(&doc)).await?;
+                    let status = PurchaseStatus::of_shown(&doc);
+                    let shown = Some((Place::Shown, &doc));
+                    record_purchase(&st, &app, &purchase.id, status, shown, Some(p)).await?;
                     return paid(&purchase, &doc, flow);
                 }
                 None => attempt = earlier.saturating_add(1),
             }
         } else {
+            // Whatever its state tells that was not notified yet (an outcome learnt since).
+            let kept = Some((place_of(&row), &doc));
+            record_purchase(&st, &app, &purchase.id, status, kept, None).await?;
             return Err(already_exists(status));
         }
     }
@@ -964,7 +1342,15 @@ async fn pay(
         Place::Refused => PurchaseStatus::Failed,
         Place::NotSent => PurchaseStatus::Initialising,
     };
-    save_purchase(&st, &app, &purchase, status).await?;
+    record_purchase(
+        &st,
+        &app,
+        &purchase.id,
+        status,
+        Some((place, &doc)),
+        Some(p),
+    )
+    .await?;
     if let Some(e) = error {
         return Err(checkout_error(e));
     }
@@ -1063,11 +1449,23 @@ async fn second_step(
             ));
         }
         (Status::Succeeded | Status::Cancelled | Status::Denied, _) => {
+            // An outcome learnt since (an expiry) is notified, if it was not.
+            let shown = Some((Place::Shown, &doc));
+            record_purchase(&st, &app, &purchase.id, status, shown, None).await?;
             return Err(final_status(status));
         }
     }
     let (doc, _, error) = run(&st, &app, doc, p, false).await?;
-    save_purchase(&st, &app, &purchase, PurchaseStatus::of_shown(&doc)).await?;
+    let status = PurchaseStatus::of_shown(&doc);
+    record_purchase(
+        &st,
+        &app,
+        &purchase.id,
+        status,
+        Some((Place::Shown, &doc)),
+        Some(p),
+    )
+    .await?;
     if let Some(e) = error {
         return Err(checkout_error(e));
     }

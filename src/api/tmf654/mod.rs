@@ -10,7 +10,15 @@
 //! DELETE /tmf-api/prepayBalanceManagement/v4/topupBalance/{id}   204 the same
 //! GET    /tmf-api/prepayBalanceManagement/v4/bucket?logicalResource.value=<MSISDN>[&amount=&units=]  200 [Bucket]
 //! GET    /tmf-api/prepayBalanceManagement/v4/bucket/{id}[?amount=&units=]                            200 Bucket
+//! POST   /tmf-api/prepayBalanceManagement/v4/hub   {callback, query?}   201 a listener of this application's top-up events
+//! GET    /tmf-api/prepayBalanceManagement/v4/hub/{id}                    200 the listener
+//! DELETE /tmf-api/prepayBalanceManagement/v4/hub/{id}                    204 unregistered
 //! ```
+//!
+//! Every top-up creation and status change (requests, the scheduler, the periods of automatic
+//! top-ups) is recorded with its events (`TopupBalanceCreateEvent`,
+//! `TopupBalanceStateChangeEvent`) for the listeners of its application in one commit
+//! ([`hub`]); the durable outbox delivers them.
 //!
 //! Top-up outcomes (API.md 9.4, recommended column): 2001 -> 201 `completed`; 4010, 4012,
 //! 5003 and other refusals -> 201 `failed` with the Diameter name in `reason`; 5030, 5031 ->
@@ -22,6 +30,7 @@
 //! `query-balance`, `allowed_currencies` and `max_amount` (per top-up, per period).
 
 pub mod error;
+pub mod hub;
 pub mod model;
 pub mod schedule;
 pub mod scheduler;
@@ -92,6 +101,9 @@ pub fn routes() -> Vec<Route> {
         r(Method::DELETE, TOPUP, delete(delete_topup)),
         r(Method::GET, BUCKETS, get(list_buckets)),
         r(Method::GET, BUCKET, get(retrieve_bucket)),
+        r(Method::POST, hub::HUB, post(hub::register)),
+        r(Method::GET, hub::HUB_ID, get(hub::retrieve)),
+        r(Method::DELETE, hub::HUB_ID, delete(hub::unregister)),
     ]
 }
 
@@ -652,8 +664,13 @@ async fn bucket(
         delete_topup,
         list_buckets,
         retrieve_bucket,
+        hub::register,
+        hub::retrieve,
+        hub::unregister,
     ),
     components(schemas(
+        hub::EventSubscription,
+        hub::EventSubscriptionInput,
         TopupBalance,
         TopupBalanceCreate,
         TopupBalanceUpdate,

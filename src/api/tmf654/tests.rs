@@ -305,12 +305,18 @@ async fn start(node: &Node, cc: &CcConfig, store: &Store) -> (Arc<Charging>, Rou
     .await
     .unwrap();
     let ready = Arc::new(AtomicBool::new(true));
+    // Listeners on loopback (the hub tests' callbacks).
     let state = ApiState::new(
         Arc::clone(&charging),
         Arc::new(Apps::new(&apps())),
         Arc::new(move || ready.load(std::sync::atomic::Ordering::SeqCst)),
         None,
-    );
+    )
+    .with_notifications(crate::config::notifications::NotificationsConfig {
+        allow_http: true,
+        allowed_networks: vec!["127.0.0.0/8".parse().unwrap()],
+        ..Default::default()
+    });
     let router = router(
         state,
         &HttpConfig {
@@ -1499,3 +1505,5 @@ proptest! {
         });
     }
 }
+
+mod hub;

@@ -216,9 +216,22 @@ impl Topups {
         Self { charging, store }
     }
 
+    /// Records the top-up's new state, and in the same commit the events it causes for the
+    /// listeners of its application ([`super::hub`]): a create event when it is new, a state
+    /// change event when its status changed. The caller holds the top-up's lock, so the
+    /// status read here is the one recorded before this write.
     async fn put(&self, rec: &Record, now_ms: i64) -> Result<(), TmfError> {
+        let prev = self
+            .store
+            .resource(&rec.view.id)
+            .await
+            .map_err(store_error)?
+            .filter(|r| r.kind == KIND)
+            .map(|r| TopupStatus::from_name(&r.state).unwrap_or(TopupStatus::Created));
+        let events =
+            super::hub::topup_events(&self.store, &rec.app, &rec.view, prev, now_ms).await?;
         self.store
-            .put_resource(rec.row(now_ms))
+            .put_resource_with_events(rec.row(now_ms), events)
             .await
             .map_err(store_error)
     }

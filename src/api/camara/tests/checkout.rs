@@ -721,14 +721,19 @@ async fn bad_input_is_refused_before_anything_is_stored_or_charged() {
             "payable.merchant.fee",
         ),
         (
-            "notificationUrl",
-            with(&["notificationUrl"], json!("https://shop.example/n")),
-            "notificationUrl",
+            "notificationUrl over http",
+            with(&["notificationUrl"], json!("http://shop.example/n")),
+            "notificationUrl: http is not accepted",
         ),
         (
-            "notificationAuthToken",
+            "notificationUrl not a string",
+            with(&["notificationUrl"], json!(5)),
+            "notificationUrl: a string expected",
+        ),
+        (
+            "notificationAuthToken without notificationUrl",
             with(&["notificationAuthToken"], json!("t-1")),
-            "notificationUrl",
+            "notificationAuthToken: only with notificationUrl",
         ),
     ];
     for (what, body, needle) in cases {
@@ -740,19 +745,6 @@ async fn bad_input_is_refused_before_anything_is_stored_or_charged() {
         );
         assert!(r.message().contains(needle), "{what}: {}", r.message());
     }
-    // Notifications are refused saying so.
-    let r = w
-        .post(
-            PURCHASES,
-            &shop(),
-            &with(&["notificationUrl"], json!("https://shop.example/n")),
-        )
-        .await;
-    assert!(
-        r.message().contains("notifications are not supported"),
-        "{}",
-        r.message()
-    );
     // A minor unit of 0 (JPY): 1.50 is not an amount of it.
     let mut jpy = purchase_body("1.50", &["1.50"]);
     jpy["payable"]["order"]["totalAmount"]["currency"] = json!("JPY");
@@ -936,4 +928,405 @@ async fn the_openapi_document_describes_the_checkout() {
     ] {
         assert!(schemas[name].is_object(), "{name}");
     }
+}
+
+// ---- notifications (notificationUrl) ---------------------------------------------------------
+
+/// A world whose `[notifications]` accepts http to loopback (the listeners of these tests).
+async fn notifying(o: Opts) -> World {
+    let request_timeout = o.request_timeout;
+    let mut w = world(o).await;
+    let state = ApiState::new(
+        Arc::clone(&w.charging),
+        Arc::new(Apps::new(&apps())),
+        Arc::new(|| true),
+        None,
+    )
+    .with_notifications(crate::config::notifications::NotificationsConfig {
+        allow_http: true,
+        allowed_networks: vec!["127.0.0.0/8".parse().unwrap()],
+        ..Default::default()
+    });
+    w.router = router(
+        state,
+        &HttpConfig {
+            max_body_bytes: 4096,
+            request_timeout,
+            ..HttpConfig::default()
+        },
+    );
+    w
+}
+
+const HOOK: &str = "http://127.0.0.1:9/shop/purchases/";
+const POSTED_TO: &str = "http://127.0.0.1:9/shop/purchases/notifications";
+
+impl World {
+    /// A purchase of `total` notified to `url` (with `token`): its id.
+    async fn notified_purchase(&self, total: &str, url: &str, token: Option<&str>) -> String {
+        let mut body = purchase_body(total, &[total]);
+        body["notificationUrl"] = json!(url);
+        if let Some(t) = token {
+            body["notificationAuthToken"] = json!(t);
+        }
+        let r = self.post(PURCHASES, &shop(), &body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let v = r.json();
+        // Neither is answered (the token is a secret of the client's endpoint).
+        assert!(v.get("notificationUrl").is_none(), "{v}");
+        assert!(v.get("notificationAuthToken").is_none(), "{v}");
+        if let Some(t) = token {
+            assert!(!String::from_utf8_lossy(&r.body).contains(t));
+        }
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    /// The outbox events of the shop, oldest first.
+    async fn notifications(&self) -> Vec<crate::store::EventRow> {
+        let (mut rows, total) = self
+            .charging
+            .store()
+            .events(crate::store::EventFilter {
+                app: Some("shop".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), total);
+        rows.reverse();
+        rows
+    }
+}
+
+/// Checks the recorded event `e`: `action` with `body` about purchase `id`, posted to `url`.
+fn check_notification(e: &crate::store::EventRow, id: &str, action: &str, url: &str, body: Value) {
+    let event_id = crate::api::camara::derived_id("ckev-", &["shop", id, action]);
+    assert_eq!(e.id, event_id);
+    assert_eq!(e.app, "shop");
+    assert_eq!(e.kind, format!("checkout.{action}"));
+    assert_eq!(e.resource.as_deref(), Some(id));
+    assert_eq!(e.url, url);
+    assert_eq!(
+        e.headers,
+        vec![("x-correlator".to_string(), event_id.clone())]
+    );
+    assert_eq!(e.content_type, "application/json");
+    assert_eq!(e.state, crate::store::EventState::Pending);
+    assert_eq!(e.attempts, 0);
+    let posted: Value = serde_json::from_str(&e.body).unwrap();
+    assert_eq!(posted, body, "{action}");
+}
+
+const PREPARED: &str =
+    "The payment is prepared: the total amount is reserved; confirm or cancel it.";
+const CHARGED: &str = "The payment is done: the total amount was charged.";
+
+#[tokio::test]
+async fn prepare_and_confirm_are_notified_once_each_with_the_token_and_payment_date() {
+    let w = notifying(Opts::default()).await;
+    let token = "tok en&=1";
+    let id = w.notified_purchase("30.00", HOOK, Some(token)).await;
+    let url = format!("{POSTED_TO}?apikey=tok+en%26%3D1");
+    let read = w.get(&purchase_path(&id), &shop()).await;
+    assert!(!String::from_utf8_lossy(&read.body).contains("tok en"));
+    assert!(read.json().get("notificationUrl").is_none());
+    // Creating the purchase is no procedure: nothing to notify.
+    assert!(w.notifications().await.is_empty());
+
+    let r = w
+        .post(&step_path(PURCHASE_PREPARE, &id), &shop(), &phone(ALICE))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let ev = w.notifications().await;
+    assert_eq!(ev.len(), 1);
+    check_notification(
+        &ev[0],
+        &id,
+        "prepare_payment",
+        &url,
+        json!({"purchaseId": id, "action": "prepare_payment", "status": "succeeded",
+            "description": PREPARED}),
+    );
+
+    let r = w.step(PURCHASE_CONFIRM, &id).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let info = w.get(&purchase_path(&id), &shop()).await.json();
+    assert_eq!(info["status"], "succeeded");
+    let paid = info["paymentDate"].as_str().unwrap().to_string();
+    let ev = w.notifications().await;
+    assert_eq!(ev.len(), 2);
+    check_notification(
+        &ev[1],
+        &id,
+        "confirm_payment",
+        &url,
+        json!({"purchaseId": id, "action": "confirm_payment", "status": "succeeded",
+            "description": CHARGED, "paymentDate": paid}),
+    );
+    assert_eq!(w.balance(ALICE), d("70.00"));
+    // Reading it again, confirming or cancelling again: nothing new to tell.
+    w.final_status(&id).await;
+    w.get(PURCHASES, &shop()).await;
+    assert_eq!(w.notifications().await, ev);
+}
+
+#[tokio::test]
+async fn cancellation_one_step_payments_and_refusals_are_notified() {
+    let w = notifying(Opts::default()).await;
+    // Prepared, then cancelled: no token, no query.
+    let id = w.notified_purchase("20.00", HOOK, None).await;
+    let r = w
+        .post(&step_path(PURCHASE_PREPARE, &id), &shop(), &phone(ALICE))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = w.step(PURCHASE_CANCEL, &id).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    assert_eq!(w.purchase_status(&id).await, "cancelled");
+    let ev = w.notifications().await;
+    assert_eq!(ev.len(), 2);
+    check_notification(
+        &ev[0],
+        &id,
+        "prepare_payment",
+        POSTED_TO,
+        json!({"purchaseId": id, "action": "prepare_payment", "status": "succeeded",
+            "description": PREPARED}),
+    );
+    check_notification(
+        &ev[1],
+        &id,
+        "cancel_payment",
+        POSTED_TO,
+        json!({"purchaseId": id, "action": "cancel_payment", "status": "succeeded",
+            "description": "The payment was cancelled: the reservation was released and \
+                nothing was charged."}),
+    );
+
+    // One step (the spec names no action of its own: the charge is confirm_payment), to a
+    // URL without a trailing slash.
+    let id = w
+        .notified_purchase("10.00", "http://127.0.0.1:9/hook", Some("s3cr3t-tok"))
+        .await;
+    let r = w
+        .post(&step_path(PURCHASE_PAYMENT, &id), &shop(), &phone(ALICE))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let paid = w.get(&purchase_path(&id), &shop()).await.json()["paymentDate"].clone();
+    assert!(paid.is_string());
+    let ev = w.notifications().await;
+    assert_eq!(ev.len(), 3);
+    check_notification(
+        &ev[2],
+        &id,
+        "confirm_payment",
+        "http://127.0.0.1:9/hook/notifications?apikey=s3cr3t-tok",
+        json!({"purchaseId": id, "action": "confirm_payment", "status": "succeeded",
+            "description": CHARGED, "paymentDate": paid}),
+    );
+
+    // Refused by the OCS (BOB has 5.00): failed, with the reason; a new purchase is needed.
+    let id = w.notified_purchase("9.00", HOOK, None).await;
+    let r = w
+        .post(&step_path(PURCHASE_PAYMENT, &id), &shop(), &phone(BOB))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    let refusal = r.message();
+    assert_eq!(w.purchase_status(&id).await, "failed");
+    let ev = w.notifications().await;
+    assert_eq!(ev.len(), 4);
+    check_notification(
+        &ev[3],
+        &id,
+        "confirm_payment",
+        POSTED_TO,
+        json!({"purchaseId": id, "action": "confirm_payment", "status": "failed",
+            "description": format!("The payment was refused: {refusal}")}),
+    );
+    // A second attempt on it is refused and tells nothing new.
+    let r = w
+        .post(&step_path(PURCHASE_PAYMENT, &id), &shop(), &phone(BOB))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(w.notifications().await.len(), 4);
+
+    // A preparation refused: prepare_payment failed.
+    let id = w.notified_purchase("6.00", HOOK, None).await;
+    let r = w
+        .post(&step_path(PURCHASE_PREPARE, &id), &shop(), &phone(BOB))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    let refusal = r.message();
+    let ev = w.notifications().await;
+    assert_eq!(ev.len(), 5);
+    check_notification(
+        &ev[4],
+        &id,
+        "prepare_payment",
+        POSTED_TO,
+        json!({"purchaseId": id, "action": "prepare_payment", "status": "failed",
+            "description": format!("The payment was refused: {refusal}")}),
+    );
+    assert_eq!(w.balance(BOB), d("5.00"));
+}
+
+#[tokio::test]
+async fn an_expired_reservation_is_notified_cancelled_when_the_gateway_learns_it() {
+    let w = notifying(Opts {
+        reservation_ttl: Duration::from_millis(1),
+        ..Opts::default()
+    })
+    .await;
+    let id = w.notified_purchase("30.00", HOOK, None).await;
+    let r = w
+        .post(&step_path(PURCHASE_PREPARE, &id), &shop(), &phone(ALICE))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    w.reap_all().await;
+    // The read learns it, and records the notification with the purchase's new status.
+    assert_eq!(w.purchase_status(&id).await, "cancelled");
+    let ev = w.notifications().await;
+    assert_eq!(ev.len(), 2, "{ev:#?}");
+    check_notification(
+        &ev[1],
+        &id,
+        "cancel_payment",
+        POSTED_TO,
+        json!({"purchaseId": id, "action": "cancel_payment", "status": "succeeded",
+            "description": "The reservation ended (it expired) before a confirmation: \
+                nothing was charged; the purchase is cancelled."}),
+    );
+    let row = w.charging.store().resource(&id).await.unwrap().unwrap();
+    assert_eq!(row.state, "cancelled");
+    // A confirmation now is refused, and tells nothing new.
+    w.final_status(&id).await;
+    assert_eq!(w.notifications().await, ev);
+    assert_eq!(w.balance(ALICE), d("100.00"));
+}
+
+#[tokio::test]
+async fn refused_notification_urls_create_no_purchase() {
+    // The default policy: https and public addresses only.
+    let strict = world(Opts::default()).await;
+    let w = notifying(Opts::default()).await;
+    for (world, url, needle) in [
+        (
+            &strict,
+            json!("http://8.8.8.8/n"),
+            "notificationUrl: http is not accepted",
+        ),
+        (
+            &strict,
+            json!("https://127.0.0.1/n"),
+            "notificationUrl: the address 127.0.0.1 is not a public one",
+        ),
+        (
+            &w,
+            json!("http://10.0.0.1/n"),
+            "notificationUrl: the address 10.0.0.1 is not a public one",
+        ),
+        (
+            &w,
+            json!("127.0.0.1/n"),
+            "notificationUrl: not an absolute URL",
+        ),
+        (
+            &w,
+            json!("shop.example/notify"),
+            "notificationUrl: not an absolute URL",
+        ),
+        (
+            &w,
+            json!("ftp://127.0.0.1/n"),
+            "notificationUrl: scheme ftp",
+        ),
+        (
+            &w,
+            json!(["http://127.0.0.1/n"]),
+            "notificationUrl: a string expected",
+        ),
+    ] {
+        let mut body = purchase_body("1.00", &["1.00"]);
+        body["notificationUrl"] = url.clone();
+        body["notificationAuthToken"] = json!("t-1");
+        let r = world.post(PURCHASES, &shop(), &body).await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::BAD_REQUEST, code::INVALID_ARGUMENT),
+            "{url}"
+        );
+        assert!(r.message().contains(needle), "{url}: {}", r.message());
+    }
+    let mut body = purchase_body("1.00", &["1.00"]);
+    body["notificationUrl"] = json!(HOOK);
+    body["notificationAuthToken"] = json!("a\u{7}b");
+    let r = w.post(PURCHASES, &shop(), &body).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.message().contains("notificationAuthToken"),
+        "{}",
+        r.message()
+    );
+    for world in [&strict, &w] {
+        let (rows, total) = world
+            .charging
+            .store()
+            .resources(ResourceFilter::default())
+            .await
+            .unwrap();
+        assert_eq!((rows.len(), total), (0, 0), "nothing created");
+        let (events, _) = world
+            .charging
+            .store()
+            .events(crate::store::EventFilter::default())
+            .await
+            .unwrap();
+        assert!(events.is_empty());
+    }
+}
+
+/// An outcome not known when answered (504) is notified once the gateway learns it (a read),
+/// never before, and once.
+#[tokio::test]
+async fn an_unknown_outcome_is_notified_when_learnt_not_before() {
+    let w = notifying(Opts {
+        tx: Duration::from_millis(300),
+        ..Opts::default()
+    })
+    .await;
+    let k = SubscriptionId::parse(CAROL).unwrap().key();
+    w.sim().set_faults(|f| {
+        f.latency_for.insert(k, Duration::from_millis(1500));
+    });
+    let id = w.notified_purchase("7.00", HOOK, None).await;
+    let r = w
+        .post(&step_path(PURCHASE_PAYMENT, &id), &shop(), &phone(CAROL))
+        .await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{:?}", r.body);
+    assert_eq!(
+        w.get(PURCHASES, &shop()).await.json()[0]["status"],
+        "processing"
+    );
+    assert!(w.notifications().await.is_empty(), "nothing known yet");
+    w.sim().clear_faults();
+    let mut status = String::new();
+    for _ in 0..300 {
+        status = w.purchase_status(&id).await;
+        if status != "processing" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "succeeded");
+    let paid = w.get(&purchase_path(&id), &shop()).await.json()["paymentDate"].clone();
+    let ev = w.notifications().await;
+    assert_eq!(ev.len(), 1, "{ev:#?}");
+    check_notification(
+        &ev[0],
+        &id,
+        "confirm_payment",
+        POSTED_TO,
+        json!({"purchaseId": id, "action": "confirm_payment", "status": "succeeded",
+            "description": CHARGED, "paymentDate": paid}),
+    );
+    assert_eq!(w.balance(CAROL), d("43.00"), "charged exactly once");
 }
