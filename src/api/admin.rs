@@ -281,7 +281,7 @@ pub struct EventRecord {
     pub kind: String,
     /// The resource it is about.
     pub resource: Option<String>,
-    /// Where it is posted.
+    /// Where it is posted (credentials in its query shown as `***`).
     pub url: String,
     /// The names of the extra request headers (values withheld: they carry credentials).
     pub headers: Vec<String>,
@@ -318,7 +318,8 @@ impl From<EventRow> for EventRecord {
             app: e.app,
             kind: e.kind,
             resource: e.resource,
-            url: e.url,
+            // A checkout token travels in the URL (`?apikey=`, the spec's apiKey scheme).
+            url: crate::notify::redact_url(&e.url),
             content_type: e.content_type,
             state: e.state.name().to_string(),
             attempts: e.attempts,

@@ -127,6 +127,35 @@ impl Destinations {
     }
 }
 
+/// `url` as it may be shown (admin endpoints, errors): the values of query parameters that
+/// look like credentials (`apikey`, `token`, `access_token`, `secret`, `password`, `sig`, ...)
+/// replaced by `***`. A URL that does not parse loses its whole query.
+pub fn redact_url(url: &str) -> String {
+    let secret = |name: &str| {
+        let n = name.to_ascii_lowercase();
+        ["key", "token", "secret", "password", "passwd", "auth", "sig", "credential"]
+            .iter()
+            .any(|s| n.contains(s))
+    };
+    match Url::parse(url) {
+        Ok(mut u) => {
+            if u.query().is_none() {
+                return u.to_string();
+            }
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if secret(&k) { "***".to_string() } else { v.into_owned() };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            u.query_pairs_mut().clear().extend_pairs(pairs);
+            u.to_string()
+        }
+        Err(_) => url.split('?').next().unwrap_or_default().to_string(),
+    }
+}
+
 /// An IPv4-mapped IPv6 address as the IPv4 address it is.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -216,6 +245,20 @@ mod tests {
         }
         let long = format!("https://8.8.8.8/{}", "a".repeat(MAX_URL_LEN));
         assert!(d.parse(&long).is_err());
+    }
+
+    #[test]
+    fn credentials_in_a_query_are_not_shown() {
+        assert_eq!(
+            redact_url("https://shop.example/cb/notifications?apikey=s3cr3t&lang=es"),
+            "https://shop.example/cb/notifications?apikey=***&lang=es"
+        );
+        assert_eq!(
+            redact_url("https://shop.example/cb?access_token=a&X-Sig=b"),
+            "https://shop.example/cb?access_token=***&X-Sig=***"
+        );
+        assert_eq!(redact_url("https://shop.example/cb"), "https://shop.example/cb");
+        assert_eq!(redact_url("not a url?apikey=x"), "not a url");
     }
 
     #[test]

@@ -16,5 +16,5 @@
 pub mod destinations;
 pub mod outbox;
 
-pub use destinations::{DestinationError, Destinations};
+pub use destinations::{DestinationError, Destinations, redact_url};
 pub use outbox::{Attempt, Outbox, OutboxHandle, OutboxSettings, PolicyResolver};

@@ -515,7 +515,13 @@ impl Outbox {
     /// A concise account of a request that got no answer.
     fn failure(&self, e: &reqwest::Error) -> Attempt {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-        let mut innermost = e.to_string();
+        // reqwest's own message names the URL, which may carry a token (`?apikey=`).
+        let mut innermost = match e.url() {
+            Some(u) => e
+                .to_string()
+                .replace(u.as_str(), &crate::notify::redact_url(u.as_str())),
+            None => e.to_string(),
+        };
         while let Some(s) = source {
             if let Some(r) = s.downcast_ref::<RefusedName>() {
                 return Attempt::Failed {
@@ -543,7 +549,9 @@ impl Outbox {
                     _ => {}
                 }
             }
-            innermost = s.to_string();
+            if !std::ptr::addr_eq(s, e as &(dyn std::error::Error + 'static)) {
+                innermost = s.to_string();
+            }
             source = s.source();
         }
         if e.is_timeout() {
