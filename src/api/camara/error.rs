@@ -24,6 +24,12 @@ use crate::charging::Failure;
 pub mod code {
     pub const INVALID_ARGUMENT: &str = "INVALID_ARGUMENT";
     pub const OUT_OF_RANGE: &str = "OUT_OF_RANGE";
+    /// `sink` refused (scheme, address, name that does not resolve to allowed addresses).
+    pub const INVALID_SINK: &str = "INVALID_SINK";
+    /// `sinkCredential.credentialType` other than `ACCESSTOKEN`.
+    pub const INVALID_CREDENTIAL: &str = "INVALID_CREDENTIAL";
+    /// `sinkCredential.accessTokenType` other than `bearer`, or a token already expired.
+    pub const INVALID_TOKEN: &str = "INVALID_TOKEN";
     pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
     pub const PERMISSION_DENIED: &str = "PERMISSION_DENIED";
     pub const NOT_FOUND: &str = "NOT_FOUND";

@@ -1,5 +1,5 @@
 //! CAMARA Carrier Billing (payments, v0.5.0), Carrier Billing Refund (v0.3.0) and the legacy
-//! Carrier Billing Checkout (v0.7.0, purchases: see [`checkout`]), sync mode,
+//! Carrier Billing Checkout (v0.7.0, purchases: see [`checkout`]), sync and async modes,
 //! over [`Charging`](crate::charging::Charging): the definitions of
 //! `reference/camara/carrier-billing-v0.5.yaml` and `carrier-billing-refund-v0.3.yaml`, with the
 //! Commonalities r3.3 error model (API.md sections 1, 2, 6.2, 9.1, 10).
@@ -32,12 +32,21 @@
 //!   expiry:  reserved --(reaper released the reservation)--> cancelled (seen when read)
 //! ```
 //!
-//! Mode: sync only. A request with `sink` (async mode, CloudEvents notifications) is refused
-//! with 400 INVALID_ARGUMENT saying so; `validatePayment` (OTP) is not offered, so no payment is
-//! ever `pending_validation`.
+//! Modes (API.md 1.4, 9.1): without `sink`, sync: the answer carries the outcome and a
+//! refusal creates nothing. With `sink` (and `sinkCredential`), async ([`events`]): createPayment,
+//! preparePayment and createRefund answer 201 `processing` once the resource is durable, the
+//! CCR runs in a task of its own, and the outcome is a CloudEvent posted to the sink by the
+//! outbox (`succeeded`/`reserved`, or `denied` with `denialReason` where sync mode answers
+//! 403/404/422); confirm and cancel answer as in sync mode and write their event too; a
+//! reservation's expiry writes `payment-cancelled`. Errors of the request itself (400, 401,
+//! 409, ...) are answered before anything is created, in both modes. [`events::recover`]
+//! finishes async resources a stopped process left `processing` (and notices expired
+//! reservations). `validatePayment` (OTP) is not offered, so no payment is ever
+//! `pending_validation`.
 
 pub mod checkout;
 pub mod error;
+pub mod events;
 mod list;
 pub mod model;
 mod payments;

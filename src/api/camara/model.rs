@@ -134,10 +134,14 @@ pub struct CreatePayment {
     #[serde(default, deserialize_with = "object")]
     #[schema(required = true, nullable = false)]
     pub amount_transaction: Option<AmountTransactionInput>,
-    /// Async mode (notifications to this URL) is not offered: a request with `sink` is refused.
-    #[schema(value_type = Option<String>, format = UriTemplate)]
+    /// Async mode: the payment is answered `processing` (201) and its outcome is posted to this
+    /// URL as CloudEvents (`https`; its addresses must be public ones or in
+    /// `notifications.allowed_networks`, else 400 INVALID_SINK).
+    #[schema(value_type = Option<String>, format = UriTemplate, example = "https://endpoint.example.com/sink")]
     pub sink: Option<serde_json::Value>,
-    /// Only with `sink` (refused with it).
+    /// Only with `sink`: `{"credentialType": "ACCESSTOKEN", "accessToken": "...",
+    /// "accessTokenExpiresUtc": "...", "accessTokenType": "bearer"}`, sent as
+    /// `Authorization: Bearer <accessToken>` with every event (never shown in answers).
     #[schema(value_type = Option<Object>)]
     pub sink_credential: Option<serde_json::Value>,
 }
@@ -256,8 +260,9 @@ pub struct CreateRefund {
     #[serde(default, deserialize_with = "object")]
     #[schema(required = true, nullable = false)]
     pub amount_transaction: Option<RefundTransactionInput>,
-    /// Refused (async mode is not offered).
-    #[schema(value_type = Option<String>)]
+    /// Async mode: the refund is answered `processing` (201) and its outcome is posted here
+    /// (as for payments).
+    #[schema(value_type = Option<String>, format = UriTemplate)]
     pub sink: Option<serde_json::Value>,
     #[schema(value_type = Option<Object>)]
     pub sink_credential: Option<serde_json::Value>,
@@ -405,6 +410,9 @@ pub struct Payment {
     /// When the amount was charged (RFC 3339, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_date: Option<String>,
+    /// Where the payment's events are posted (async mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<String>,
 }
 
 /// `RefundAmount*`, checked (a total refund has only `chargingMetaData`).
@@ -467,6 +475,9 @@ pub struct Refund {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub amount_transaction: RefundTransaction,
+    /// Where the refund's events are posted (async mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<String>,
 }
 
 /// `PaymentRemainingAmount`.
@@ -726,8 +737,10 @@ pub fn refund_details(
     Ok(Some(out))
 }
 
-/// `sink` / `sinkCredential`: async mode is not offered, so either is refused with a 400 that
-/// says so (never silently ignored: the client would wait for notifications that never come).
+/// `sink` / `sinkCredential` where async mode is not offered (kept for the families that do
+/// not send notifications): either is refused with a 400 that says so (never silently
+/// ignored: the client would wait for notifications that never come). The payments and refunds
+/// APIs accept them ([`super::events::subscription`]).
 pub fn no_sink(
     sink: &Option<serde_json::Value>,
     cred: &Option<serde_json::Value>,

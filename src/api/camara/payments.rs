@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use super::error::{CamaraError, Effect, ErrorInfo, Step, code, effect, from_failure};
+use super::events::{self, Notify};
 use super::list::{self, ListQuery, Names};
 use super::model::{
     self, AmountTransaction, CreatePayment, MAX_KEY, Payment, PaymentAmount, PhoneNumberInput,
@@ -201,6 +202,11 @@ pub struct PaymentDoc {
 
 impl PaymentDoc {
     pub fn view(&self) -> Payment {
+        self.view_with(None)
+    }
+
+    /// The answer's form, with the `sink` of its notifications (async mode).
+    pub fn view_with(&self, notify: Option<&Notify>) -> Payment {
         Payment {
             payment_id: self.id.clone(),
             amount_transaction: AmountTransaction {
@@ -214,6 +220,7 @@ impl PaymentDoc {
             payment_status: self.status.name().to_string(),
             payment_creation_date: rfc3339(self.created_ms),
             payment_date: self.payment_ms.map(rfc3339),
+            sink: notify.map(|n| n.sink.clone()),
         }
     }
 
@@ -325,6 +332,19 @@ pub(crate) async fn load_in(
     Ok(Some((row, doc)))
 }
 
+/// The payment `id` of `app` if it is shown, brought up to date (with its subscription:
+/// a change writes its event); 404 NOT_FOUND otherwise. The caller holds its lock.
+pub(crate) async fn current(st: &ApiState, app: &str, id: &str) -> Result<PaymentDoc, CamaraError> {
+    let not_found = || CamaraError::not_found(format!("No payment \"{id}\"."));
+    let (doc, notify) = match load(st, app, id).await? {
+        Some((row, doc)) if row.kind == KIND_PAYMENT => (doc, notify_of(&row)),
+        _ => return Err(not_found()),
+    };
+    refresh_n(st, app, doc, Refresh::Full, notify.as_ref())
+        .await?
+        .ok_or_else(not_found)
+}
+
 /// The payment `id` of `app` if it is shown (404 NOT_FOUND otherwise).
 pub(crate) async fn load_shown(
     st: &ApiState,
@@ -347,11 +367,74 @@ pub(crate) async fn load_shown_in(
     }
 }
 
+/// The notification subscription stored beside a payment document in its row (async mode).
+/// It is kept out of [`PaymentDoc`] (whose form the checkout shares) under the body's
+/// `notify` property.
+pub(crate) fn notify_of(row: &ResourceRow) -> Option<Notify> {
+    #[derive(Deserialize)]
+    struct Side {
+        #[serde(default)]
+        notify: Option<Notify>,
+    }
+    serde_json::from_str::<Side>(&row.body)
+        .ok()
+        .and_then(|s| s.notify)
+}
+
+/// The row's body: the document, and the subscription beside it.
+fn body_of(doc: &PaymentDoc, notify: Option<&Notify>) -> Result<String, CamaraError> {
+    let bad = |e: serde_json::Error| CamaraError::internal(format!("payment {}: {e}", doc.id));
+    let Some(n) = notify else {
+        return serde_json::to_string(doc).map_err(bad);
+    };
+    let mut v = serde_json::to_value(doc).map_err(bad)?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("notify".into(), serde_json::to_value(n).map_err(bad)?);
+    }
+    serde_json::to_string(&v).map_err(bad)
+}
+
+/// Records `doc` where `place` says. Without the subscription at hand (the checkout's calls),
+/// a payment of the payments API keeps the one stored with it; no event is written.
 pub(crate) async fn save(
     st: &ApiState,
     app: &str,
     doc: &PaymentDoc,
     place: Place,
+) -> Result<(), CamaraError> {
+    let notify = stored_notify(st, doc).await?;
+    save_n(st, app, doc, place, notify.as_ref(), None).await
+}
+
+/// The subscription stored with `doc`'s row (none for the checkout's payments).
+async fn stored_notify(st: &ApiState, doc: &PaymentDoc) -> Result<Option<Notify>, CamaraError> {
+    if doc.purchase.is_some() {
+        return Ok(None);
+    }
+    Ok(st
+        .charging
+        .store()
+        .resource(&doc.id)
+        .await
+        .map_err(store_err)?
+        .as_ref()
+        .and_then(notify_of))
+}
+
+/// What a payment's state was before a change: its status and the operation then pending.
+pub(crate) type Before = (Status, Option<Pending>);
+
+/// Records `doc` where `place` says; with a subscription, and when the status changed from
+/// `before`, with the event that tells it, in the same transaction. An async payment that is
+/// still `processing` or `reserved` is due for the recovery pass (after [`events::ASYNC_GRACE`],
+/// at its reservation's expiry).
+async fn save_n(
+    st: &ApiState,
+    app: &str,
+    doc: &PaymentDoc,
+    place: Place,
+    notify: Option<&Notify>,
+    before: Option<Before>,
 ) -> Result<(), CamaraError> {
     let kinds = doc.kinds();
     let (kind, state) = match place {
@@ -359,21 +442,48 @@ pub(crate) async fn save(
         Place::Refused => (kinds.void, "refused"),
         Place::NotSent => (kinds.void, "not_sent"),
     };
-    let body = serde_json::to_string(doc)
-        .map_err(|e| CamaraError::internal(format!("payment {}: {e}", doc.id)))?;
+    let body = body_of(doc, notify)?;
+    let now = now_ms();
+    let grace = now.saturating_add(events::ms(events::ASYNC_GRACE));
+    let due_ms = match (notify, place, doc.status) {
+        (Some(_), Place::Shown, Status::Processing) => Some(grace),
+        (Some(_), Place::Shown, Status::Reserved) => {
+            let expires = match &doc.reservation_id {
+                Some(rid) => st
+                    .charging
+                    .reservation(app, rid)
+                    .await
+                    .map(|v| v.expires_ms),
+                None => None,
+            };
+            Some(expires.unwrap_or(grace).max(grace))
+        }
+        _ => None,
+    };
+    let events = match (notify, before) {
+        (Some(n), Some((status, pending))) if place == Place::Shown && status != doc.status => {
+            events::payment_event(st, app, n, doc, pending, now)
+                .into_iter()
+                .collect()
+        }
+        _ => Vec::new(),
+    };
     st.charging
         .store()
-        .put_resource(ResourceRow {
-            id: doc.id.clone(),
-            app: app.to_string(),
-            kind: kind.to_string(),
-            state: state.to_string(),
-            parent: None,
-            due_ms: None,
-            body,
-            created_ms: doc.created_ms,
-            updated_ms: now_ms(),
-        })
+        .put_resource_with_events(
+            ResourceRow {
+                id: doc.id.clone(),
+                app: app.to_string(),
+                kind: kind.to_string(),
+                state: state.to_string(),
+                parent: None,
+                due_ms,
+                body,
+                created_ms: doc.created_ms,
+                updated_ms: now,
+            },
+            events,
+        )
         .await
         .map_err(store_err)
 }
@@ -424,11 +534,15 @@ async fn call(st: &ApiState, app: &str, doc: &PaymentDoc, p: Pending) -> OpResul
 /// (`None`: answer with the payment). `fresh`: the outcome of the request that created the
 /// payment (a refusal then creates nothing, in sync mode); otherwise the payment was shown as
 /// `processing` and a refusal makes it `denied`.
+///
+/// `retry` (async mode, within [`events::ASYNC_GIVE_UP`]): a creation that reached no OCS
+/// stays `processing`, to be driven again, instead of `denied`.
 fn apply(
     mut doc: PaymentDoc,
     p: Pending,
     result: OpResult,
     fresh: bool,
+    retry: bool,
 ) -> (PaymentDoc, Place, Option<CamaraError>) {
     let step = p.step();
     match result {
@@ -459,6 +573,11 @@ fn apply(
             let e = from_failure(step, &f);
             match (effect(step, &f), p) {
                 (Effect::Unknown, _) => (doc, Place::Shown, None),
+                (Effect::NotApplied, Pending::Create | Pending::Prepare)
+                    if retry && !fresh && f.is_retryable() =>
+                {
+                    (doc, Place::Shown, None)
+                }
                 (effect, Pending::Create | Pending::Prepare) => {
                     if fresh {
                         let place = if effect == Effect::Refused {
@@ -508,9 +627,25 @@ pub(crate) async fn run(
     p: Pending,
     fresh: bool,
 ) -> Result<(PaymentDoc, Place, Option<CamaraError>), CamaraError> {
+    let notify = stored_notify(st, &doc).await?;
+    run_n(st, app, doc, p, fresh, notify.as_ref()).await
+}
+
+/// [`run`] with the payment's subscription: the outcome's event is written with it.
+async fn run_n(
+    st: &ApiState,
+    app: &str,
+    doc: PaymentDoc,
+    p: Pending,
+    fresh: bool,
+    notify: Option<&Notify>,
+) -> Result<(PaymentDoc, Place, Option<CamaraError>), CamaraError> {
+    let before = (doc.status, doc.pending);
     let result = call(st, app, &doc, p).await;
-    let (doc, place, error) = apply(doc, p, result, fresh);
-    save(st, app, &doc, place).await?;
+    let retry = notify.is_some()
+        && now_ms().saturating_sub(doc.created_ms) < events::ms(events::ASYNC_GIVE_UP);
+    let (doc, place, error) = apply(doc, p, result, fresh, retry);
+    save_n(st, app, &doc, place, notify, Some(before)).await?;
     Ok((doc, place, error))
 }
 
@@ -530,9 +665,24 @@ pub(crate) enum Refresh {
 pub(crate) async fn refresh(
     st: &ApiState,
     app: &str,
-    mut doc: PaymentDoc,
+    doc: PaymentDoc,
     how: Refresh,
 ) -> Result<Option<PaymentDoc>, CamaraError> {
+    let notify = stored_notify(st, &doc).await?;
+    refresh_n(st, app, doc, how, notify.as_ref()).await
+}
+
+/// [`refresh`] with the payment's subscription. In async mode a creation that never reached
+/// `Charging` (the process stopped in between) is driven now ([`Refresh::Full`]) rather than
+/// dropped: the payment was shown.
+pub(crate) async fn refresh_n(
+    st: &ApiState,
+    app: &str,
+    mut doc: PaymentDoc,
+    how: Refresh,
+    notify: Option<&Notify>,
+) -> Result<Option<PaymentDoc>, CamaraError> {
+    let before = (doc.status, doc.pending);
     match doc.status {
         Status::Reserved => {
             let open = match &doc.reservation_id {
@@ -546,7 +696,7 @@ pub(crate) async fn refresh(
             if !open {
                 tracing::info!(payment = %doc.id, "reservation ended (expired or released): cancelled");
                 doc.status = Status::Cancelled;
-                save(st, app, &doc, Place::Shown).await?;
+                save_n(st, app, &doc, Place::Shown, notify, Some(before)).await?;
             }
             Ok(Some(doc))
         }
@@ -561,16 +711,22 @@ pub(crate) async fn refresh(
                 .await
                 .map_err(store_err)?;
             match (&op, p) {
+                // Async: shown `processing` already; its own task, or this, sends it.
+                (None, Pending::Create | Pending::Prepare) if notify.is_some() => {
+                    if how == Refresh::Cheap {
+                        return Ok(Some(doc));
+                    }
+                }
                 // Never reached Charging (the gateway stopped in between): nothing was sent.
                 (None, Pending::Create | Pending::Prepare) => {
-                    save(st, app, &doc, Place::NotSent).await?;
+                    save_n(st, app, &doc, Place::NotSent, notify, None).await?;
                     return Ok(None);
                 }
                 (None, Pending::Confirm) => {
                     doc.status = Status::Reserved;
                     doc.pending = None;
-                    save(st, app, &doc, Place::Shown).await?;
-                    return Box::pin(refresh(st, app, doc, how)).await;
+                    save_n(st, app, &doc, Place::Shown, notify, Some(before)).await?;
+                    return Box::pin(refresh_n(st, app, doc, how, notify)).await;
                 }
                 // A release may be repeated safely.
                 (None, Pending::Cancel) => {}
@@ -579,7 +735,7 @@ pub(crate) async fn refresh(
                 }
                 (Some(_), _) => {}
             }
-            let (doc, place, _) = run(st, app, doc, p, false).await?;
+            let (doc, place, _) = run_n(st, app, doc, p, false, notify).await?;
             Ok((place == Place::Shown).then_some(doc))
         }
         _ => Ok(Some(doc)),
@@ -596,13 +752,16 @@ struct Canonical<'a> {
     client_correlator: Option<&'a str>,
     reference_code: &'a str,
     payment_amount: &'a PaymentAmount,
+    /// Async mode's sink (absent in sync mode: the hashes of sync requests are unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sink: Option<&'a str>,
 }
 
-fn created(doc: &PaymentDoc) -> Response {
+fn created(doc: &PaymentDoc, notify: Option<&Notify>) -> Response {
     (
         StatusCode::CREATED,
         [location(&format!("{}/{}", super::PAYMENTS, doc.id))],
-        axum::Json(doc.view()),
+        axum::Json(doc.view_with(notify)),
     )
         .into_response()
 }
@@ -623,18 +782,26 @@ fn correlator_reused() -> CamaraError {
     )
 }
 
-/// The answer for a payment found under the same key with the same request.
-async fn replay(st: &ApiState, app: &str, doc: PaymentDoc) -> Result<Response, CamaraError> {
-    let Some(doc) = refresh(st, app, doc, Refresh::Full).await? else {
+/// The answer for a payment found under the same key with the same request: its current
+/// state (async mode: whatever it is, `denied` included, as the first answer created it).
+async fn replay(
+    st: &ApiState,
+    app: &str,
+    doc: PaymentDoc,
+    notify: Option<Notify>,
+) -> Result<Response, CamaraError> {
+    let Some(doc) = refresh_n(st, app, doc, Refresh::Full, notify.as_ref()).await? else {
         return Err(CamaraError::unavailable(
             "The earlier request with this key was interrupted before anything was sent: retry.",
         ));
     };
     match &doc.refusal {
-        Some((Pending::Create | Pending::Prepare, e)) if doc.status == Status::Denied => {
+        Some((Pending::Create | Pending::Prepare, e))
+            if doc.status == Status::Denied && notify.is_none() =>
+        {
             Err(CamaraError::from_info(e))
         }
-        _ => Ok(created(&doc)),
+        _ => Ok(created(&doc, notify.as_ref())),
     }
 }
 
@@ -646,7 +813,6 @@ async fn create(
 ) -> Result<Response, CamaraError> {
     client.require(scope::PAYMENTS_CREATE)?;
     let req: CreatePayment = body.parse()?;
-    model::no_sink(&req.sink, &req.sink_credential)?;
     let Some(at) = req.amount_transaction else {
         return Err(CamaraError::missing("amountTransaction"));
     };
@@ -709,6 +875,8 @@ async fn create(
             ),
         ));
     }
+    // Async mode: the sink and its credential, checked before anything is stored or sent.
+    let notify = events::subscription(&st, req.sink, req.sink_credential).await?;
     let payment_amount = PaymentAmount {
         charging_information: ci,
         charging_meta_data: meta,
@@ -722,6 +890,7 @@ async fn create(
             client_correlator: cc.as_deref(),
             reference_code: &reference,
             payment_amount: &payment_amount,
+            sink: notify.as_ref().map(|n| n.sink.as_str()),
         },
     );
     let id = match &cc {
@@ -736,8 +905,9 @@ async fn create(
     let mut attempt = 1;
     if let Some((row, doc)) = load(&st, &app, &id).await? {
         let shown = row.kind == KIND_PAYMENT;
+        let stored = notify_of(&row);
         match (shown, cc.is_some()) {
-            (true, true) if doc.hash == hash => return replay(&st, &app, doc).await,
+            (true, true) if doc.hash == hash => return replay(&st, &app, doc, stored).await,
             (true, true) => return Err(correlator_reused()),
             (true, false)
                 if doc.hash == hash
@@ -745,7 +915,7 @@ async fn create(
                     && matches!(doc.pending, Some(Pending::Create | Pending::Prepare)) =>
             {
                 // No clientCorrelator, but this is the request whose outcome was unknown.
-                return replay(&st, &app, doc).await;
+                return replay(&st, &app, doc, stored).await;
             }
             (true, false) => {
                 return Err(already_exists(format!(
@@ -810,13 +980,107 @@ async fn create(
         refusal: None,
         purchase: None,
     };
-    // Durable before the CCR: a restart finds it and resolves it.
-    save(&st, &app, &doc, Place::Shown).await?;
-    let (doc, _, error) = run(&st, &app, doc, p, true).await?;
+    // Durable before the CCR (and, in async mode, before the answer): a restart finds it and
+    // resolves it.
+    save_n(&st, &app, &doc, Place::Shown, notify.as_ref(), None).await?;
+    if let Some(n) = notify {
+        // Async mode: 201 processing now; the outcome comes as an event.
+        let task = drive(st.clone(), app.clone(), id.clone());
+        tokio::spawn(task.instrument(tracing::Span::current()));
+        return Ok(created(&doc, Some(&n)));
+    }
+    let (doc, _, error) = run_n(&st, &app, doc, p, true, None).await?;
     match error {
         Some(e) => Err(e),
-        None => Ok(created(&doc)),
+        None => Ok(created(&doc, None)),
     }
+}
+
+/// The background work of an async creation: once the request that created the payment let
+/// go of its lock, its operation is run and the outcome recorded with its event. A failure
+/// here (store, lock) leaves the payment `processing` and due for [`recover_due`].
+async fn drive(st: ApiState, app: String, id: String) {
+    let _lock = match KeyGuard::lock(&st, &id).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(payment = %id, error = %e.message, "async payment left to the recovery pass");
+            return;
+        }
+    };
+    let loaded = match load(&st, &app, &id).await {
+        Ok(Some((row, doc))) if row.kind == KIND_PAYMENT && doc.status == Status::Processing => {
+            (doc, notify_of(&row))
+        }
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(payment = %id, error = %e.message, "async payment left to the recovery pass");
+            return;
+        }
+    };
+    let (doc, notify) = loaded;
+    if let Err(e) = refresh_n(&st, &app, doc, Refresh::Full, notify.as_ref()).await {
+        tracing::warn!(payment = %id, error = %e.message, "async payment left to the recovery pass");
+    }
+}
+
+/// The recovery pass over async payments ([`events::recover`]): those due (left `processing`,
+/// a reservation past its expiry), each under its lock if nobody holds it. Returns how many
+/// were looked at.
+pub(crate) async fn recover_due(st: &ApiState, now: i64) -> usize {
+    let due = st
+        .charging
+        .store()
+        .resources(ResourceFilter {
+            kind: Some(KIND_PAYMENT.into()),
+            due_before_ms: Some(now),
+            ascending: true,
+            limit: RECOVERY_BATCH,
+            ..ResourceFilter::default()
+        })
+        .await;
+    let rows = match due {
+        Ok((rows, _)) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "CAMARA recovery: payments not read");
+            return 0;
+        }
+    };
+    let mut seen = 0;
+    for r in rows {
+        let Some(_lock) = KeyGuard::try_lock(st, &r.id).await else {
+            continue;
+        };
+        seen += 1;
+        if let Err(e) = recover_one(st, &r.app, &r.id).await {
+            tracing::warn!(payment = %r.id, error = %e.message, "CAMARA recovery: payment not brought up to date");
+        }
+    }
+    seen
+}
+
+/// Most resources of a kind one recovery pass looks at.
+const RECOVERY_BATCH: usize = 100;
+
+/// One due payment, under its lock: read again, then brought up to date (driven, if its
+/// operation is not final); one still `reserved` is due again at its expiry.
+async fn recover_one(st: &ApiState, app: &str, id: &str) -> Result<(), CamaraError> {
+    let Some((row, doc)) = load(st, app, id).await? else {
+        return Ok(());
+    };
+    let notify = notify_of(&row);
+    if row.kind != KIND_PAYMENT
+        || notify.is_none()
+        || !matches!(doc.status, Status::Processing | Status::Reserved)
+    {
+        return Ok(());
+    }
+    if let Some(doc) = refresh_n(st, app, doc, Refresh::Full, notify.as_ref()).await?
+        && doc.status == Status::Reserved
+    {
+        // Still open: due again at its expiry (or after the grace, if past it).
+        save_n(st, app, &doc, Place::Shown, notify.as_ref(), None).await?;
+    }
+    Ok(())
 }
 
 // ---- handlers --------------------------------------------------------------------------------
@@ -874,7 +1138,10 @@ async fn second_step(
     tracing::Span::current().record("operation_id", id.as_str());
     let app = client.id().to_string();
     let _lock = KeyGuard::lock(&st, &id).await?;
-    let doc = load_shown(&st, &app, &id).await?;
+    let (doc, notify) = match load(&st, &app, &id).await? {
+        Some((row, doc)) if row.kind == KIND_PAYMENT => (doc, notify_of(&row)),
+        _ => return Err(CamaraError::not_found(format!("No payment \"{id}\"."))),
+    };
     if let Some(n) = &req.phone_number
         && *n != doc.phone_number
     {
@@ -882,7 +1149,7 @@ async fn second_step(
             "No payment \"{id}\" for this phoneNumber."
         )));
     }
-    let Some(mut doc) = refresh(&st, &app, doc, Refresh::Full).await? else {
+    let Some(mut doc) = refresh_n(&st, &app, doc, Refresh::Full, notify.as_ref()).await? else {
         return Err(CamaraError::not_found(format!("No payment \"{id}\".")));
     };
     transition(doc.status, doc.pending, p)?;
@@ -890,9 +1157,9 @@ async fn second_step(
         doc.status = Status::Processing;
         doc.pending = Some(p);
         // Durable before the CCR-T.
-        save(&st, &app, &doc, Place::Shown).await?;
+        save_n(&st, &app, &doc, Place::Shown, notify.as_ref(), None).await?;
     }
-    let (_, _, error) = run(&st, &app, doc, p, false).await?;
+    let (_, _, error) = run_n(&st, &app, doc, p, false, notify.as_ref()).await?;
     match error {
         Some(e) => Err(e),
         None => Ok(StatusCode::ACCEPTED.into_response()),
@@ -954,18 +1221,34 @@ pub(crate) async fn read_in(
     how: Refresh,
     kinds: Kinds,
 ) -> Result<PaymentDoc, CamaraError> {
-    let doc = load_shown_in(st, app, id, kinds).await?;
+    read_with(st, app, id, how, kinds).await.map(|(doc, _)| doc)
+}
+
+/// [`read_in`], with the payment's subscription.
+pub(crate) async fn read_with(
+    st: &ApiState,
+    app: &str,
+    id: &str,
+    how: Refresh,
+    kinds: Kinds,
+) -> Result<(PaymentDoc, Option<Notify>), CamaraError> {
+    let shown = |found: Option<(ResourceRow, PaymentDoc)>| match found {
+        Some((row, doc)) if row.kind == kinds.shown => Ok((notify_of(&row), doc)),
+        _ => Err(CamaraError::not_found(format!("No payment \"{id}\"."))),
+    };
+    let (notify, doc) = shown(load_in(st, app, id, kinds).await?)?;
     if !matches!(doc.status, Status::Processing | Status::Reserved) {
-        return Ok(doc);
+        return Ok((doc, notify));
     }
     let Some(_lock) = KeyGuard::try_lock(st, id).await else {
-        return Ok(doc);
+        return Ok((doc, notify));
     };
     // Read again under the lock: an operation may have finished meanwhile.
-    let doc = load_shown_in(st, app, id, kinds).await?;
-    refresh(st, app, doc, how)
+    let (notify, doc) = shown(load_in(st, app, id, kinds).await?)?;
+    let doc = refresh_n(st, app, doc, how, notify.as_ref())
         .await?
-        .ok_or_else(|| CamaraError::not_found(format!("No payment \"{id}\".")))
+        .ok_or_else(|| CamaraError::not_found(format!("No payment \"{id}\".")))?;
+    Ok((doc, notify))
 }
 
 /// retrievePayment.
@@ -985,8 +1268,9 @@ pub(crate) async fn retrieve_payment(
         async {
             client.require(scope::PAYMENTS_READ)?;
             let id = path_id("paymentId", &id)?;
-            let doc = read(&st, client.id(), &id, Refresh::Full).await?;
-            Ok(axum::Json(doc.view()).into_response())
+            let (doc, notify) =
+                read_with(&st, client.id(), &id, Refresh::Full, PAYMENT_KINDS).await?;
+            Ok(axum::Json(doc.view_with(notify.as_ref())).into_response())
         }
         .await,
     )
@@ -1045,7 +1329,7 @@ pub(crate) async fn retrieve_payments(
                 let d: PaymentDoc = serde_json::from_str(&r.body).map_err(|e| {
                     CamaraError::internal(format!("payment {}: unreadable record: {e}", r.id))
                 })?;
-                items.push(d.view());
+                items.push(d.view_with(notify_of(r).as_ref()));
             }
             Ok(list::answer(&items, page.total, page.offset))
         }

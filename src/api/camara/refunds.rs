@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use super::error::{CamaraError, Effect, ErrorInfo, Step, code, effect, from_failure};
+use super::events::{self, Notify};
 use super::list::{self, ListQuery, Names};
 use super::model::{
     self, CreateRefund, MAX_KEY, Num, PaymentRemainingAmount, Refund, RefundAmount, RefundMetaData,
@@ -103,6 +104,9 @@ pub struct RefundDoc {
     pub server_reference_code: Option<String>,
     #[serde(default)]
     pub refusal: Option<ErrorInfo>,
+    /// Async mode: where its outcome is posted, with what token (never shown but `sink`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
 }
 
 impl RefundDoc {
@@ -119,6 +123,7 @@ impl RefundDoc {
                 refund_amount: self.refund_amount.clone(),
                 reference_code: self.reference_code.clone(),
             },
+            sink: self.notify.as_ref().map(|n| n.sink.clone()),
         }
     }
 
@@ -161,7 +166,16 @@ async fn load(
     Ok(Some((row, doc)))
 }
 
-async fn save(st: &ApiState, app: &str, doc: &RefundDoc, place: Place) -> Result<(), CamaraError> {
+/// Records `doc` where `place` says; in async mode, when its status changed from `before`,
+/// with the event that tells it, in the same transaction (and, while `processing`, due for
+/// the recovery pass after [`events::ASYNC_GRACE`]).
+async fn save(
+    st: &ApiState,
+    app: &str,
+    doc: &RefundDoc,
+    place: Place,
+    before: Option<Status>,
+) -> Result<(), CamaraError> {
     let (kind, state) = match place {
         Place::Shown => (KIND_REFUND, doc.status.name()),
         Place::Refused => (KIND_REFUND_VOID, "refused"),
@@ -169,19 +183,34 @@ async fn save(st: &ApiState, app: &str, doc: &RefundDoc, place: Place) -> Result
     };
     let body = serde_json::to_string(doc)
         .map_err(|e| CamaraError::internal(format!("refund {}: {e}", doc.id)))?;
+    let now = now_ms();
+    let shown = place == Place::Shown;
+    let due_ms = (shown && doc.notify.is_some() && doc.status == Status::Processing)
+        .then(|| now.saturating_add(events::ms(events::ASYNC_GRACE)));
+    let events = match (&doc.notify, before) {
+        (Some(n), Some(b)) if shown && b != doc.status => {
+            events::refund_event(st, app, n, doc, now)
+                .into_iter()
+                .collect()
+        }
+        _ => Vec::new(),
+    };
     st.charging
         .store()
-        .put_resource(ResourceRow {
-            id: doc.id.clone(),
-            app: app.to_string(),
-            kind: kind.to_string(),
-            state: state.to_string(),
-            parent: Some(doc.payment_id.clone()),
-            due_ms: None,
-            body,
-            created_ms: doc.created_ms,
-            updated_ms: now_ms(),
-        })
+        .put_resource_with_events(
+            ResourceRow {
+                id: doc.id.clone(),
+                app: app.to_string(),
+                kind: kind.to_string(),
+                state: state.to_string(),
+                parent: Some(doc.payment_id.clone()),
+                due_ms,
+                body,
+                created_ms: doc.created_ms,
+                updated_ms: now,
+            },
+            events,
+        )
         .await
         .map_err(store_err)
 }
@@ -269,11 +298,16 @@ async fn call(st: &ApiState, app: &str, payment: &PaymentDoc, doc: &RefundDoc) -
     }
 }
 
+/// The refund after `result`. `fresh`: the outcome of the request that creates it (a refusal
+/// then creates nothing, in sync mode). Async mode: a refusal is `denied` (the refund was
+/// shown); one that reached no OCS stays `processing` within [`events::ASYNC_GIVE_UP`].
 fn apply(
     mut doc: RefundDoc,
     result: OpResult,
     fresh: bool,
 ) -> (RefundDoc, Place, Option<CamaraError>) {
+    let retry = doc.notify.is_some()
+        && now_ms().saturating_sub(doc.created_ms) < events::ms(events::ASYNC_GIVE_UP);
     match result {
         Ok(done) => {
             doc.status = Status::Succeeded;
@@ -287,6 +321,9 @@ fn apply(
             let e = from_failure(Step::Refund, &f);
             match effect(Step::Refund, &f) {
                 Effect::Unknown => (doc, Place::Shown, None),
+                Effect::NotApplied if retry && !fresh && f.is_retryable() => {
+                    (doc, Place::Shown, None)
+                }
                 eff if fresh => {
                     let place = if eff == Effect::Refused {
                         doc.refusal = Some(e.info());
@@ -324,17 +361,24 @@ async fn refresh(
         .await
         .map_err(store_err)?;
     match op {
+        // Async: shown `processing` already; its own task, or this, sends it.
+        None if doc.notify.is_some() => {
+            if how == Refresh::Cheap {
+                return Ok(Some(doc));
+            }
+        }
         None => {
             // Never reached Charging: nothing was sent.
-            save(st, app, &doc, Place::NotSent).await?;
+            save(st, app, &doc, Place::NotSent, None).await?;
             return Ok(None);
         }
         Some(op) if how == Refresh::Cheap && !op.state.is_final() => return Ok(Some(doc)),
         Some(_) => {}
     }
+    let before = doc.status;
     let result = call(st, app, payment, &doc).await;
     let (doc, place, _) = apply(doc, result, false);
-    save(st, app, &doc, place).await?;
+    save(st, app, &doc, place, Some(before)).await?;
     Ok((place == Place::Shown).then_some(doc))
 }
 
@@ -370,6 +414,9 @@ struct Canonical<'a> {
     client_correlator: Option<&'a str>,
     reference_code: &'a str,
     refund_amount: &'a RefundAmount,
+    /// Async mode's sink (absent in sync mode: the hashes of sync requests are unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sink: Option<&'a str>,
 }
 
 fn created(doc: &RefundDoc) -> Response {
@@ -398,7 +445,6 @@ async fn create(
     client.require(scope::REFUNDS_CREATE)?;
     let payment_id = path_id("paymentId", &payment_id)?;
     let req: CreateRefund = body.parse()?;
-    model::no_sink(&req.sink, &req.sink_credential)?;
     let kind = match req.kind.as_deref() {
         Some("total") => Kind::Total,
         Some("partial") => Kind::Partial,
@@ -469,6 +515,8 @@ async fn create(
             ),
         ));
     }
+    // Async mode: the sink and its credential, checked before anything is stored or sent.
+    let notify = events::subscription(&st, req.sink, req.sink_credential).await?;
     let refund_amount = RefundAmount {
         charging_information,
         charging_meta_data: meta,
@@ -483,6 +531,7 @@ async fn create(
             client_correlator: cc.as_deref(),
             reference_code: &reference,
             refund_amount: &refund_amount,
+            sink: notify.as_ref().map(|n| n.sink.as_str()),
         },
     );
     let id = match &cc {
@@ -494,12 +543,7 @@ async fn create(
     let _payment_lock = KeyGuard::lock(&st, &payment_id).await?;
     let _ref_lock = KeyGuard::lock(&st, &marker).await?;
 
-    let payment = payments::load_shown(&st, &app, &payment_id).await?;
-    let Some(payment) = payments::refresh(&st, &app, payment, Refresh::Full).await? else {
-        return Err(CamaraError::not_found(format!(
-            "No payment \"{payment_id}\"."
-        )));
-    };
+    let payment = payments::current(&st, &app, &payment_id).await?;
 
     let mut attempt = 1;
     if let Some((row, doc)) = load(&st, &app, &id).await? {
@@ -509,7 +553,7 @@ async fn create(
             (true, true) if same => {
                 let doc = refresh(&st, &app, &payment, doc, Refresh::Full).await?;
                 return match doc {
-                    Some(d) if d.status == Status::Denied => Err(d
+                    Some(d) if d.status == Status::Denied && d.notify.is_none() => Err(d
                         .refusal
                         .as_ref()
                         .map(CamaraError::from_info)
@@ -664,16 +708,104 @@ async fn create(
         refund_ms: None,
         server_reference_code: None,
         refusal: None,
+        notify,
     };
-    // Durable (and counted against the remainder) before the CCR.
-    save(&st, &app, &doc, Place::Shown).await?;
+    // Durable (and counted against the remainder) before the CCR, and in async mode before
+    // the answer.
+    save(&st, &app, &doc, Place::Shown, None).await?;
+    if doc.notify.is_some() {
+        // Async mode: 201 processing now; the outcome comes as an event.
+        let task = drive(
+            st.clone(),
+            app.clone(),
+            doc.payment_id.clone(),
+            doc.id.clone(),
+        );
+        tokio::spawn(task.instrument(tracing::Span::current()));
+        return Ok(created(&doc));
+    }
+    let before = doc.status;
     let result = call(&st, &app, &payment, &doc).await;
     let (doc, place, error) = apply(doc, result, true);
-    save(&st, &app, &doc, place).await?;
+    save(&st, &app, &doc, place, Some(before)).await?;
     match error {
         Some(e) => Err(e),
         None => Ok(created(&doc)),
     }
+}
+
+/// The background work of an async refund, once the request let go of the payment's lock.
+async fn drive(st: ApiState, app: String, payment_id: String, id: String) {
+    let _lock = match KeyGuard::lock(&st, &payment_id).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(refund = %id, error = %e.message, "async refund left to the recovery pass");
+            return;
+        }
+    };
+    if let Err(e) = recover_one(&st, &app, &payment_id, &id).await {
+        tracing::warn!(refund = %id, error = %e.message, "async refund left to the recovery pass");
+    }
+}
+
+/// One async refund, under its payment's lock: read again and, while `processing`, driven.
+async fn recover_one(
+    st: &ApiState,
+    app: &str,
+    payment_id: &str,
+    id: &str,
+) -> Result<(), CamaraError> {
+    let doc = match load(st, app, id).await? {
+        Some((row, d))
+            if row.kind == KIND_REFUND
+                && d.status == Status::Processing
+                && d.notify.is_some()
+                && d.payment_id == payment_id =>
+        {
+            d
+        }
+        _ => return Ok(()),
+    };
+    let payment = payments::load_shown(st, app, payment_id).await?;
+    refresh(st, app, &payment, doc, Refresh::Full).await?;
+    Ok(())
+}
+
+/// The recovery pass over async refunds ([`events::recover`]): those left `processing` past
+/// the grace, each under its payment's lock if nobody holds it.
+pub(crate) async fn recover_due(st: &ApiState, now: i64) -> usize {
+    let due = st
+        .charging
+        .store()
+        .resources(ResourceFilter {
+            kind: Some(KIND_REFUND.into()),
+            due_before_ms: Some(now),
+            ascending: true,
+            limit: 100,
+            ..ResourceFilter::default()
+        })
+        .await;
+    let rows = match due {
+        Ok((rows, _)) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "CAMARA recovery: refunds not read");
+            return 0;
+        }
+    };
+    let mut seen = 0;
+    for r in rows {
+        let Some(payment_id) = r.parent.clone() else {
+            continue;
+        };
+        let Some(_lock) = KeyGuard::try_lock(st, &payment_id).await else {
+            continue;
+        };
+        seen += 1;
+        if let Err(e) = recover_one(st, &r.app, &payment_id, &r.id).await {
+            tracing::warn!(refund = %r.id, error = %e.message, "CAMARA recovery: refund not brought up to date");
+        }
+    }
+    seen
 }
 
 /// `refundDetails`: items of the payment's `paymentDetails`, each within what is left of it,

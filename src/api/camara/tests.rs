@@ -87,6 +87,10 @@ struct Opts {
     reservation_ttl: Duration,
     store: Option<Store>,
     request_timeout: Duration,
+    /// `[notifications]` (else its defaults: https, public addresses only).
+    notifications: Option<crate::config::notifications::NotificationsConfig>,
+    /// No simulator and no reachable peer: every CCR fails before it is sent.
+    no_ocs: bool,
 }
 
 impl Default for Opts {
@@ -96,6 +100,8 @@ impl Default for Opts {
             reservation_ttl: Duration::from_secs(3600),
             store: None,
             request_timeout: Duration::from_secs(20),
+            notifications: None,
+            no_ocs: false,
         }
     }
 }
@@ -104,6 +110,7 @@ struct World {
     gw: crate::gateway::Gateway,
     charging: Arc<Charging>,
     router: Router,
+    state: ApiState,
 }
 
 struct Resp {
@@ -168,7 +175,7 @@ async fn world(o: Opts) -> World {
     .map(|(s, b, c)| (tel(s), d(b), *c))
     .collect();
     let gw = crate::gateway::testing::start(crate::gateway::testing::TestGateway {
-        accounts: Some(accounts.as_slice()),
+        accounts: (!o.no_ocs).then_some(accounts.as_slice()),
         tx: o.tx,
         reservation_ttl: o.reservation_ttl,
         // Reservations are reaped by the tests themselves (`Charging::reap`).
@@ -177,14 +184,17 @@ async fn world(o: Opts) -> World {
     })
     .await;
     let charging = Arc::clone(&gw.charging);
-    let state = ApiState::new(
+    let mut state = ApiState::new(
         Arc::clone(&charging),
         Arc::new(Apps::new(&apps())),
         Arc::new(|| true),
         None,
     );
+    if let Some(n) = o.notifications {
+        state = state.with_notifications(n);
+    }
     let router = router(
-        state,
+        state.clone(),
         &HttpConfig {
             max_body_bytes: 4096,
             request_timeout: o.request_timeout,
@@ -195,6 +205,7 @@ async fn world(o: Opts) -> World {
         gw,
         charging,
         router,
+        state,
     }
 }
 
@@ -1348,10 +1359,10 @@ async fn bad_input_is_refused_before_anything_is_charged() {
             "array amount",
         ),
         (
-            with(&["sink"], json!("https://merchant.example.com/cb")),
+            with(&["sink"], json!("http://merchant.example.com/cb")),
             400,
-            code::INVALID_ARGUMENT,
-            "sink",
+            code::INVALID_SINK,
+            "sink over http",
         ),
         (
             with(
@@ -1382,10 +1393,14 @@ async fn bad_input_is_refused_before_anything_is_charged() {
             PAYMENTS,
             &shop(),
             &[],
-            &with(&["sink"], json!("https://x.example/cb")),
+            &with(&["sink"], json!("http://x.example/cb")),
         )
         .await;
-    assert!(r.message().contains("not supported"), "{}", r.message());
+    assert!(
+        r.message().contains("http is not accepted"),
+        "{}",
+        r.message()
+    );
     let r = w
         .post_with(
             PAYMENTS,
@@ -1861,3 +1876,4 @@ async fn the_openapi_document_describes_the_family() {
 }
 
 mod checkout;
+mod notify;
