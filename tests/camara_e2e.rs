@@ -442,7 +442,9 @@ async fn camara_payments_and_refunds_end_to_end() {
     bad_currency["amountTransaction"]["paymentAmount"]["chargingInformation"]["currency"] =
         json!("EUX");
     let mut sink = payment(ALICE, "1.00", "b-4", None);
-    sink["sink"] = json!("https://merchant.example.com/cb");
+    // A sink this gateway may not reach: loopback, under the default `[notifications]`
+    // policy (public addresses only).
+    sink["sink"] = json!("https://127.0.0.1:9/cb");
     for (body, status, code, what) in [
         (
             "{not json".to_string(),
@@ -498,7 +500,7 @@ async fn camara_payments_and_refunds_end_to_end() {
             "INVALID_ARGUMENT",
             "unknown currency",
         ),
-        (sink.to_string(), 400, "INVALID_ARGUMENT", "async mode"),
+        (sink.to_string(), 400, "INVALID_SINK", "sink refused"),
         (
             format!("{{\"x\": \"{}\"}}", "y".repeat(10_000)),
             413,

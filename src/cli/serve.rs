@@ -88,6 +88,11 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
     let ready = Arc::new(move || router.any_usable());
     let state = ApiState::new(Arc::clone(&gw.charging), apps, ready, Some(metrics))
         .with_notifications(gw.config.notifications.clone());
+    // CAMARA: async payments and refunds left `processing` (a restart, an unknown outcome),
+    // reservations past their expiry, checkout purchases to notify, brought to their state
+    // and their events recorded, every 5 s (aborted once the REST server has stopped: an
+    // operation cut there is resolved by the next pass, here or on another instance).
+    let recovery = api::camara::events::spawn_recovery(state.clone(), Duration::from_secs(5));
     let app = api::router(state, &http);
     let listener = tokio::net::TcpListener::bind(&http.listen)
         .await
@@ -117,6 +122,7 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
         Err(_) => warn!("in-flight REST requests still running after the grace period"),
     }
     gauges.abort();
+    recovery.abort();
     if let Some(outbox) = outbox {
         let n = &gw.config.notifications;
         outbox

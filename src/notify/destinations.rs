@@ -133,9 +133,18 @@ impl Destinations {
 pub fn redact_url(url: &str) -> String {
     let secret = |name: &str| {
         let n = name.to_ascii_lowercase();
-        ["key", "token", "secret", "password", "passwd", "auth", "sig", "credential"]
-            .iter()
-            .any(|s| n.contains(s))
+        [
+            "key",
+            "token",
+            "secret",
+            "password",
+            "passwd",
+            "auth",
+            "sig",
+            "credential",
+        ]
+        .iter()
+        .any(|s| n.contains(s))
     };
     match Url::parse(url) {
         Ok(mut u) => {
@@ -145,7 +154,11 @@ pub fn redact_url(url: &str) -> String {
             let pairs: Vec<(String, String)> = u
                 .query_pairs()
                 .map(|(k, v)| {
-                    let v = if secret(&k) { "***".to_string() } else { v.into_owned() };
+                    let v = if secret(&k) {
+                        "***".to_string()
+                    } else {
+                        v.into_owned()
+                    };
                     (k.into_owned(), v)
                 })
                 .collect();
@@ -257,7 +270,10 @@ mod tests {
             redact_url("https://shop.example/cb?access_token=a&X-Sig=b"),
             "https://shop.example/cb?access_token=***&X-Sig=***"
         );
-        assert_eq!(redact_url("https://shop.example/cb"), "https://shop.example/cb");
+        assert_eq!(
+            redact_url("https://shop.example/cb"),
+            "https://shop.example/cb"
+        );
         assert_eq!(redact_url("not a url?apikey=x"), "not a url");
     }
 

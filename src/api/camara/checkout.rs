@@ -78,7 +78,7 @@ use super::{
 };
 use crate::api::ApiState;
 use crate::credit_control::Money;
-use crate::store::{EventRow, EventState, ResourceRow, now_ms};
+use crate::store::{EventRow, EventState, ResourceFilter, ResourceRow, now_ms};
 
 /// The checkout's own codes (API.md 3.2).
 pub mod checkout_code {
@@ -1052,6 +1052,54 @@ async fn payment_of(
     }
     load_in(st, app, &pid, CHECKOUT_KINDS).await
 }
+
+/// One background pass over the purchases that asked to be notified and whose payment may
+/// have moved without a request (a reservation that expired, an unknown outcome the
+/// resolver settled): each is read as `GET /purchases/{id}` reads it, so that its
+/// notification is recorded (in the purchase's commit) without the client having to look.
+/// Returns how many were looked at.
+pub(crate) async fn recover_due(st: &ApiState) -> usize {
+    let mut seen = 0;
+    for status in [PurchaseStatus::ReadyToConfirm, PurchaseStatus::Processing] {
+        let rows = st
+            .charging
+            .store()
+            .resources(ResourceFilter {
+                kind: Some(KIND_PURCHASE.into()),
+                state: Some(status.name().into()),
+                ascending: true,
+                limit: RECOVERY_BATCH,
+                ..ResourceFilter::default()
+            })
+            .await;
+        let rows = match rows {
+            Ok((rows, _)) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "checkout recovery: purchases not read");
+                continue;
+            }
+        };
+        for r in rows {
+            let Ok(p) = serde_json::from_str::<PurchaseDoc>(&r.body) else {
+                continue;
+            };
+            if p.notify.is_none() {
+                continue;
+            }
+            seen += 1;
+            match payment_of(st, &r.app, &p, Refresh::Full).await {
+                Ok(payment) => observe(st, &r.app, &p, payment.as_ref()).await,
+                Err(e) => {
+                    tracing::warn!(purchase = %r.id, error = %e.message, "checkout recovery: purchase not brought up to date");
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// Most purchases of one status a recovery pass looks at.
+const RECOVERY_BATCH: usize = 100;
 
 // ---- handlers --------------------------------------------------------------------------------
 

@@ -437,7 +437,8 @@ pub(crate) fn refund_event(
 /// lock (a resource another request or instance works on is left to it): an operation with a
 /// final outcome gets the resource's final state and its event in one transaction; one never
 /// begun, retryable or unknown is driven again under the same charging key (at most one
-/// charge). Returns how many were looked at.
+/// charge). Checkout purchases with a `notificationUrl` whose payment may have moved on its
+/// own are read, so that their notification is recorded. Returns how many were looked at.
 pub async fn recover(st: &ApiState) -> usize {
     recover_at(st, now_ms()).await
 }
@@ -446,7 +447,8 @@ pub async fn recover(st: &ApiState) -> usize {
 pub async fn recover_at(st: &ApiState, now: i64) -> usize {
     let payments = super::payments::recover_due(st, now).await;
     let refunds = super::refunds::recover_due(st, now).await;
-    payments + refunds
+    let purchases = super::checkout::recover_due(st).await;
+    payments + refunds + purchases
 }
 
 /// Runs [`recover`] now and then every `every`, until the handle is aborted.
