@@ -286,6 +286,7 @@ impl GatewayConfig {
                     .with_list_parse_key("diameter.host_ip_addresses")
                     .with_list_parse_key("diameter.auth_application_ids")
                     .with_list_parse_key("diameter.supported_vendor_ids")
+                    .with_list_parse_key("notifications.allowed_networks")
                     .try_parsing(true)
                     .source(Some(vars)),
             )
@@ -637,9 +638,20 @@ weight = 40
                 "GATEWAY__DIAMETER__HOST_IP_ADDRESSES".to_string(),
                 "10.0.0.1,10.0.0.2".to_string(),
             ),
+            (
+                "GATEWAY__NOTIFICATIONS__ALLOWED_NETWORKS".to_string(),
+                "127.0.0.0/8,10.20.0.0/16".to_string(),
+            ),
             ("OTHER".to_string(), "ignored".to_string()),
         ];
         let c = GatewayConfig::load_with_env(&path, env).unwrap();
+        assert_eq!(
+            c.notifications.allowed_networks,
+            vec![
+                "127.0.0.0/8".parse::<ipnet::IpNet>().unwrap(),
+                "10.20.0.0/16".parse().unwrap()
+            ]
+        );
         assert_eq!(c.diameter.origin_host, "gw9.example.net");
         assert_eq!(c.diameter.timers.watchdog_interval, Duration::from_secs(10));
         assert_eq!(c.diameter.host_ip_addresses.len(), 2);
