@@ -79,7 +79,7 @@ use tracing::{debug, info, warn};
 use super::sql::{
     DROP_LEASE, DUE_EVENTS, EVENT_BY_ID, EVENT_COLUMNS, OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED,
     RES_BY_ID, RES_OPEN, RESOURCE_BY_ID, RESOURCE_COLUMNS, TAKE_LEASE, event_columns,
-    event_set_excluded, headers_from_json, headers_json, op_columns,
+    event_set_excluded, headers_from_json, headers_json, op_columns, where_clause,
 };
 use super::{
     Backend, Begun, EventFilter, EventRow, EventState, Lease, OpState, OperationFilter,
@@ -828,25 +828,16 @@ impl Backend for PostgresBackend {
     }
 
     fn events(&mut self, f: &EventFilter) -> Result<(Vec<EventRow>, usize), StoreError> {
-        let mut clause = String::new();
         let mut params: Vec<Param<'_>> = Vec::with_capacity(4);
         let state = f.state.map(EventState::name);
-        let filters: [(&str, Option<Param<'_>>); 3] = [
-            ("app", f.app.as_ref().map(|v| v as Param<'_>)),
-            ("state", state.as_ref().map(|v| v as Param<'_>)),
-            ("resource", f.resource.as_ref().map(|v| v as Param<'_>)),
-        ];
-        for (column, value) in filters {
-            if let Some(v) = value {
-                clause.push_str(if params.is_empty() {
-                    " WHERE "
-                } else {
-                    " AND "
-                });
-                params.push(v);
-                let _ = write!(clause, "{column} = ${}", params.len());
-            }
-        }
+        let clause = where_clause(
+            [
+                ("app = $", f.app.as_ref().map(|v| v as Param<'_>)),
+                ("state = $", state.as_ref().map(|v| v as Param<'_>)),
+                ("resource = $", f.resource.as_ref().map(|v| v as Param<'_>)),
+            ],
+            &mut params,
+        );
         let count = format!("SELECT count(*) FROM events{clause}");
         let total = self
             .read(&count, &params, "count events", |row, label| {
@@ -886,7 +877,6 @@ impl Backend for PostgresBackend {
     }
 
     fn resources(&mut self, f: &ResourceFilter) -> Result<(Vec<ResourceRow>, usize), StoreError> {
-        let mut clause = String::new();
         let mut params: Vec<Param<'_>> = Vec::with_capacity(9);
         let filters: [(&str, Option<Param<'_>>); 7] = [
             ("app = $", f.app.as_ref().map(|v| v as Param<'_>)),
@@ -906,17 +896,7 @@ impl Backend for PostgresBackend {
                 f.created_to_ms.as_ref().map(|v| v as Param<'_>),
             ),
         ];
-        for (cond, value) in filters {
-            if let Some(v) = value {
-                clause.push_str(if params.is_empty() {
-                    " WHERE "
-                } else {
-                    " AND "
-                });
-                params.push(v);
-                let _ = write!(clause, "{cond}{}", params.len());
-            }
-        }
+        let clause = where_clause(filters, &mut params);
         let count = format!("SELECT count(*) FROM resources{clause}");
         let total = self
             .read(&count, &params, "count resources", |row, label| {

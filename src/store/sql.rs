@@ -171,3 +171,26 @@ pub(super) fn headers_from_json(text: &str) -> Result<Vec<(String, String)>, Str
 }
 
 pub(super) use {event_columns, event_set_excluded, op_columns};
+
+/// ` WHERE c1 AND c2 ...` of the filters that are set (`None`: not filtered on), each
+/// condition written up to its placeholder's sigil (`app = ?`, `due_ms <= $`) and given the
+/// number of its value, which is appended to `params`; empty when none is set.
+pub(super) fn where_clause<P>(
+    filters: impl IntoIterator<Item = (&'static str, Option<P>)>,
+    params: &mut Vec<P>,
+) -> String {
+    let mut clause = String::new();
+    for (cond, value) in filters {
+        if let Some(v) = value {
+            clause.push_str(if params.is_empty() {
+                " WHERE "
+            } else {
+                " AND "
+            });
+            params.push(v);
+            clause.push_str(cond);
+            clause.push_str(&params.len().to_string());
+        }
+    }
+    clause
+}

@@ -30,6 +30,7 @@ use super::sql::{
     DROP_LEASE, DUE_EVENTS, EVENT_BY_ID, EVENT_COLUMNS, INSERT_OP, OP_BY_ID, OP_BY_KEY,
     OPS_UNRESOLVED, RES_BY_ID, RES_OPEN, RESOURCE_BY_ID, RESOURCE_COLUMNS, TAKE_LEASE,
     UPSERT_EVENT, UPSERT_RES, UPSERT_RESOURCE, headers_from_json, headers_json, op_columns,
+    where_clause,
 };
 use super::{
     Backend, Begun, EventFilter, EventRow, EventState, Lease, OpState, OperationFilter,
@@ -655,28 +656,22 @@ impl Backend for SqliteBackend {
     }
 
     fn events(&mut self, f: &EventFilter) -> Result<(Vec<EventRow>, usize), StoreError> {
-        let mut clause = String::new();
         let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(4);
         let state = f.state.map(EventState::name);
-        let filters: [(&str, Option<&dyn rusqlite::ToSql>); 3] = [
-            ("app", f.app.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
-            ("state", state.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
-            (
-                "resource",
-                f.resource.as_ref().map(|v| v as &dyn rusqlite::ToSql),
-            ),
-        ];
-        for (column, value) in filters {
-            if let Some(v) = value {
-                clause.push_str(if params.is_empty() {
-                    " WHERE "
-                } else {
-                    " AND "
-                });
-                params.push(v);
-                clause.push_str(&format!("{column} = ?{}", params.len()));
-            }
-        }
+        let clause = where_clause(
+            [
+                ("app = ?", f.app.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
+                (
+                    "state = ?",
+                    state.as_ref().map(|v| v as &dyn rusqlite::ToSql),
+                ),
+                (
+                    "resource = ?",
+                    f.resource.as_ref().map(|v| v as &dyn rusqlite::ToSql),
+                ),
+            ],
+            &mut params,
+        );
         let total: i64 = self
             .conn
             .prepare_cached(&format!("SELECT count(*) FROM events{clause}"))
@@ -718,7 +713,6 @@ impl Backend for SqliteBackend {
     }
 
     fn resources(&mut self, f: &ResourceFilter) -> Result<(Vec<ResourceRow>, usize), StoreError> {
-        let mut clause = String::new();
         let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(9);
         let filters: [(&str, Option<&dyn rusqlite::ToSql>); 7] = [
             ("app = ?", f.app.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
@@ -749,17 +743,7 @@ impl Backend for SqliteBackend {
                 f.created_to_ms.as_ref().map(|v| v as &dyn rusqlite::ToSql),
             ),
         ];
-        for (cond, value) in filters {
-            if let Some(v) = value {
-                clause.push_str(if params.is_empty() {
-                    " WHERE "
-                } else {
-                    " AND "
-                });
-                params.push(v);
-                clause.push_str(&format!("{cond}{}", params.len()));
-            }
-        }
+        let clause = where_clause(filters, &mut params);
         let total: i64 = self
             .conn
             .prepare_cached(&format!("SELECT count(*) FROM resources{clause}"))
