@@ -23,6 +23,7 @@ use charging_gateway::diameter::dict::Dictionary;
 use charging_gateway::ocs::{OcsSim, OcsSimConfig, SimAccount};
 
 mod support;
+use support::postgres::Server;
 use support::process::{GatewayProcess, TempDir, dictionaries};
 
 const ALICE: &str = "+34671999000";
@@ -120,10 +121,19 @@ fn free_addr() -> SocketAddr {
 }
 
 async fn start(dir: &Path, ocs: SocketAddr) -> GatewayProcess {
-    let config = format!(
+    let store = format!(
+        "backend = \"sqlite\"\ndata_dir = \"{}\"",
+        dir.join("data").display()
+    );
+    GatewayProcess::start(dir, &config("gw.charging.local", ocs, &store)).await
+}
+
+/// The gateway's configuration: its Origin-Host, the simulator's address, the `[store]` keys.
+fn config(origin_host: &str, ocs: SocketAddr, store: &str) -> String {
+    format!(
         r#"
 [diameter]
-origin_host = "gw.charging.local"
+origin_host = "{origin_host}"
 origin_realm = "charging.local"
 dictionaries = "{dict}"
 
@@ -145,8 +155,7 @@ resolve_interval = "300ms"
 listen = "127.0.0.1:0"
 
 [store]
-backend = "sqlite"
-data_dir = "{data}"
+{store}
 
 [ocs_sim]
 enabled = false
@@ -161,6 +170,8 @@ backoff_min = "100ms"
 backoff_max = "500ms"
 max_attempts = 1000
 poll_interval = "200ms"
+connect_timeout = "500ms"
+request_timeout = "1s"
 
 [[apps]]
 id = "shop"
@@ -173,9 +184,7 @@ api_key = "ops-key"
 admin = true
 "#,
         dict = dictionaries().display(),
-        data = dir.join("data").display(),
-    );
-    GatewayProcess::start(dir, &config).await
+    )
 }
 
 fn shop() -> String {
@@ -395,4 +404,60 @@ async fn an_async_payment_answered_before_a_crash_is_finished_and_told_after_the
     for (event, n) in received.ids() {
         assert!((1..=3).contains(&n), "event {event} arrived {n} times");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_an_instance_killed_before_delivery_are_delivered_by_another() {
+    let Some(server) = Server::shared_or_skip(
+        "events_of_an_instance_killed_before_delivery_are_delivered_by_another",
+    ) else {
+        return;
+    };
+    let url = server.database("notify_cluster");
+    let store = format!("backend = \"postgres\"\nurl = \"{url}\"");
+    let dir = TempDir::new("notify-cluster");
+    let sim = simulator(&dir.0).await;
+    let ocs = sim.local_addr().unwrap();
+    let hook = free_addr();
+    let sink = format!("http://{hook}/events");
+    let (dir_a, dir_b) = (dir.0.join("a"), dir.0.join("b"));
+    std::fs::create_dir_all(&dir_a).unwrap();
+    std::fs::create_dir_all(&dir_b).unwrap();
+    let a = GatewayProcess::start(&dir_a, &config("gw1.charging.local", ocs, &store)).await;
+    let b = GatewayProcess::start(&dir_b, &config("gw2.charging.local", ocs, &store)).await;
+    // Ten async payments on instance A; nobody listens, so their events stay pending.
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let created = post_payment(&a, &format!("cluster-{i}"), &sink).await;
+        ids.push(created["paymentId"].as_str().unwrap().to_string());
+    }
+    // B sees them all succeed: one database.
+    for id in &ids {
+        wait_status(&b, id, "succeeded").await;
+    }
+    drop(a); // SIGKILL: its claims on the events it was trying run out after the lease.
+    let (received, _task) = listener(hook).await;
+    received
+        .wait_for("every payment's completed event", |r| {
+            let all = r.all();
+            ids.iter().all(|id| {
+                all.iter().any(|(_, body)| {
+                    body["type"] == "org.camaraproject.carrier-billing.v0.payment-completed"
+                        && body["data"]["paymentId"] == json!(id)
+                })
+            })
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (event, n) in received.ids() {
+        assert!((1..=3).contains(&n), "event {event} arrived {n} times");
+    }
+    for id in &ids {
+        let stored = events_of(&b, id).await;
+        assert!(
+            !stored.is_empty() && stored.iter().all(|e| e["state"] == "delivered"),
+            "{stored:?}"
+        );
+    }
+    assert_eq!(debits(&sim), 10, "{:?}", sim.journal());
 }
