@@ -3,7 +3,8 @@
 //! gateway's outbox posting CloudEvents to a listener this test runs. The gateway is killed
 //! (SIGKILL) between the commit of an event and its delivery, and right after answering an
 //! asynchronous payment; after a restart every event still reaches the listener, under the
-//! same id, and no payment is charged twice.
+//! same id, and no payment is charged twice. On PostgreSQL, the events of an instance killed
+//! before it could deliver them are delivered by another instance on the same database.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
