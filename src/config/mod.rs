@@ -6,6 +6,7 @@
 //! `GATEWAY__DIAMETER__TIMERS__WATCHDOG_INTERVAL=10s`. Lists of plain values are comma-separated
 //! (`GATEWAY__DIAMETER__HOST_IP_ADDRESSES=10.0.0.1,10.0.0.2`); peers are configured in the file.
 
+pub mod catalog;
 pub mod notifications;
 pub mod postgres;
 pub mod service;
@@ -46,6 +47,8 @@ pub struct GatewayConfig {
     pub cluster: ClusterConfig,
     #[serde(default)]
     pub notifications: notifications::NotificationsConfig,
+    #[serde(default)]
+    pub catalog: catalog::CatalogConfig,
     /// Applications allowed to call the REST API.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
@@ -329,6 +332,7 @@ impl GatewayConfig {
 
     /// Every rule a value must follow beyond its type.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.catalog.validate()?;
         let d = &self.diameter;
         fqdn("diameter.origin_host", &d.origin_host)?;
         fqdn("diameter.origin_realm", &d.origin_realm)?;
