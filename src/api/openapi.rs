@@ -8,6 +8,7 @@
 //! camara-refund      /carrier-billing-refund/v0.3/...           ErrorInfo
 //! camara-checkout    /carrier-billing-checkout/v0/purchases...  ErrorInfo
 //! tmf654             /tmf-api/prepayBalanceManagement/v4/...    TmfError
+//! tmf620             /tmf-api/productCatalogManagement/v4/...   TmfError (read only)
 //! admin              /metrics, /admin/...                       ErrorBody
 //! operations         /health/..., /openapi.json                 Health (the readiness 503)
 //! ```
@@ -43,7 +44,10 @@ use super::error::ErrorBody;
             x-correlator echoed.\n\
             - TMF654 Prepay Balance Management v4 (tag `tmf654`): top-ups and balance \
             sufficiency. Errors: TMF `TmfError` {code, reason, message, status, @type}, code the \
-            Diameter Result-Code when the OCS gave one.\n\n\
+            Diameter Result-Code when the OCS gave one.\n\
+            - TMF620 Product Catalog Management v4, read side (tag `tmf620`): offerings, \
+            prices, categories, specifications imported from a file; any authenticated \
+            application reads. Errors: `TmfError`.\n\n\
             And the gateway's own endpoints: `admin` (metrics, stored records; admin \
             applications; errors as OCSG `ErrorBody`) and `operations` (health, this document; \
             no authentication; the readiness probe's 503 is its `Health` body)."
@@ -118,6 +122,14 @@ pub const FAMILIES: &[Family] = &[
         error_schema: "TmfError",
     },
     Family {
+        tag: "tmf620",
+        description: "TMF620 Product Catalog Management v4, read side: productOffering, \
+            productOfferingPrice, category, productSpecification (TMF630 fields, offset, \
+            limit, attribute filters; X-Total-Count, X-Result-Count). Any authenticated \
+            application reads. Errors: TMF Error bodies (TmfError).",
+        error_schema: "TmfError",
+    },
+    Family {
         tag: "admin",
         description: "Metrics and stored records (disputes); admin applications only. Errors: \
             the OCSG ErrorBody (SVC0001, SVC0002, POL0001).",
@@ -137,6 +149,7 @@ pub fn document() -> Doc {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::camara::openapi());
     doc.merge(super::tmf654::Tmf654Doc::openapi());
+    doc.merge(super::tmf620::Tmf620Doc::openapi());
     doc.tags = Some(
         FAMILIES
             .iter()
@@ -346,6 +359,8 @@ mod tests {
             ("camara-checkout", "ErrorInfo")
         } else if path.starts_with("/tmf-api/prepayBalanceManagement/") {
             ("tmf654", "TmfError")
+        } else if path.starts_with("/tmf-api/productCatalogManagement/") {
+            ("tmf620", "TmfError")
         } else if path.starts_with("/admin/") || path == "/metrics" {
             ("admin", "ErrorBody")
         } else if path == "/health" {
@@ -399,8 +414,14 @@ mod tests {
                 assert_eq!(own, [family], "{at}: exactly one family tag, its own");
                 used.insert(family);
                 if family != "operations" {
-                    // Every other family authenticates: its refusals are documented too.
-                    for status in ["401", "403"] {
+                    // Every other family authenticates: its refusals are documented too
+                    // (the catalog has no policy: any application may read it, so no 403).
+                    let refusals: &[&str] = if family == "tmf620" {
+                        &["401"]
+                    } else {
+                        &["401", "403"]
+                    };
+                    for status in refusals {
                         assert!(op["responses"][status].is_object(), "{at}: no {status}");
                     }
                 }
