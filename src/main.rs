@@ -33,6 +33,9 @@ enum Command {
     Reset(cli::reset::ResetArgs),
     /// Load a running gateway's Payment API and print throughput and latency.
     Bench(cli::bench::BenchArgs),
+    /// The TMF620 product catalog: `catalog import FILE` validates a JSON array of TMF620
+    /// resources and writes it to the store in one transaction, replacing the catalog.
+    Catalog(cli::catalog::CatalogArgs),
     /// Run a money-neutral series of exchanges against the configured OCS and print what it
     /// supports and the configuration it needs. Exit code 0: every mandatory step passed; 1:
     /// one failed; 2: the run could not start.
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::OcsSim(args) => runtime().and_then(|rt| rt.block_on(cli::ocs_sim::run(args))),
         Command::Reset(args) => cli::reset::run(args),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(cli::bench::run(args))),
+        Command::Catalog(args) => runtime().and_then(|rt| rt.block_on(cli::catalog::run(args))),
         Command::Conformance(_) => Ok(String::new()),
     };
     match result {

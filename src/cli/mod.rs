@@ -1,6 +1,7 @@
 //! The `gateway` command line: one module per subcommand, called by `main.rs`.
 
 pub mod bench;
+pub mod catalog;
 pub mod check_config;
 pub mod conformance;
 pub mod decode;

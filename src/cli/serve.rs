@@ -61,6 +61,14 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
     if !gw.wait_ready(Duration::from_secs(10)).await {
         warn!("no OCS peer is open yet: /health/ready answers 503 until one is");
     }
+    // TMF620: `[catalog] file` imported when it changed (an invalid one stops the start).
+    let catalog = match api::tmf620::catalog::start(&gw.store, &gw.config.catalog).await {
+        Ok(reload) => reload,
+        Err(e) => {
+            gw.shutdown().await;
+            return Err(e);
+        }
+    };
     // TMF654: automatic top-up periods and pending top-ups (stopped before the gateway).
     let topups = api::tmf654::Scheduler::new(
         Arc::clone(&gw.charging),
@@ -122,6 +130,9 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
         Err(_) => warn!("in-flight REST requests still running after the grace period"),
     }
     gauges.abort();
+    if let Some(reload) = catalog {
+        reload.abort();
+    }
     recovery.abort();
     if let Some(outbox) = outbox {
         let n = &gw.config.notifications;
