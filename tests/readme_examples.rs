@@ -190,6 +190,8 @@ fn newcomer_checkout(dir: &Path) {
     )
     .unwrap();
     std::os::unix::fs::symlink(root.join("dictionaries"), dir.join("dictionaries")).unwrap();
+    // conf/gateway.toml serves the demo catalog ([catalog] file).
+    std::os::unix::fs::symlink(root.join("conf/catalog"), dir.join("conf/catalog")).unwrap();
 }
 
 fn have(tool: &str) -> bool {
