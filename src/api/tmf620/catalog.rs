@@ -652,8 +652,15 @@ pub fn parse(bytes: &[u8], existing: &HashSet<(Kind, String)>) -> Result<Vec<Ent
 
 /// The document served for an entry: `href` set on it and on each reference to another entry.
 fn served(e: &Entry) -> Map<String, Value> {
-    let mut body = e.body.clone();
+    // id and href first, then the document's members in the file's order.
+    let mut body = Map::new();
+    body.insert("id".into(), Value::String(e.id.clone()));
     body.insert("href".into(), Value::String(e.kind.href(&e.id)));
+    for (k, v) in &e.body {
+        if k != "id" && k != "href" {
+            body.insert(k.clone(), v.clone());
+        }
+    }
     for (member, target) in e.kind.references() {
         let set = |r: &mut Value| {
             if let Some(m) = r.as_object_mut()

@@ -192,6 +192,12 @@ async fn an_entry_is_served_as_imported_with_hrefs_and_exact_prices() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     let o = r.json();
+    let keys: Vec<&str> = o.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys[..4],
+        ["id", "href", "@type", "name"],
+        "id and href first, then the file's order"
+    );
     assert_eq!(o["name"], "Prepaid SIM with a new number");
     assert_eq!(o["isSellable"], true);
     assert_eq!(
