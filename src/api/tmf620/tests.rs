@@ -726,3 +726,41 @@ async fn the_configured_file_is_imported_only_when_its_hash_changed() {
     assert!(matches!(missing, Err(ImportError::File(_))), "{missing:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_reload_task_imports_a_changed_file_and_keeps_the_catalog_on_a_bad_one() {
+    let store = Store::memory();
+    let dir = std::env::temp_dir().join(format!("gw-tmf620-reload-{}", fastrand::u32(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("catalog.json");
+    std::fs::write(&file, DEMO).unwrap();
+    catalog::import_if_changed(&store, &file).await.unwrap();
+    let task = catalog::spawn_reload(store.clone(), file.clone(), Duration::from_millis(50));
+    let offerings = |store: Store| async move {
+        catalog::list(&store, Kind::ProductOffering)
+            .await
+            .unwrap()
+            .len()
+    };
+    // A bad file: logged, the catalog kept.
+    std::fs::write(&file, b"[{\"@type\": \"Nope\"}]").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(offerings(store.clone()).await, 4);
+    // A changed, valid one: imported by the next pass.
+    std::fs::write(
+        &file,
+        json!([{"@type": "ProductOffering", "id": "po-only", "name": "Only"}]).to_string(),
+    )
+    .unwrap();
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = offerings(store.clone()).await;
+        if seen == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, 1);
+    task.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
