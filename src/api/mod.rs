@@ -341,7 +341,8 @@ enum Family {
     Ocsg,
     /// Carrier Billing, Carrier Billing Refund and Carrier Billing Checkout: CAMARA `ErrorInfo`.
     Camara,
-    /// `/tmf-api/prepayBalanceManagement/...`: the TMF630 `Error`.
+    /// `/tmf-api/prepayBalanceManagement/...` and `/tmf-api/productCatalogManagement/...`:
+    /// the TMF630 `Error`.
     Tmf654,
 }
 
@@ -354,7 +355,7 @@ impl Family {
         if under(camara::PAYMENT_BASE) || under(camara::REFUND_BASE) || under(camara::CHECKOUT_BASE)
         {
             Self::Camara
-        } else if under(tmf654::topups::BASE) {
+        } else if under(tmf654::topups::BASE) || under(tmf620::catalog::BASE) {
             Self::Tmf654
         } else {
             Self::Ocsg

@@ -150,6 +150,17 @@ impl World {
 // ---- reading ---------------------------------------------------------------------------------
 
 #[tokio::test]
+async fn the_routers_own_answers_under_the_catalog_are_tmf_errors() {
+    let w = world().await;
+    let r = w.get(&format!("{BASE}/productOrdering")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let e = r.json();
+    assert_eq!(e["@type"], "Error", "{e}");
+    assert_eq!(e["status"], "404", "{e}");
+    assert_eq!(e["code"], "NOT_FOUND", "{e}");
+}
+
+#[tokio::test]
 async fn every_collection_lists_the_demo_catalog_with_its_counts() {
     let w = world().await;
     for (segment, n) in [
