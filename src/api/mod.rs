@@ -24,6 +24,7 @@ pub mod ocs;
 pub mod openapi;
 pub mod payment;
 pub mod server;
+pub mod tmf639;
 pub mod tmf654;
 
 #[cfg(test)]
@@ -228,6 +229,7 @@ pub fn routes() -> Vec<Route> {
     ];
     routes.extend(camara::routes());
     routes.extend(tmf654::routes());
+    routes.extend(tmf639::routes());
     routes
 }
 

@@ -8,6 +8,7 @@
 //! camara-refund      /carrier-billing-refund/v0.3/...           ErrorInfo
 //! camara-checkout    /carrier-billing-checkout/v0/purchases...  ErrorInfo
 //! tmf654             /tmf-api/prepayBalanceManagement/v4/...    TmfError
+//! tmf639             /tmf-api/resourceInventoryManagement/v4/... TmfError
 //! admin              /metrics, /admin/...                       ErrorBody
 //! operations         /health/..., /openapi.json                 Health (the readiness 503)
 //! ```
@@ -43,7 +44,9 @@ use super::error::ErrorBody;
             x-correlator echoed.\n\
             - TMF654 Prepay Balance Management v4 (tag `tmf654`): top-ups and balance \
             sufficiency. Errors: TMF `TmfError` {code, reason, message, status, @type}, code the \
-            Diameter Result-Code when the OCS gave one.\n\n\
+            Diameter Result-Code when the OCS gave one.\n\
+            - TMF639 Resource Inventory Management v4 (tag `tmf639`): MSISDNs and SIMs offered \
+            at checkout, held for a cart and assigned to an order. Errors: TMF `TmfError`.\n\n\
             And the gateway's own endpoints: `admin` (metrics, stored records; admin \
             applications; errors as OCSG `ErrorBody`) and `operations` (health, this document; \
             no authentication; the readiness probe's 503 is its `Health` body)."
@@ -118,6 +121,14 @@ pub const FAMILIES: &[Family] = &[
         error_schema: "TmfError",
     },
     Family {
+        tag: "tmf639",
+        description: "TMF639 Resource Inventory Management v4: the MSISDNs and SIMs (ICCIDs) \
+            offered at checkout, listed in a random order, held for a cart (PATCH \
+            resourceStatus reserved / available), assigned to an order. Errors: TMF Error \
+            bodies (TmfError).",
+        error_schema: "TmfError",
+    },
+    Family {
         tag: "admin",
         description: "Metrics and stored records (disputes); admin applications only. Errors: \
             the OCSG ErrorBody (SVC0001, SVC0002, POL0001).",
@@ -137,6 +148,7 @@ pub fn document() -> Doc {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::camara::openapi());
     doc.merge(super::tmf654::Tmf654Doc::openapi());
+    doc.merge(super::tmf639::Tmf639Doc::openapi());
     doc.tags = Some(
         FAMILIES
             .iter()
@@ -346,6 +358,8 @@ mod tests {
             ("camara-checkout", "ErrorInfo")
         } else if path.starts_with("/tmf-api/prepayBalanceManagement/") {
             ("tmf654", "TmfError")
+        } else if path.starts_with("/tmf-api/resourceInventoryManagement/") {
+            ("tmf639", "TmfError")
         } else if path.starts_with("/admin/") || path == "/metrics" {
             ("admin", "ErrorBody")
         } else if path == "/health" {

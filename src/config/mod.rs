@@ -6,6 +6,7 @@
 //! `GATEWAY__DIAMETER__TIMERS__WATCHDOG_INTERVAL=10s`. Lists of plain values are comma-separated
 //! (`GATEWAY__DIAMETER__HOST_IP_ADDRESSES=10.0.0.1,10.0.0.2`); peers are configured in the file.
 
+pub mod inventory;
 pub mod notifications;
 pub mod postgres;
 pub mod service;
@@ -46,6 +47,8 @@ pub struct GatewayConfig {
     pub cluster: ClusterConfig,
     #[serde(default)]
     pub notifications: notifications::NotificationsConfig,
+    #[serde(default)]
+    pub inventory: inventory::InventoryConfig,
     /// Applications allowed to call the REST API.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
@@ -447,6 +450,7 @@ impl GatewayConfig {
                 return Err(bad(key("weight"), "must be above zero"));
             }
         }
+        self.inventory.validate()?;
         service::validate_service(self)
     }
 
