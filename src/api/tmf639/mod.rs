@@ -231,15 +231,15 @@ fn render(r: &InventoryRow, caller: &Caller, now_ms: i64) -> Result<Resource, Tm
             },
         });
     }
-    // The holder, to its own application (and administrators) only.
-    let own = r.holder.as_deref().and_then(|h| {
-        if caller.0.is_admin() {
-            Some(h.to_string())
-        } else {
-            h.strip_prefix(&format!("{}/", caller.id()))
-                .map(str::to_string)
-        }
-    });
+    // The holder, to its own application (the cart's id) and administrators (`<app>/<cart>`
+    // of another application's cart) only.
+    let own =
+        r.holder
+            .as_deref()
+            .and_then(|h| match h.strip_prefix(&format!("{}/", caller.id())) {
+                Some(cart) => Some(cart.to_string()),
+                None => caller.0.is_admin().then(|| h.to_string()),
+            });
     let mut related_party = Vec::new();
     let mut note = Vec::new();
     if status != InventoryStatus::Available || r.status == InventoryStatus::Active {
@@ -820,7 +820,8 @@ impl Modify for TmfErrors {
 }
 
 /// Imports the `[inventory] file` pool when the inventory is empty (`gateway serve` at
-/// start); how many were imported (0: the inventory had resources, or no file is set).
+/// start); how many were imported (0: the inventory had resources, no file is set, or the
+/// file does not exist: a warning). A file that does not parse is an error.
 pub async fn load_pool(
     store: &Store,
     cfg: &crate::config::inventory::InventoryConfig,
@@ -836,6 +837,11 @@ pub async fn load_pool(
         .await
         .map_err(|e| format!("inventory: {e}"))?;
     if total > 0 {
+        return Ok(0);
+    }
+    // A checkout without the demo pool (a copy of conf/gateway.toml alone) still serves.
+    if !path.exists() {
+        tracing::warn!(file = %path.display(), "inventory.file not found: no pool imported");
         return Ok(0);
     }
     import::import_file(store, path)

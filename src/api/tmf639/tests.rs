@@ -449,6 +449,16 @@ async fn reserve_conflict_release_and_assign() {
         .await;
     assert_eq!(seen.json()["resourceStatus"], "reserved");
     assert!(seen.json().get("relatedParty").is_none());
+    // An administrator sees whose cart it is.
+    let seen = w
+        .call(
+            Method::GET,
+            &format!("{RESOURCES}/{id}"),
+            Some("k-ops"),
+            None,
+        )
+        .await;
+    assert_eq!(seen.json()["relatedParty"][0]["id"], "shop/cart-1");
     // The same cart again: renewed (200). Release by another cart: 409; by the holder: 200.
     assert_eq!(
         w.patch(id, "k-shop", reserve("cart-1")).await.status,
