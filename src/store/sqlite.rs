@@ -1560,6 +1560,32 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION);
     }
 
+    /// A file as version 4 (before the inventory) wrote it is migrated: it keeps its events
+    /// and takes inventory rows.
+    #[test]
+    fn a_version_4_file_is_migrated_and_takes_inventory() {
+        let dir = TempDir::new("v4");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let e = conformance::event("ev-1", Some("pay-1"), "https://a.example/hook", 1);
+        {
+            let mut b = SqliteBackend::open(&dir.0).unwrap();
+            b.apply(&[Write::Event(e.clone())]).unwrap();
+            b.conn
+                .execute_batch("DROP TABLE inventory; PRAGMA user_version = 4;")
+                .unwrap();
+        }
+        let mut b = SqliteBackend::open(&dir.0).unwrap();
+        assert_eq!(b.event("ev-1").unwrap(), Some(e));
+        let n = conformance::number("MSISDN", "34600000001", false);
+        b.apply(&[Write::ImportInventory(n.clone())]).unwrap();
+        assert_eq!(b.inventory(&n.id).unwrap(), Some(n));
+        let version: i64 = b
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
     #[test]
     fn a_corrupt_event_is_an_error_naming_it() {
         let dir = TempDir::new("corrupt-event");
