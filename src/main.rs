@@ -40,6 +40,8 @@ enum Command {
     /// supports and the configuration it needs. Exit code 0: every mandatory step passed; 1:
     /// one failed; 2: the run could not start.
     Conformance(cli::conformance::ConformanceArgs),
+    /// The TMF639 resource inventory: `inventory import FILE` loads MSISDNs and ICCIDs.
+    Inventory(cli::inventory::InventoryArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Reset(args) => cli::reset::run(args),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(cli::bench::run(args))),
         Command::Catalog(args) => runtime().and_then(|rt| rt.block_on(cli::catalog::run(args))),
+        Command::Inventory(args) => runtime().and_then(|rt| rt.block_on(cli::inventory::run(args))),
         Command::Conformance(_) => Ok(String::new()),
     };
     match result {

@@ -25,6 +25,7 @@ pub mod openapi;
 pub mod payment;
 pub mod server;
 pub mod tmf620;
+pub mod tmf639;
 pub mod tmf654;
 
 #[cfg(test)]
@@ -230,6 +231,7 @@ pub fn routes() -> Vec<Route> {
     routes.extend(camara::routes());
     routes.extend(tmf654::routes());
     routes.extend(tmf620::routes());
+    routes.extend(tmf639::routes());
     routes
 }
 
@@ -341,8 +343,8 @@ enum Family {
     Ocsg,
     /// Carrier Billing, Carrier Billing Refund and Carrier Billing Checkout: CAMARA `ErrorInfo`.
     Camara,
-    /// `/tmf-api/prepayBalanceManagement/...` and `/tmf-api/productCatalogManagement/...`:
-    /// the TMF630 `Error`.
+    /// `/tmf-api/prepayBalanceManagement/...`, `/tmf-api/productCatalogManagement/...` and
+    /// `/tmf-api/resourceInventoryManagement/...`: the TMF630 `Error`.
     Tmf654,
 }
 
@@ -355,7 +357,8 @@ impl Family {
         if under(camara::PAYMENT_BASE) || under(camara::REFUND_BASE) || under(camara::CHECKOUT_BASE)
         {
             Self::Camara
-        } else if under(tmf654::topups::BASE) || under(tmf620::catalog::BASE) {
+        } else if under(tmf654::topups::BASE) || under(tmf620::catalog::BASE) || under(tmf639::BASE)
+        {
             Self::Tmf654
         } else {
             Self::Ocsg

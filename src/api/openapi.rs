@@ -9,6 +9,7 @@
 //! camara-checkout    /carrier-billing-checkout/v0/purchases...  ErrorInfo
 //! tmf654             /tmf-api/prepayBalanceManagement/v4/...    TmfError
 //! tmf620             /tmf-api/productCatalogManagement/v4/...   TmfError (read only)
+//! tmf639             /tmf-api/resourceInventoryManagement/v4/... TmfError
 //! admin              /metrics, /admin/...                       ErrorBody
 //! operations         /health/..., /openapi.json                 Health (the readiness 503)
 //! ```
@@ -48,6 +49,8 @@ use super::error::ErrorBody;
             - TMF620 Product Catalog Management v4, read side (tag `tmf620`): offerings, \
             prices, categories, specifications imported from a file; any authenticated \
             application reads. Errors: `TmfError`.\n\n\
+            - TMF639 Resource Inventory Management v4 (tag `tmf639`): MSISDNs and SIMs offered \
+            at checkout, held for a cart and assigned to an order. Errors: TMF `TmfError`.\n\n\
             And the gateway's own endpoints: `admin` (metrics, stored records; admin \
             applications; errors as OCSG `ErrorBody`) and `operations` (health, this document; \
             no authentication; the readiness probe's 503 is its `Health` body)."
@@ -130,6 +133,14 @@ pub const FAMILIES: &[Family] = &[
         error_schema: "TmfError",
     },
     Family {
+        tag: "tmf639",
+        description: "TMF639 Resource Inventory Management v4: the MSISDNs and SIMs (ICCIDs) \
+            offered at checkout, listed in a random order, held for a cart (PATCH \
+            resourceStatus reserved / available), assigned to an order. Errors: TMF Error \
+            bodies (TmfError).",
+        error_schema: "TmfError",
+    },
+    Family {
         tag: "admin",
         description: "Metrics and stored records (disputes); admin applications only. Errors: \
             the OCSG ErrorBody (SVC0001, SVC0002, POL0001).",
@@ -150,6 +161,7 @@ pub fn document() -> Doc {
     doc.merge(super::camara::openapi());
     doc.merge(super::tmf654::Tmf654Doc::openapi());
     doc.merge(super::tmf620::Tmf620Doc::openapi());
+    doc.merge(super::tmf639::Tmf639Doc::openapi());
     doc.tags = Some(
         FAMILIES
             .iter()
@@ -361,6 +373,8 @@ mod tests {
             ("tmf654", "TmfError")
         } else if path.starts_with("/tmf-api/productCatalogManagement/") {
             ("tmf620", "TmfError")
+        } else if path.starts_with("/tmf-api/resourceInventoryManagement/") {
+            ("tmf639", "TmfError")
         } else if path.starts_with("/admin/") || path == "/metrics" {
             ("admin", "ErrorBody")
         } else if path == "/health" {

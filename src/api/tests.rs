@@ -972,6 +972,15 @@ impl Backend for BrokenDisk {
     fn due_events(&mut self, _: i64, _: usize) -> Result<Vec<crate::store::EventRow>, StoreError> {
         Ok(vec![])
     }
+    fn inventory(&mut self, _: &str) -> Result<Option<crate::store::InventoryRow>, StoreError> {
+        Err(StoreError("disk full".into()))
+    }
+    fn inventory_list(
+        &mut self,
+        _: &crate::store::InventoryFilter,
+    ) -> Result<(Vec<crate::store::InventoryRow>, usize), StoreError> {
+        Err(StoreError("disk full".into()))
+    }
 }
 
 #[tokio::test]

@@ -58,6 +58,18 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
     }
     let metrics = api::install_metrics();
     let gw = Gateway::start(cfg, None).await?;
+    // TMF639: the demo (or operator's) pool, when `[inventory] file` is set and the
+    // inventory is empty.
+    match api::tmf639::load_pool(&gw.store, &gw.config.inventory).await {
+        Ok(0) => {}
+        Ok(n) => {
+            info!(resources = n, file = %gw.config.inventory.file.display(), "inventory pool imported")
+        }
+        Err(e) => {
+            gw.shutdown().await;
+            return Err(e);
+        }
+    }
     if !gw.wait_ready(Duration::from_secs(10)).await {
         warn!("no OCS peer is open yet: /health/ready answers 503 until one is");
     }
@@ -101,7 +113,9 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
     // and their events recorded, every 5 s (aborted once the REST server has stopped: an
     // operation cut there is resolved by the next pass, here or on another instance).
     let recovery = api::camara::events::spawn_recovery(state.clone(), Duration::from_secs(5));
-    let app = api::router(state, &http);
+    let app = api::router(state, &http).layer(axum::Extension(api::tmf639::Settings::from(
+        &gw.config.inventory,
+    )));
     let listener = tokio::net::TcpListener::bind(&http.listen)
         .await
         .map_err(|e| format!("http.listen {}: {e}", http.listen))?;

@@ -7,6 +7,7 @@
 //! (`GATEWAY__DIAMETER__HOST_IP_ADDRESSES=10.0.0.1,10.0.0.2`); peers are configured in the file.
 
 pub mod catalog;
+pub mod inventory;
 pub mod notifications;
 pub mod postgres;
 pub mod service;
@@ -49,6 +50,7 @@ pub struct GatewayConfig {
     pub notifications: notifications::NotificationsConfig,
     #[serde(default)]
     pub catalog: catalog::CatalogConfig,
+    pub inventory: inventory::InventoryConfig,
     /// Applications allowed to call the REST API.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
@@ -451,6 +453,7 @@ impl GatewayConfig {
                 return Err(bad(key("weight"), "must be above zero"));
             }
         }
+        self.inventory.validate()?;
         service::validate_service(self)
     }
 

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 
 use super::{
-    Backend, Begun, EventFilter, EventRow, EventState, Lease, OpState, OperationFilter,
-    OperationRow, ReservationRow, ReservationState, ResourceFilter, ResourceRow, StoreError, Write,
-    Written,
+    Backend, Begun, EventFilter, EventRow, EventState, InventoryFilter, InventoryRow,
+    InventoryStatus, Lease, OpState, OperationFilter, OperationRow, ReservationRow,
+    ReservationState, ResourceFilter, ResourceRow, StoreError, Write, Written,
 };
 
 #[derive(Debug, Default)]
@@ -21,6 +21,7 @@ pub struct MemoryBackend {
     events: HashMap<String, EventRow>,
     /// Events in the order first written (for the per-resource order of delivery).
     event_order: Vec<String>,
+    inventory: HashMap<String, InventoryRow>,
 }
 
 impl MemoryBackend {
@@ -42,6 +43,29 @@ impl MemoryBackend {
         }
         self.put(op);
         Begun::Inserted
+    }
+
+    fn import_inventory(&mut self, row: &InventoryRow) -> Result<(), StoreError> {
+        if let Some(other) = self
+            .inventory
+            .values()
+            .find(|r| r.id != row.id && r.category == row.category && r.value == row.value)
+        {
+            return Err(StoreError(format!(
+                "inventory {} {} is resource {:?} already",
+                row.category, row.value, other.id
+            )));
+        }
+        match self.inventory.get_mut(&row.id) {
+            Some(existing) => {
+                existing.body = row.body.clone();
+                existing.updated_ms = row.updated_ms;
+            }
+            None => {
+                self.inventory.insert(row.id.clone(), row.clone());
+            }
+        }
+        Ok(())
     }
 
     /// Writes `op` in place of the row with its id, keeping the key index exact.
@@ -155,6 +179,82 @@ impl Backend for MemoryBackend {
                                     .is_none_or(|l| !l.held_by_other(&lease.owner, *now_ms)) =>
                         {
                             e.lease = Some(lease.clone());
+                            true
+                        }
+                        _ => false,
+                    };
+                    Written::Won(won)
+                }
+                Write::ImportInventory(row) => {
+                    self.import_inventory(row)?;
+                    Written::Done
+                }
+                Write::Reserve {
+                    id,
+                    holder,
+                    until_ms,
+                    now_ms,
+                } => {
+                    let won = match self.inventory.get_mut(id) {
+                        Some(r)
+                            if r.status == InventoryStatus::Available
+                                || (r.status == InventoryStatus::Reserved
+                                    && (r.holder.as_deref() == Some(holder.as_str())
+                                        || r.hold_until_ms.is_none_or(|t| t <= *now_ms))) =>
+                        {
+                            r.status = InventoryStatus::Reserved;
+                            r.holder = Some(holder.clone());
+                            r.hold_until_ms = Some(*until_ms);
+                            r.updated_ms = *now_ms;
+                            true
+                        }
+                        _ => false,
+                    };
+                    Written::Won(won)
+                }
+                Write::Assign { id, holder, now_ms } => {
+                    let won = match self.inventory.get_mut(id) {
+                        Some(r)
+                            if r.holder.as_deref() == Some(holder.as_str())
+                                && (r.status == InventoryStatus::Assigned
+                                    || (r.status == InventoryStatus::Reserved
+                                        && r.hold_until_ms.is_some_and(|t| t > *now_ms))) =>
+                        {
+                            r.status = InventoryStatus::Assigned;
+                            r.hold_until_ms = None;
+                            r.updated_ms = *now_ms;
+                            true
+                        }
+                        _ => false,
+                    };
+                    Written::Won(won)
+                }
+                Write::Release { id, holder, now_ms } => {
+                    let won = match self.inventory.get_mut(id) {
+                        Some(r)
+                            if r.status == InventoryStatus::Reserved
+                                && r.holder.as_deref() == Some(holder.as_str()) =>
+                        {
+                            r.status = InventoryStatus::Available;
+                            r.holder = None;
+                            r.hold_until_ms = None;
+                            r.updated_ms = *now_ms;
+                            true
+                        }
+                        _ => false,
+                    };
+                    Written::Won(won)
+                }
+                Write::Activate { id, holder, now_ms } => {
+                    let won = match self.inventory.get_mut(id) {
+                        Some(r)
+                            if r.status == InventoryStatus::PortingIn
+                                || (r.status == InventoryStatus::Active
+                                    && r.holder.as_deref() == Some(holder.as_str())) =>
+                        {
+                            r.status = InventoryStatus::Active;
+                            r.holder = Some(holder.clone());
+                            r.updated_ms = *now_ms;
                             true
                         }
                         _ => false,
@@ -289,6 +389,30 @@ impl Backend for MemoryBackend {
         Ok((v.into_iter().take(limit).cloned().collect(), total))
     }
 
+    fn inventory(&mut self, id: &str) -> Result<Option<InventoryRow>, StoreError> {
+        Ok(self.inventory.get(id).cloned())
+    }
+
+    fn inventory_list(
+        &mut self,
+        f: &InventoryFilter,
+    ) -> Result<(Vec<InventoryRow>, usize), StoreError> {
+        let mut v: Vec<&InventoryRow> = self
+            .inventory
+            .values()
+            .filter(|r| f.category.as_ref().is_none_or(|c| *c == r.category))
+            .filter(|r| f.status.is_none_or(|s| s == r.status_at(f.now_ms)))
+            .filter(|r| f.pattern.as_ref().is_none_or(|p| like(p, &r.value)))
+            .collect();
+        v.sort_by(|a, b| a.category.cmp(&b.category).then(a.value.cmp(&b.value)));
+        let total = v.len();
+        let limit = if f.limit == 0 { usize::MAX } else { f.limit };
+        Ok((
+            v.into_iter().skip(f.offset).take(limit).cloned().collect(),
+            total,
+        ))
+    }
+
     fn due_events(&mut self, now_ms: i64, limit: usize) -> Result<Vec<EventRow>, StoreError> {
         let mut out = Vec::new();
         // The (resource, url) pairs that already have an older pending event.
@@ -312,6 +436,21 @@ impl Backend for MemoryBackend {
         }
         Ok(out)
     }
+}
+
+/// SQL LIKE without an escape character: `%` any run, `_` one character, the rest literal.
+fn like(pattern: &str, value: &str) -> bool {
+    fn go(p: &[char], v: &[char]) -> bool {
+        match p.split_first() {
+            None => v.is_empty(),
+            Some(('%', rest)) => (0..=v.len()).any(|i| v.get(i..).is_some_and(|t| go(rest, t))),
+            Some(('_', rest)) => v.split_first().is_some_and(|(_, t)| go(rest, t)),
+            Some((c, rest)) => v.split_first().is_some_and(|(d, t)| c == d && go(rest, t)),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let v: Vec<char> = value.chars().collect();
+    go(&p, &v)
 }
 
 /// Shared tests every backend must pass: call them from each backend's tests.
@@ -1204,6 +1343,238 @@ pub(crate) mod conformance {
         assert_eq!(b.operation("again").unwrap(), None);
     }
 
+    pub fn number(category: &str, value: &str, ported_in: bool) -> InventoryRow {
+        InventoryRow {
+            id: format!("{}-{value}", category.to_ascii_lowercase()),
+            category: category.into(),
+            value: value.into(),
+            status: if ported_in {
+                InventoryStatus::PortingIn
+            } else {
+                InventoryStatus::Available
+            },
+            holder: None,
+            hold_until_ms: None,
+            ported_in,
+            body: r#"{"tier":"gold \u00e9"}"#.into(),
+            created_ms: 1,
+            updated_ms: 1,
+        }
+    }
+
+    /// The inventory: import (idempotent: a re-import keeps holds), reserve (free, own,
+    /// expired), assign, release, activate, the listing's filters and paging.
+    pub fn inventory(b: &mut impl Backend) {
+        let a = number("MSISDN", "34600000777", false);
+        let c = number("MSISDN", "34600000001", false);
+        let p = number("MSISDN", "34600000002", true);
+        let sim = number("ICCID", "8934071234567890123", false);
+        let out = b
+            .apply(&[
+                Write::ImportInventory(a.clone()),
+                Write::ImportInventory(c.clone()),
+                Write::ImportInventory(p.clone()),
+                Write::ImportInventory(sim.clone()),
+            ])
+            .unwrap();
+        assert_eq!(out, vec![Written::Done; 4]);
+        assert_eq!(b.inventory(&a.id).unwrap(), Some(a.clone()));
+        assert_eq!(b.inventory("msisdn-0").unwrap(), None);
+        let w = |b: &mut dyn FnMut(Write) -> bool, w: Write| b(w);
+        let mut won_ = |x: Write| won(b, x);
+        let reserve = |id: &str, holder: &str, until: i64, now: i64| Write::Reserve {
+            id: id.into(),
+            holder: holder.into(),
+            until_ms: until,
+            now_ms: now,
+        };
+        // Free: taken; another holder: refused; the same holder: renewed.
+        assert!(w(&mut won_, reserve(&a.id, "cart-1", 100, 10)));
+        assert!(!w(&mut won_, reserve(&a.id, "cart-2", 200, 20)));
+        assert!(w(&mut won_, reserve(&a.id, "cart-1", 150, 30)));
+        // Expired (at 150): another holder takes it.
+        assert!(!w(&mut won_, reserve(&a.id, "cart-2", 300, 149)));
+        assert!(w(&mut won_, reserve(&a.id, "cart-2", 300, 150)));
+        // Not imported, ported in: refused.
+        assert!(!w(&mut won_, reserve("msisdn-9", "cart-1", 100, 10)));
+        assert!(!w(&mut won_, reserve(&p.id, "cart-1", 100, 10)));
+        // Release only by the holder.
+        let release = |id: &str, holder: &str| Write::Release {
+            id: id.into(),
+            holder: holder.into(),
+            now_ms: 160,
+        };
+        assert!(!w(&mut won_, release(&a.id, "cart-1")));
+        assert!(w(&mut won_, release(&a.id, "cart-2")));
+        assert!(!w(&mut won_, release(&a.id, "cart-2")));
+        // Assign: only the holder, within the hold; again by it: still won.
+        let assign = |id: &str, holder: &str, now: i64| Write::Assign {
+            id: id.into(),
+            holder: holder.into(),
+            now_ms: now,
+        };
+        assert!(!w(&mut won_, assign(&a.id, "cart-3", 170)));
+        assert!(w(&mut won_, reserve(&a.id, "cart-3", 400, 170)));
+        assert!(!w(&mut won_, assign(&a.id, "cart-4", 180)));
+        assert!(!w(&mut won_, assign(&a.id, "cart-3", 400)));
+        assert!(w(&mut won_, assign(&a.id, "cart-3", 399)));
+        assert!(w(&mut won_, assign(&a.id, "cart-3", 500)));
+        // Assigned: nobody reserves or releases it, even long after.
+        assert!(!w(&mut won_, reserve(&a.id, "cart-5", 9_000, 8_000)));
+        assert!(!w(&mut won_, release(&a.id, "cart-3")));
+        // A hold that ran out cannot be assigned.
+        assert!(w(&mut won_, reserve(&c.id, "cart-6", 200, 100)));
+        assert!(!w(&mut won_, assign(&c.id, "cart-6", 200)));
+        // Ported in: activated once, for its holder.
+        let activate = |id: &str, holder: &str| Write::Activate {
+            id: id.into(),
+            holder: holder.into(),
+            now_ms: 600,
+        };
+        assert!(!w(&mut won_, activate(&a.id, "order-1")));
+        assert!(w(&mut won_, activate(&p.id, "order-1")));
+        assert!(w(&mut won_, activate(&p.id, "order-1")));
+        assert!(!w(&mut won_, activate(&p.id, "order-2")));
+        let got = b.inventory(&a.id).unwrap().unwrap();
+        assert_eq!(got.status, InventoryStatus::Assigned);
+        assert_eq!(got.holder.as_deref(), Some("cart-3"));
+        assert_eq!(got.hold_until_ms, None);
+        assert_eq!(got.updated_ms, 500);
+        let got = b.inventory(&p.id).unwrap().unwrap();
+        assert_eq!(
+            (got.status, got.holder.as_deref()),
+            (InventoryStatus::Active, Some("order-1"))
+        );
+        // A re-import keeps status and holder, takes the new characteristics.
+        assert!(won(b, reserve(&sim.id, "cart-7", 1_000, 700)));
+        let mut again = sim.clone();
+        again.body = r#"{"tier":"silver"}"#.into();
+        again.updated_ms = 800;
+        b.apply(&[
+            Write::ImportInventory(again),
+            Write::ImportInventory(number("MSISDN", "34600000777", false)),
+        ])
+        .unwrap();
+        let got = b.inventory(&sim.id).unwrap().unwrap();
+        assert_eq!(got.status, InventoryStatus::Reserved);
+        assert_eq!(got.holder.as_deref(), Some("cart-7"));
+        assert_eq!(got.hold_until_ms, Some(1_000));
+        assert_eq!(got.body, r#"{"tier":"silver"}"#);
+        assert_eq!(got.updated_ms, 800);
+        assert_eq!(
+            b.inventory(&a.id).unwrap().unwrap().status,
+            InventoryStatus::Assigned
+        );
+        // Listings (by category, then value): c's hold ran out at 200, so it is available.
+        let list = |b: &mut dyn Backend, f: InventoryFilter| {
+            let (rows, total) = b.inventory_list(&f).unwrap();
+            (rows.into_iter().map(|r| r.id).collect::<Vec<_>>(), total)
+        };
+        let f = |category: Option<&str>, status, pattern: Option<&str>| InventoryFilter {
+            category: category.map(Into::into),
+            status,
+            pattern: pattern.map(Into::into),
+            now_ms: 900,
+            ..InventoryFilter::default()
+        };
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            list(b, f(None, None, None)),
+            (
+                s(&[
+                    "iccid-8934071234567890123",
+                    "msisdn-34600000001",
+                    "msisdn-34600000002",
+                    "msisdn-34600000777"
+                ]),
+                4
+            )
+        );
+        assert_eq!(
+            list(b, f(Some("MSISDN"), Some(InventoryStatus::Available), None)),
+            (s(&["msisdn-34600000001"]), 1)
+        );
+        assert_eq!(
+            list(b, f(None, Some(InventoryStatus::Reserved), None)),
+            (s(&["iccid-8934071234567890123"]), 1)
+        );
+        assert_eq!(
+            list(b, f(Some("MSISDN"), None, Some("%777%"))),
+            (s(&["msisdn-34600000777"]), 1)
+        );
+        assert_eq!(
+            list(b, f(Some("MSISDN"), None, Some("346000000_2"))),
+            (s(&["msisdn-34600000002"]), 1)
+        );
+        assert_eq!(list(b, f(Some("ICCID"), None, Some("%777%"))), (s(&[]), 0));
+        let mut page = f(Some("MSISDN"), None, None);
+        page.offset = 1;
+        page.limit = 1;
+        assert_eq!(list(b, page), (s(&["msisdn-34600000002"]), 3));
+        // Past the hold (at 1_000), the reserved SIM lists as available.
+        let mut later = f(None, Some(InventoryStatus::Available), None);
+        later.now_ms = 1_000;
+        assert_eq!(
+            list(b, later),
+            (s(&["iccid-8934071234567890123", "msisdn-34600000001"]), 2)
+        );
+        // One value is one resource: another id for it fails the batch.
+        let mut dup = number("MSISDN", "34600000001", false);
+        dup.id = "other".into();
+        assert!(b.apply(&[Write::ImportInventory(dup)]).is_err());
+        assert_eq!(b.inventory("other").unwrap(), None);
+    }
+
+    /// `holders` holders race through `stores` (standing for gateway instances on one
+    /// database; the holders alternate between them) for ten numbers, every holder trying
+    /// every number: each number is won by exactly one holder, who holds it in the store.
+    pub async fn inventory_race(stores: Vec<Store>, holders: usize) {
+        let first = stores.first().unwrap().clone();
+        let numbers: Vec<InventoryRow> = (0..10)
+            .map(|i| number("MSISDN", &format!("3460010000{i}"), false))
+            .collect();
+        first.import_inventory(numbers.clone()).await.unwrap();
+        let now = super::super::now_ms();
+        let mut tasks = Vec::new();
+        for h in 0..holders {
+            let store = stores[h % stores.len()].clone();
+            let ids: Vec<String> = numbers.iter().map(|n| n.id.clone()).collect();
+            tasks.push(tokio::spawn(async move {
+                let holder = format!("cart-{h}");
+                let mut won = Vec::new();
+                // Each holder tries the numbers from another starting point.
+                for k in 0..ids.len() {
+                    let id = &ids[(h + k) % ids.len()];
+                    if store
+                        .reserve_inventory(id, &holder, now + 60_000, now)
+                        .await
+                        .unwrap()
+                    {
+                        won.push(id.clone());
+                    }
+                }
+                (holder, won)
+            }));
+        }
+        let mut winners: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for t in tasks {
+            let (holder, won) = t.await.unwrap();
+            for id in won {
+                winners.entry(id).or_default().push(holder.clone());
+            }
+        }
+        assert_eq!(winners.len(), 10, "every number won: {winners:?}");
+        for n in &numbers {
+            let w = &winners[&n.id];
+            assert_eq!(w.len(), 1, "{}: won by {w:?}", n.id);
+            for s in &stores {
+                let row = s.inventory(&n.id).await.unwrap().unwrap();
+                assert_eq!(row.status, InventoryStatus::Reserved);
+                assert_eq!(row.holder.as_ref(), Some(&w[0]), "{}", n.id);
+            }
+        }
+    }
+
     pub fn resource(id: &str, kind: &str, state: &str, created: i64) -> ResourceRow {
         ResourceRow {
             id: id.into(),
@@ -1339,6 +1710,23 @@ mod tests {
         conformance::update_moves_indexed_columns(&mut MemoryBackend::default());
         conformance::same_key_twice_in_one_batch(&mut MemoryBackend::default());
         conformance::order_within_a_batch(&mut MemoryBackend::default());
+        conformance::inventory(&mut MemoryBackend::default());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn inventory_race() {
+        conformance::inventory_race(vec![crate::store::Store::memory()], 300).await;
+    }
+
+    #[test]
+    fn like_patterns() {
+        assert!(like("%777%", "34600777001"));
+        assert!(like("%777", "34600000777"));
+        assert!(!like("%777", "34600777001"));
+        assert!(like("3460000000_", "34600000001"));
+        assert!(!like("3460000000_", "346000000012"));
+        assert!(like("%", ""));
+        assert!(!like("_", ""));
     }
 
     #[tokio::test]

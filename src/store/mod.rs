@@ -327,6 +327,106 @@ pub struct EventFilter {
     pub limit: usize,
 }
 
+/// Where a number (MSISDN) or SIM (ICCID) of the resource inventory stands. TMF639 has no
+/// "assigned" status: the REST family renders these as `resourceStatus`, `usageState` and
+/// `administrativeState` (see `api::tmf639`).
+///
+/// ```text
+/// import --> available --Reserve(holder, until)--> reserved --Assign(holder)--> assigned
+///               ^  ^                                 |  |
+///               |  +------- Release(holder) ---------+  |   (a hold that ran out counts as
+///               +------ hold ran out (lazily) ----------+    available to everyone)
+/// import (ported in) --> portingIn --Activate(holder)--> active
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum InventoryStatus {
+    /// Free to be offered and held.
+    Available,
+    /// Held for a cart (`holder`) until `hold_until_ms`; after that anyone may take it.
+    Reserved,
+    /// Given to an order (`holder`) for good.
+    Assigned,
+    /// A number being ported in from another operator (tagged at import): never offered.
+    PortingIn,
+    /// A ported-in number whose port completed, in use by `holder`.
+    Active,
+}
+
+impl InventoryStatus {
+    pub const ALL: [Self; 5] = [
+        Self::Available,
+        Self::Reserved,
+        Self::Assigned,
+        Self::PortingIn,
+        Self::Active,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Available => "available",
+            Self::Reserved => "reserved",
+            Self::Assigned => "assigned",
+            Self::PortingIn => "portingIn",
+            Self::Active => "active",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == s)
+    }
+}
+
+/// One resource of the inventory: an MSISDN or an ICCID.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryRow {
+    /// `msisdn-<digits>`, `iccid-<digits>`: derived from the category and value.
+    pub id: String,
+    /// `MSISDN` or `ICCID`.
+    pub category: String,
+    /// The number or ICCID (digits); unique within the category.
+    pub value: String,
+    pub status: InventoryStatus,
+    /// The cart or order that holds it (reserved, assigned, active).
+    pub holder: Option<String>,
+    /// Until when a reservation holds (ms since the epoch).
+    pub hold_until_ms: Option<i64>,
+    /// Tagged at import as a number ported in from another operator.
+    pub ported_in: bool,
+    /// JSON object of the imported characteristics (`{"tier": "gold"}`).
+    pub body: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+impl InventoryRow {
+    /// The status as anyone sees it at `now_ms`: a reservation that ran out is available.
+    pub fn status_at(&self, now_ms: i64) -> InventoryStatus {
+        match self.status {
+            InventoryStatus::Reserved if self.hold_until_ms.is_none_or(|t| t <= now_ms) => {
+                InventoryStatus::Available
+            }
+            s => s,
+        }
+    }
+}
+
+/// Which inventory resources to list (by category, then value).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InventoryFilter {
+    pub category: Option<String>,
+    /// As seen at `now_ms` ([`InventoryRow::status_at`]): `Available` includes reservations
+    /// that ran out, `Reserved` excludes them.
+    pub status: Option<InventoryStatus>,
+    /// A SQL LIKE pattern on the value (`%` any run, `_` one character; no escape: callers
+    /// pass digits and those two only).
+    pub pattern: Option<String>,
+    pub now_ms: i64,
+    /// Skip this many, then return at most `limit` (0: no limit).
+    pub offset: usize,
+    pub limit: usize,
+}
+
 /// What [`Store::begin`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Begun {
@@ -377,6 +477,40 @@ pub enum Write {
     ClaimEvent {
         id: String,
         lease: Lease,
+        now_ms: i64,
+    },
+    /// Inserts an inventory resource (import); one that exists keeps its status, holder and
+    /// hold (a re-import changes only its characteristics, `body`, and `updated_ms`).
+    ImportInventory(InventoryRow),
+    /// Holds inventory resource `id` for `holder` until `until_ms`: when it is available, its
+    /// reservation ran out before `now_ms`, or `holder` holds it already (the hold is
+    /// renewed). Decided by the database. Answered [`Written::Won`].
+    Reserve {
+        id: String,
+        holder: String,
+        until_ms: i64,
+        now_ms: i64,
+    },
+    /// Assigns inventory resource `id` to `holder` for good: when `holder` reserved it and the
+    /// hold has not run out at `now_ms` (or it is `holder`'s already). Answered
+    /// [`Written::Won`].
+    Assign {
+        id: String,
+        holder: String,
+        now_ms: i64,
+    },
+    /// Makes inventory resource `id` available again, if `holder` holds a reservation of it.
+    /// Answered [`Written::Won`].
+    Release {
+        id: String,
+        holder: String,
+        now_ms: i64,
+    },
+    /// A ported-in number's port completed: `portingIn` -> `active`, in use by `holder` (or
+    /// already `holder`'s). Answered [`Written::Won`].
+    Activate {
+        id: String,
+        holder: String,
         now_ms: i64,
     },
 }
@@ -435,6 +569,13 @@ pub trait Backend: Send + 'static {
     /// free or ran out, and that no older pending event of the same resource and URL
     /// precedes; oldest first.
     fn due_events(&mut self, now_ms: i64, limit: usize) -> Result<Vec<EventRow>, StoreError>;
+    /// The inventory resource `id`.
+    fn inventory(&mut self, id: &str) -> Result<Option<InventoryRow>, StoreError>;
+    /// Inventory resources matching `filter`, by category then value, and how many match.
+    fn inventory_list(
+        &mut self,
+        filter: &InventoryFilter,
+    ) -> Result<(Vec<InventoryRow>, usize), StoreError>;
     /// Called once when the store stops, after its last batch: leaves the storage tidy
     /// (SQLite folds its write-ahead log into the database file). The backend is dropped
     /// right after. An error is reported to whoever stopped the store; nothing is lost by it.
@@ -481,6 +622,8 @@ enum Command {
     OpenReservations(Reply<Vec<ReservationRow>>),
     Resource(String, Reply<Option<ResourceRow>>),
     Resources(ResourceFilter, Reply<(Vec<ResourceRow>, usize)>),
+    Inventory(String, Reply<Option<InventoryRow>>),
+    InventoryList(InventoryFilter, Reply<(Vec<InventoryRow>, usize)>),
     /// Answered once every write queued before it is committed.
     Flush(Reply<()>),
     /// As `Flush`, then the backend is closed and the writer thread ends.
@@ -823,6 +966,89 @@ impl Store {
         self.call(|r| Command::Resources(filter, r)).await
     }
 
+    /// Imports inventory resources in one transaction (see [`Write::ImportInventory`]).
+    pub async fn import_inventory(&self, rows: Vec<InventoryRow>) -> Result<(), StoreError> {
+        self.write_all(rows.into_iter().map(Write::ImportInventory).collect())
+            .await
+            .map(|_| ())
+    }
+
+    /// Holds inventory resource `id` for `holder` (see [`Write::Reserve`]); false when
+    /// someone else holds it, or it is not to be had.
+    pub async fn reserve_inventory(
+        &self,
+        id: &str,
+        holder: &str,
+        until_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.won(Write::Reserve {
+            id: id.to_string(),
+            holder: holder.to_string(),
+            until_ms,
+            now_ms,
+        })
+        .await
+    }
+
+    /// Assigns inventory resource `id` to `holder` (see [`Write::Assign`]).
+    pub async fn assign_inventory(
+        &self,
+        id: &str,
+        holder: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.won(Write::Assign {
+            id: id.to_string(),
+            holder: holder.to_string(),
+            now_ms,
+        })
+        .await
+    }
+
+    /// Releases `holder`'s reservation of inventory resource `id` (see [`Write::Release`]).
+    pub async fn release_inventory(
+        &self,
+        id: &str,
+        holder: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.won(Write::Release {
+            id: id.to_string(),
+            holder: holder.to_string(),
+            now_ms,
+        })
+        .await
+    }
+
+    /// A ported-in number's port completed (see [`Write::Activate`]).
+    pub async fn activate_inventory(
+        &self,
+        id: &str,
+        holder: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.won(Write::Activate {
+            id: id.to_string(),
+            holder: holder.to_string(),
+            now_ms,
+        })
+        .await
+    }
+
+    pub async fn inventory(&self, id: &str) -> Result<Option<InventoryRow>, StoreError> {
+        let id = id.to_string();
+        self.call(|r| Command::Inventory(id, r)).await
+    }
+
+    /// Inventory resources matching `filter` (by category, then value) and the total.
+    pub async fn inventory_list(
+        &self,
+        filter: InventoryFilter,
+    ) -> Result<(Vec<InventoryRow>, usize), StoreError> {
+        self.call(|r| Command::InventoryList(filter, r)).await
+    }
+
     /// Waits until everything written before is committed (shutdown).
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.call(Command::Flush).await
@@ -1008,6 +1234,12 @@ fn serve_read(backend: &mut impl Backend, cmd: Command) {
         }
         Command::Resources(filter, reply) => {
             let _ = reply.send(backend.resources(&filter));
+        }
+        Command::Inventory(id, reply) => {
+            let _ = reply.send(backend.inventory(&id));
+        }
+        Command::InventoryList(filter, reply) => {
+            let _ = reply.send(backend.inventory_list(&filter));
         }
         Command::Flush(reply) => {
             let _ = reply.send(Ok(()));

@@ -15,6 +15,8 @@
 //!   leases             name, owner, until_ms
 //!   events             seq (identity: order first written), id, app, resource, url,
 //!                      headers (JSON text), body, state, next_ms, owner, lease_until_ms, ...
+//!   inventory          id, category, value (unique per category), status, holder,
+//!                      hold_until_ms, ported_in, body (JSON text), ...
 //! ```
 //!
 //! Two round trips per batch, whatever its size. The batch is cut into groups of writes whose
@@ -26,8 +28,9 @@
 //! rows replaced by id), the rows their keys meet (SELECT ... FOR UPDATE: the `Existing`
 //! answers), the updates (one UPDATE ... FROM, RETURNING the ids found, so that a missing one
 //! fails the batch), the reservations, resources and outbox events (one upsert each). A
-//! claim, renewal, reservation step, named lease or event claim is a group of its own (one
-//! statement, answered by the rows it wrote). BEGIN and every group's statements are sent
+//! claim, renewal, reservation step, named lease, event claim, or inventory write (import,
+//! reserve, assign, release, activate) is a group of its own (one statement, answered by the
+//! rows it wrote). BEGIN and every group's statements are sent
 //! before the first answer is read (tokio-postgres pipelines requests in the order they are
 //! first polled); the server runs them in that order. COMMIT is sent once every answer is in
 //! and checked: a 2xx is only ever built on a COMMIT that returned. One case the grouping
@@ -77,20 +80,22 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::{debug, info, warn};
 
 use super::sql::{
-    DROP_LEASE, DUE_EVENTS, EVENT_BY_ID, EVENT_COLUMNS, OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED,
-    RES_BY_ID, RES_OPEN, RESOURCE_BY_ID, RESOURCE_COLUMNS, TAKE_LEASE, event_columns,
-    event_set_excluded, headers_from_json, headers_json, op_columns, where_clause,
+    ACTIVATE_INVENTORY, ASSIGN_INVENTORY, DROP_LEASE, DUE_EVENTS, EVENT_BY_ID, EVENT_COLUMNS,
+    IMPORT_INVENTORY, INVENTORY_BY_ID, INVENTORY_COLUMNS, OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED,
+    RELEASE_INVENTORY, RES_BY_ID, RES_OPEN, RESERVE_INVENTORY, RESOURCE_BY_ID, RESOURCE_COLUMNS,
+    TAKE_LEASE, event_columns, event_set_excluded, headers_from_json, headers_json,
+    inventory_where, op_columns, where_clause,
 };
 use super::{
-    Backend, Begun, EventFilter, EventRow, EventState, Lease, OpState, OperationFilter,
-    OperationRow, ReservationRow, ReservationState, ResourceFilter, ResourceRow, StoreError, Write,
-    Written,
+    Backend, Begun, EventFilter, EventRow, EventState, InventoryFilter, InventoryRow,
+    InventoryStatus, Lease, OpState, OperationFilter, OperationRow, ReservationRow,
+    ReservationState, ResourceFilter, ResourceRow, StoreError, Write, Written,
 };
 use crate::config::postgres::PostgresTarget;
 
 /// The schema version this code writes (`gateway_schema.version`). A database with a higher
 /// one was written by a newer gateway and is refused.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// `gateway_schema.application`: marks the schema as a gateway store.
 pub const APPLICATION: &str = "charging-gateway";
@@ -243,6 +248,24 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     -- listing of a resource's events.
     CREATE INDEX events_resource ON events (resource, url, state, seq);
     CREATE INDEX events_app ON events (app, seq);
+    "#,
+    // Version 4 (the SQLite file's 5): the resource inventory (TMF639: MSISDNs and ICCIDs),
+    // held and assigned by conditional UPDATEs.
+    r#"
+    CREATE TABLE inventory (
+        id             TEXT COLLATE "C" PRIMARY KEY,  -- msisdn-<digits>, iccid-<digits>
+        category       TEXT COLLATE "C" NOT NULL,     -- MSISDN | ICCID
+        value          TEXT COLLATE "C" NOT NULL,
+        status         TEXT NOT NULL,                 -- InventoryStatus::name
+        holder         TEXT,                          -- the cart or order
+        hold_until_ms  BIGINT,
+        ported_in      BOOLEAN NOT NULL,
+        body           TEXT NOT NULL,                 -- JSON: the imported characteristics
+        created_ms     BIGINT NOT NULL,
+        updated_ms     BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX inventory_value ON inventory (category, value);
+    CREATE INDEX inventory_status ON inventory (status, category, value);
     "#,
 ];
 
@@ -398,7 +421,7 @@ const PUT_EVENTS: &str = concat!(
 );
 
 /// The statements every batch may use, prepared when a connection opens.
-const BATCH_STATEMENTS: [&str; 16] = [
+const BATCH_STATEMENTS: [&str; 21] = [
     "BEGIN",
     "COMMIT",
     "ROLLBACK",
@@ -415,6 +438,11 @@ const BATCH_STATEMENTS: [&str; 16] = [
     TAKE_LEASE,
     DROP_LEASE,
     CLAIM_EVENT,
+    IMPORT_INVENTORY,
+    RESERVE_INVENTORY,
+    ASSIGN_INVENTORY,
+    RELEASE_INVENTORY,
+    ACTIVATE_INVENTORY,
 ];
 
 type Param<'a> = &'a (dyn ToSql + Sync);
@@ -876,6 +904,43 @@ impl Backend for PostgresBackend {
             .pop())
     }
 
+    fn inventory(&mut self, id: &str) -> Result<Option<InventoryRow>, StoreError> {
+        Ok(self
+            .read(INVENTORY_BY_ID, &[&id], "query inventory", read_inventory)?
+            .pop())
+    }
+
+    fn inventory_list(
+        &mut self,
+        f: &InventoryFilter,
+    ) -> Result<(Vec<InventoryRow>, usize), StoreError> {
+        let (clause, texts, now) = inventory_where(f, '$');
+        let mut params: Vec<Param<'_>> = texts.iter().map(|t| t as Param<'_>).collect();
+        if let Some(now) = &now {
+            params.push(now);
+        }
+        let count = format!("SELECT count(*) FROM inventory{clause}");
+        let total = self
+            .read(&count, &params, "count inventory", |row, label| {
+                row.try_get::<_, i64>(0)
+                    .map_err(|e| StoreError(format!("{label}: count inventory: {e}")))
+            })?
+            .pop()
+            .unwrap_or(0);
+        let limit = limit(f.limit);
+        let offset = i64::try_from(f.offset).unwrap_or(i64::MAX);
+        params.push(&limit);
+        let l = params.len();
+        params.push(&offset);
+        let sql = format!(
+            "SELECT {INVENTORY_COLUMNS} FROM inventory{clause} \
+             ORDER BY category, value LIMIT ${l} OFFSET ${}",
+            l + 1
+        );
+        let rows = self.read(&sql, &params, "query inventory", read_inventory)?;
+        Ok((rows, usize::try_from(total).unwrap_or(0)))
+    }
+
     fn resources(&mut self, f: &ResourceFilter) -> Result<(Vec<ResourceRow>, usize), StoreError> {
         let mut params: Vec<Param<'_>> = Vec::with_capacity(9);
         let filters: [(&str, Option<Param<'_>>); 7] = [
@@ -1106,7 +1171,12 @@ impl<'a> Group<'a> {
             | Write::Step { .. }
             | Write::TakeLease { .. }
             | Write::DropLease { .. }
-            | Write::ClaimEvent { .. } => false,
+            | Write::ClaimEvent { .. }
+            | Write::ImportInventory(_)
+            | Write::Reserve { .. }
+            | Write::Assign { .. }
+            | Write::Release { .. }
+            | Write::Activate { .. } => false,
         }
     }
 
@@ -1175,7 +1245,12 @@ impl<'a> Group<'a> {
             | Write::Step { .. }
             | Write::TakeLease { .. }
             | Write::DropLease { .. }
-            | Write::ClaimEvent { .. } => self.solo = Some((i, w)),
+            | Write::ClaimEvent { .. }
+            | Write::ImportInventory(_)
+            | Write::Reserve { .. }
+            | Write::Assign { .. }
+            | Write::Release { .. }
+            | Write::Activate { .. } => self.solo = Some((i, w)),
         }
     }
 
@@ -1237,6 +1312,8 @@ struct SoloValues<'a> {
     numbers: Vec<i64>,
     decimals: Vec<Decimal>,
     pending: Option<&'a str>,
+    /// An imported resource's `ported_in`.
+    flag: bool,
 }
 
 impl<'a> SoloValues<'a> {
@@ -1249,6 +1326,7 @@ impl<'a> SoloValues<'a> {
             numbers,
             decimals: Vec::new(),
             pending: None,
+            flag: false,
         };
         Some(match w {
             Write::Claim { id, lease, now_ms } => solo(
@@ -1298,7 +1376,37 @@ impl<'a> SoloValues<'a> {
                 ],
                 decimals: vec![r.reserved, r.charged],
                 pending: r.pending.as_deref(),
+                flag: false,
             },
+            Write::ImportInventory(r) => Self {
+                flag: r.ported_in,
+                ..solo(
+                    IMPORT_INVENTORY,
+                    false,
+                    vec![&r.id, &r.category, &r.value, r.status.name(), &r.body],
+                    vec![r.created_ms, r.updated_ms],
+                )
+            },
+            Write::Reserve {
+                id,
+                holder,
+                until_ms,
+                now_ms,
+            } => solo(
+                RESERVE_INVENTORY,
+                true,
+                vec![holder, id],
+                vec![*until_ms, *now_ms],
+            ),
+            Write::Assign { id, holder, now_ms } => {
+                solo(ASSIGN_INVENTORY, true, vec![id, holder], vec![*now_ms])
+            }
+            Write::Release { id, holder, now_ms } => {
+                solo(RELEASE_INVENTORY, true, vec![id, holder], vec![*now_ms])
+            }
+            Write::Activate { id, holder, now_ms } => {
+                solo(ACTIVATE_INVENTORY, true, vec![holder, id], vec![*now_ms])
+            }
             Write::Begin(_)
             | Write::Update(_)
             | Write::Reservation(_)
@@ -1331,6 +1439,14 @@ impl<'a> SoloValues<'a> {
             CLAIM_OP | TAKE_LEASE | CLAIM_EVENT => vec![t(0), t(1), n(0), n(1)],
             RENEW_OPS => vec![t(0), n(0)],
             DROP_LEASE => vec![t(0), t(1)],
+            // id, category, value, status, ported_in, body, created, updated
+            IMPORT_INVENTORY => vec![t(0), t(1), t(2), t(3), &self.flag, t(4), n(0), n(1)],
+            // holder, until, now, id
+            RESERVE_INVENTORY => vec![t(0), n(0), n(1), t(1)],
+            // now, id, holder
+            ASSIGN_INVENTORY | RELEASE_INVENTORY => vec![n(0), t(0), t(1)],
+            // now, holder, id
+            ACTIVATE_INVENTORY => vec![n(0), t(0), t(1)],
             // id, app, session_id, subscriber, currency, reserved, charged, last, state,
             // expires, created, updated, pending, expected
             _ => vec![
@@ -2178,6 +2294,32 @@ fn read_resource(row: &Row, label: &str) -> Result<ResourceRow, StoreError> {
     })
 }
 
+fn read_inventory(row: &Row, label: &str) -> Result<InventoryRow, StoreError> {
+    let id: Option<String> = row.try_get(0).ok();
+    let which = || match &id {
+        Some(id) => format!("{label}: inventory resource {id:?}"),
+        None => format!("{label}: an inventory row"),
+    };
+    let status: String = column(row, 3, "status", &which)?;
+    Ok(InventoryRow {
+        id: column(row, 0, "id", &which)?,
+        category: column(row, 1, "category", &which)?,
+        value: column(row, 2, "value", &which)?,
+        status: InventoryStatus::from_name(&status).ok_or_else(|| {
+            StoreError(format!(
+                "{}: column status: unknown status {status:?}",
+                which()
+            ))
+        })?,
+        holder: column(row, 4, "holder", &which)?,
+        hold_until_ms: column(row, 5, "hold_until_ms", &which)?,
+        ported_in: column(row, 6, "ported_in", &which)?,
+        body: column(row, 7, "body", &which)?,
+        created_ms: column(row, 8, "created_ms", &which)?,
+        updated_ms: column(row, 9, "updated_ms", &which)?,
+    })
+}
+
 fn read_event(row: &Row, label: &str) -> Result<EventRow, StoreError> {
     let id: Option<String> = row.try_get::<_, Option<String>>(0).ok().flatten();
     let which = || match &id {
@@ -2614,6 +2756,87 @@ mod tests {
             Store::start_opening(move || PostgresBackend::open(&config), "postgres", settings)
                 .unwrap();
         conformance::concurrent_callers(store).await;
+    }
+
+    #[test]
+    fn inventory_conformance() {
+        let Some((_server, config, _)) = database("inventory") else {
+            return;
+        };
+        conformance::inventory(&mut PostgresBackend::open(&config).unwrap());
+    }
+
+    /// 300 holders racing for ten numbers through two stores, each its own writer thread
+    /// and connection (two gateway instances) on one database: the database decides.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn inventory_race_between_two_instances() {
+        let Some((_server, config, _)) = database("inventory_race") else {
+            return;
+        };
+        let settings = || StoreSettings {
+            max_batch: 64,
+            ..StoreSettings::default()
+        };
+        let c2 = config.clone();
+        let a = Store::start_opening(
+            move || PostgresBackend::open(&config),
+            "postgres",
+            settings(),
+        )
+        .unwrap();
+        let b = Store::start_opening(move || PostgresBackend::open(&c2), "postgres", settings())
+            .unwrap();
+        conformance::inventory_race(vec![a, b], 300).await;
+    }
+
+    /// A database as version 3 (before the inventory) is migrated and takes inventory rows.
+    #[test]
+    fn a_version_3_database_is_migrated_and_takes_inventory() {
+        let Some((_server, config, _)) = database("v3") else {
+            return;
+        };
+        let mut c = admin(&config);
+        for step in &MIGRATIONS[..3] {
+            c.batch_execute(step).unwrap();
+        }
+        c.execute(
+            "INSERT INTO gateway_schema (application, version) VALUES ($1, 3)",
+            &[&APPLICATION],
+        )
+        .unwrap();
+        drop(c);
+        let mut b = PostgresBackend::open(&config).unwrap();
+        let n = conformance::number("ICCID", "8934071234567890123", false);
+        b.apply(&[Write::ImportInventory(n.clone())]).unwrap();
+        assert_eq!(b.inventory(&n.id).unwrap(), Some(n));
+        let v: i32 = admin(&config)
+            .query_one("SELECT version FROM gateway_schema", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_corrupt_inventory_row_is_an_error_naming_it() {
+        let Some((_server, config, _)) = database("corrupt_inventory") else {
+            return;
+        };
+        let mut b = PostgresBackend::open(&config).unwrap();
+        b.apply(&[Write::ImportInventory(conformance::number(
+            "MSISDN",
+            "34600000001",
+            false,
+        ))])
+        .unwrap();
+        admin(&config)
+            .batch_execute("UPDATE inventory SET status = 'lost?'")
+            .unwrap();
+        let err = b.inventory("msisdn-34600000001").unwrap_err();
+        assert!(
+            err.0.contains("\"msisdn-34600000001\"") && err.0.contains("lost?"),
+            "{err}"
+        );
+        assert!(b.inventory_list(&InventoryFilter::default()).is_err());
     }
 
     /// A database as version 1 (before leases) wrote it is migrated and keeps its rows; the

@@ -147,6 +147,90 @@ pub(super) const DUE_EVENTS: &str = concat!(
     ORDER BY e.seq LIMIT $2"
 );
 
+/// The columns an [`InventoryRow`](super::InventoryRow) is read from, in its order.
+pub(super) const INVENTORY_COLUMNS: &str = "id, category, value, status, holder, \
+    hold_until_ms, ported_in, body, created_ms, updated_ms";
+
+pub(super) const INVENTORY_BY_ID: &str = "SELECT id, category, value, status, holder, \
+    hold_until_ms, ported_in, body, created_ms, updated_ms FROM inventory WHERE id = $1";
+
+/// An imported resource (id, category, value, status, ported_in, body, created, updated):
+/// one that exists keeps its status, holder and hold, and takes the new characteristics.
+pub(super) const IMPORT_INVENTORY: &str = "INSERT INTO inventory (id, category, value, status, \
+    holder, hold_until_ms, ported_in, body, created_ms, updated_ms) \
+    VALUES ($1, $2, $3, $4, NULL, NULL, $5, $6, $7, $8) \
+    ON CONFLICT (id) DO UPDATE SET body = excluded.body, updated_ms = excluded.updated_ms";
+
+// The conditional writes of the inventory: decided by the row as the database has it when
+// the UPDATE runs (the row is locked by the UPDATE: of two sessions, the second re-checks the
+// condition on the first's committed row), never by a check made before.
+
+/// Holds a resource (holder, until, now, id) when available, run out, or the holder's.
+pub(super) const RESERVE_INVENTORY: &str = "UPDATE inventory SET status = 'reserved', \
+    holder = $1, hold_until_ms = $2, updated_ms = $3 WHERE id = $4 \
+    AND (status = 'available' OR (status = 'reserved' \
+    AND (holder = $1 OR hold_until_ms IS NULL OR hold_until_ms <= $3)))";
+
+/// Assigns a resource (now, id, holder) its holder reserved and whose hold has not run out.
+pub(super) const ASSIGN_INVENTORY: &str = "UPDATE inventory SET status = 'assigned', \
+    hold_until_ms = NULL, updated_ms = $1 WHERE id = $2 AND holder = $3 \
+    AND (status = 'assigned' OR (status = 'reserved' AND hold_until_ms > $1))";
+
+/// Releases the holder's reservation (now, id, holder).
+pub(super) const RELEASE_INVENTORY: &str = "UPDATE inventory SET status = 'available', \
+    holder = NULL, hold_until_ms = NULL, updated_ms = $1 WHERE id = $2 AND holder = $3 \
+    AND status = 'reserved'";
+
+/// A ported-in number's port completed (now, holder, id).
+pub(super) const ACTIVATE_INVENTORY: &str = "UPDATE inventory SET status = 'active', \
+    updated_ms = $1, holder = $2 WHERE id = $3 \
+    AND (status = 'portingIn' OR (status = 'active' AND holder = $2))";
+
+/// The WHERE clause of an inventory listing, its placeholders numbered from 1 (`$` or `?`
+/// before each number, as the dialect wants), and the values in their order: `(sql, texts,
+/// now)` where `now` is `Some` when the clause compares with it (bound last).
+pub(super) fn inventory_where(
+    f: &super::InventoryFilter,
+    sigil: char,
+) -> (String, Vec<String>, Option<i64>) {
+    use super::InventoryStatus as S;
+    let mut conds: Vec<String> = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
+    if let Some(c) = &f.category {
+        texts.push(c.clone());
+        conds.push(format!("category = {sigil}{}", texts.len()));
+    }
+    if let Some(p) = &f.pattern {
+        texts.push(p.clone());
+        conds.push(format!("value LIKE {sigil}{}", texts.len()));
+    }
+    let mut now = None;
+    let n = texts.len() + 1;
+    match f.status {
+        None => {}
+        Some(S::Available) => {
+            now = Some(f.now_ms);
+            conds.push(format!(
+                "(status = 'available' OR (status = 'reserved' \
+                 AND (hold_until_ms IS NULL OR hold_until_ms <= {sigil}{n})))"
+            ));
+        }
+        Some(S::Reserved) => {
+            now = Some(f.now_ms);
+            conds.push(format!(
+                "(status = 'reserved' AND hold_until_ms > {sigil}{n})"
+            ));
+        }
+        Some(s) => conds.push(format!("status = '{}'", s.name())),
+    }
+    let sql = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    (sql, texts, now)
+}
+
 /// An event's extra headers as the JSON text kept in `headers`: `[[name, value], ...]`.
 pub(super) fn headers_json(headers: &[(String, String)]) -> String {
     use serde_json::Value;

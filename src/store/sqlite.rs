@@ -27,15 +27,16 @@ use rusqlite::{Connection, Row, TransactionBehavior, params};
 use rust_decimal::Decimal;
 
 use super::sql::{
-    DROP_LEASE, DUE_EVENTS, EVENT_BY_ID, EVENT_COLUMNS, INSERT_OP, OP_BY_ID, OP_BY_KEY,
-    OPS_UNRESOLVED, RES_BY_ID, RES_OPEN, RESOURCE_BY_ID, RESOURCE_COLUMNS, TAKE_LEASE,
-    UPSERT_EVENT, UPSERT_RES, UPSERT_RESOURCE, headers_from_json, headers_json, op_columns,
-    where_clause,
+    ACTIVATE_INVENTORY, ASSIGN_INVENTORY, DROP_LEASE, DUE_EVENTS, EVENT_BY_ID, EVENT_COLUMNS,
+    IMPORT_INVENTORY, INSERT_OP, INVENTORY_BY_ID, INVENTORY_COLUMNS, OP_BY_ID, OP_BY_KEY,
+    OPS_UNRESOLVED, RELEASE_INVENTORY, RES_BY_ID, RES_OPEN, RESERVE_INVENTORY, RESOURCE_BY_ID,
+    RESOURCE_COLUMNS, TAKE_LEASE, UPSERT_EVENT, UPSERT_RES, UPSERT_RESOURCE, headers_from_json,
+    headers_json, inventory_where, op_columns, where_clause,
 };
 use super::{
-    Backend, Begun, EventFilter, EventRow, EventState, Lease, OpState, OperationFilter,
-    OperationRow, ReservationRow, ReservationState, ResourceFilter, ResourceRow, StoreError, Write,
-    Written,
+    Backend, Begun, EventFilter, EventRow, EventState, InventoryFilter, InventoryRow,
+    InventoryStatus, Lease, OpState, OperationFilter, OperationRow, ReservationRow,
+    ReservationState, ResourceFilter, ResourceRow, StoreError, Write, Written,
 };
 
 /// The file inside the data directory.
@@ -43,7 +44,7 @@ pub const FILE_NAME: &str = "gateway.sqlite3";
 
 /// The schema version this code writes (`PRAGMA user_version`). A file with a higher one was
 /// written by a newer gateway and is refused.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Marks the file as a gateway store (`PRAGMA application_id`): "CGW1".
 const APPLICATION_ID: i64 = 0x4347_5731;
@@ -165,6 +166,24 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     -- listing of a resource's events.
     CREATE INDEX events_resource ON events (resource, url, state, seq);
     CREATE INDEX events_app ON events (app, seq);
+    "#,
+    // Version 5: the resource inventory (TMF639: MSISDNs and ICCIDs), held and assigned by
+    // conditional UPDATEs.
+    r#"
+    CREATE TABLE inventory (
+        id             TEXT PRIMARY KEY,      -- msisdn-<digits>, iccid-<digits>
+        category       TEXT NOT NULL,         -- MSISDN | ICCID
+        value          TEXT NOT NULL,
+        status         TEXT NOT NULL,         -- InventoryStatus::name
+        holder         TEXT,                  -- the cart or order
+        hold_until_ms  INTEGER,
+        ported_in      INTEGER NOT NULL,      -- 0 | 1
+        body           TEXT NOT NULL,         -- JSON: the imported characteristics
+        created_ms     INTEGER NOT NULL,
+        updated_ms     INTEGER NOT NULL
+    ) STRICT;
+    CREATE UNIQUE INDEX inventory_value ON inventory (category, value);
+    CREATE INDEX inventory_status ON inventory (status, category, value);
     "#,
 ];
 
@@ -524,6 +543,56 @@ impl SqliteBackend {
                         .map_err(sql("claim event"))?;
                     Written::Won(n > 0)
                 }
+                Write::ImportInventory(r) => {
+                    tx.prepare_cached(IMPORT_INVENTORY)
+                        .and_then(|mut s| {
+                            s.execute(params![
+                                r.id,
+                                r.category,
+                                r.value,
+                                r.status.name(),
+                                r.ported_in,
+                                r.body,
+                                r.created_ms,
+                                r.updated_ms,
+                            ])
+                        })
+                        .map_err(sql("import inventory"))?;
+                    Written::Done
+                }
+                Write::Reserve {
+                    id,
+                    holder,
+                    until_ms,
+                    now_ms,
+                } => {
+                    let n = tx
+                        .prepare_cached(RESERVE_INVENTORY)
+                        .and_then(|mut s| s.execute(params![holder, until_ms, now_ms, id]))
+                        .map_err(sql("reserve inventory"))?;
+                    Written::Won(n > 0)
+                }
+                Write::Assign { id, holder, now_ms } => {
+                    let n = tx
+                        .prepare_cached(ASSIGN_INVENTORY)
+                        .and_then(|mut s| s.execute(params![now_ms, id, holder]))
+                        .map_err(sql("assign inventory"))?;
+                    Written::Won(n > 0)
+                }
+                Write::Release { id, holder, now_ms } => {
+                    let n = tx
+                        .prepare_cached(RELEASE_INVENTORY)
+                        .and_then(|mut s| s.execute(params![now_ms, id, holder]))
+                        .map_err(sql("release inventory"))?;
+                    Written::Won(n > 0)
+                }
+                Write::Activate { id, holder, now_ms } => {
+                    let n = tx
+                        .prepare_cached(ACTIVATE_INVENTORY)
+                        .and_then(|mut s| s.execute(params![now_ms, holder, id]))
+                        .map_err(sql("activate inventory"))?;
+                    Written::Won(n > 0)
+                }
             });
         }
         tx.commit().map_err(sql("commit"))?;
@@ -712,6 +781,42 @@ impl Backend for SqliteBackend {
         Ok(self.query_resources(RESOURCE_BY_ID, &[&id])?.pop())
     }
 
+    fn inventory(&mut self, id: &str) -> Result<Option<InventoryRow>, StoreError> {
+        Ok(self.query_inventory(INVENTORY_BY_ID, &[&id])?.pop())
+    }
+
+    fn inventory_list(
+        &mut self,
+        f: &InventoryFilter,
+    ) -> Result<(Vec<InventoryRow>, usize), StoreError> {
+        let (clause, texts, now) = inventory_where(f, '?');
+        let mut params: Vec<&dyn rusqlite::ToSql> =
+            texts.iter().map(|t| t as &dyn rusqlite::ToSql).collect();
+        if let Some(now) = &now {
+            params.push(now);
+        }
+        let total: i64 = self
+            .conn
+            .prepare_cached(&format!("SELECT count(*) FROM inventory{clause}"))
+            .and_then(|mut s| s.query_row(params.as_slice(), |r| r.get(0)))
+            .map_err(self.err("count inventory"))?;
+        let limit = match f.limit {
+            0 => -1,
+            n => i64::try_from(n).unwrap_or(-1),
+        };
+        let offset = i64::try_from(f.offset).unwrap_or(i64::MAX);
+        params.push(&limit);
+        let l = params.len();
+        params.push(&offset);
+        let sql = format!(
+            "SELECT {INVENTORY_COLUMNS} FROM inventory{clause} \
+             ORDER BY category, value LIMIT ?{l} OFFSET ?{}",
+            l + 1
+        );
+        let rows = self.query_inventory(&sql, &params)?;
+        Ok((rows, usize::try_from(total).unwrap_or(0)))
+    }
+
     fn resources(&mut self, f: &ResourceFilter) -> Result<(Vec<ResourceRow>, usize), StoreError> {
         let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(9);
         let filters: [(&str, Option<&dyn rusqlite::ToSql>); 7] = [
@@ -769,6 +874,20 @@ impl Backend for SqliteBackend {
 }
 
 impl SqliteBackend {
+    fn query_inventory(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<InventoryRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.err("prepare"))?;
+        let mut rows = stmt.query(params).map_err(self.err("query inventory"))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(self.err("read inventory"))? {
+            out.push(read_inventory(row, &self.path)?);
+        }
+        Ok(out)
+    }
+
     fn query_events(
         &self,
         sql: &str,
@@ -1039,6 +1158,42 @@ fn read_event(row: &Row<'_>, path: &Path) -> Result<EventRow, StoreError> {
     })
 }
 
+fn read_inventory(row: &Row<'_>, path: &Path) -> Result<InventoryRow, StoreError> {
+    let id: Option<String> = row.get(0).ok();
+    let which = || match &id {
+        Some(id) => format!("{}: inventory resource {id:?}", path.display()),
+        None => format!("{}: an inventory row", path.display()),
+    };
+    let status: String = column(row, 3, "status", &which)?;
+    let ported_in: i64 = column(row, 6, "ported_in", &which)?;
+    Ok(InventoryRow {
+        id: column(row, 0, "id", &which)?,
+        category: column(row, 1, "category", &which)?,
+        value: column(row, 2, "value", &which)?,
+        status: InventoryStatus::from_name(&status).ok_or_else(|| {
+            StoreError(format!(
+                "{}: column status: unknown status {status:?}",
+                which()
+            ))
+        })?,
+        holder: column(row, 4, "holder", &which)?,
+        hold_until_ms: column(row, 5, "hold_until_ms", &which)?,
+        ported_in: match ported_in {
+            0 => false,
+            1 => true,
+            n => {
+                return Err(StoreError(format!(
+                    "{}: column ported_in: {n} is not 0 or 1",
+                    which()
+                )));
+            }
+        },
+        body: column(row, 7, "body", &which)?,
+        created_ms: column(row, 8, "created_ms", &which)?,
+        updated_ms: column(row, 9, "updated_ms", &which)?,
+    })
+}
+
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     #[cfg(unix)]
     {
@@ -1088,6 +1243,54 @@ mod tests {
         conformance::run(&mut b);
         conformance::leases(&mut b);
         conformance::events(&mut b);
+    }
+
+    #[test]
+    fn inventory_conformance() {
+        let dir = TempDir::new("inventory");
+        conformance::inventory(&mut SqliteBackend::open(&dir.0).unwrap());
+    }
+
+    /// 300 holders racing for ten numbers through two stores (two connections, as two
+    /// gateway processes would have) on one file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn inventory_race_between_two_connections() {
+        let dir = TempDir::new("inventory-race");
+        let settings = || StoreSettings {
+            max_batch: 64,
+            ..StoreSettings::default()
+        };
+        let a = Store::start(SqliteBackend::open(&dir.0).unwrap(), "sqlite", settings()).unwrap();
+        let b = Store::start(SqliteBackend::open(&dir.0).unwrap(), "sqlite", settings()).unwrap();
+        conformance::inventory_race(vec![a, b], 300).await;
+    }
+
+    #[test]
+    fn a_corrupt_inventory_row_is_an_error_naming_it() {
+        let dir = TempDir::new("corrupt-inventory");
+        let mut b = SqliteBackend::open(&dir.0).unwrap();
+        b.apply(&[
+            Write::ImportInventory(conformance::number("MSISDN", "34600000001", false)),
+            Write::ImportInventory(conformance::number("MSISDN", "34600000002", false)),
+        ])
+        .unwrap();
+        b.conn
+            .execute_batch(
+                "UPDATE inventory SET status = 'lost?' WHERE id = 'msisdn-34600000001';
+                 UPDATE inventory SET ported_in = 7 WHERE id = 'msisdn-34600000002';",
+            )
+            .unwrap();
+        let err = b.inventory("msisdn-34600000001").unwrap_err();
+        assert!(
+            err.0.contains("\"msisdn-34600000001\"") && err.0.contains("lost?"),
+            "{err}"
+        );
+        let err = b.inventory("msisdn-34600000002").unwrap_err();
+        assert!(
+            err.0.contains("\"msisdn-34600000002\"") && err.0.contains("ported_in"),
+            "{err}"
+        );
+        assert!(b.inventory_list(&InventoryFilter::default()).is_err());
     }
 
     #[test]
@@ -1350,6 +1553,32 @@ mod tests {
         b.apply(&[Write::Event(e.clone())]).unwrap();
         assert_eq!(b.event("ev-1").unwrap(), Some(e.clone()));
         assert_eq!(b.due_events(1, 10).unwrap(), vec![e]);
+        let version: i64 = b
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    /// A file as version 4 (before the inventory) wrote it is migrated: it keeps its events
+    /// and takes inventory rows.
+    #[test]
+    fn a_version_4_file_is_migrated_and_takes_inventory() {
+        let dir = TempDir::new("v4");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let e = conformance::event("ev-1", Some("pay-1"), "https://a.example/hook", 1);
+        {
+            let mut b = SqliteBackend::open(&dir.0).unwrap();
+            b.apply(&[Write::Event(e.clone())]).unwrap();
+            b.conn
+                .execute_batch("DROP TABLE inventory; PRAGMA user_version = 4;")
+                .unwrap();
+        }
+        let mut b = SqliteBackend::open(&dir.0).unwrap();
+        assert_eq!(b.event("ev-1").unwrap(), Some(e));
+        let n = conformance::number("MSISDN", "34600000001", false);
+        b.apply(&[Write::ImportInventory(n.clone())]).unwrap();
+        assert_eq!(b.inventory(&n.id).unwrap(), Some(n));
         let version: i64 = b
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
