@@ -50,6 +50,7 @@ pub struct GatewayConfig {
     pub notifications: notifications::NotificationsConfig,
     #[serde(default)]
     pub catalog: catalog::CatalogConfig,
+    #[serde(default)]
     pub inventory: inventory::InventoryConfig,
     /// Applications allowed to call the REST API.
     #[serde(default)]
