@@ -874,18 +874,31 @@ impl Backend for SqliteBackend {
 }
 
 impl SqliteBackend {
+    /// The rows `sql` gives, each read by `read` (which names the row that does not decode).
+    fn query_rows<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+        table: &str,
+        read: fn(&Row<'_>, &Path) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.err("prepare"))?;
+        let mut rows = stmt
+            .query(params)
+            .map_err(self.err(&format!("query {table}")))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(self.err(&format!("read {table}")))? {
+            out.push(read(row, &self.path)?);
+        }
+        Ok(out)
+    }
+
     fn query_inventory(
         &self,
         sql: &str,
         params: &[&dyn rusqlite::ToSql],
     ) -> Result<Vec<InventoryRow>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(sql).map_err(self.err("prepare"))?;
-        let mut rows = stmt.query(params).map_err(self.err("query inventory"))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(self.err("read inventory"))? {
-            out.push(read_inventory(row, &self.path)?);
-        }
-        Ok(out)
+        self.query_rows(sql, params, "inventory", read_inventory)
     }
 
     fn query_events(
@@ -893,13 +906,7 @@ impl SqliteBackend {
         sql: &str,
         params: &[&dyn rusqlite::ToSql],
     ) -> Result<Vec<EventRow>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(sql).map_err(self.err("prepare"))?;
-        let mut rows = stmt.query(params).map_err(self.err("query events"))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(self.err("read events"))? {
-            out.push(read_event(row, &self.path)?);
-        }
-        Ok(out)
+        self.query_rows(sql, params, "events", read_event)
     }
 
     fn query_resources(
