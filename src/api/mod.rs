@@ -27,6 +27,7 @@ pub mod server;
 pub mod tmf620;
 pub mod tmf639;
 pub mod tmf654;
+pub mod tmf663;
 
 #[cfg(test)]
 mod tests;

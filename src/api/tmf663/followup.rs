@@ -1,0 +1,1 @@
+//! The follow-up of abandoned carts (to be written).
