@@ -379,6 +379,21 @@ pub fn holder(app: &str, cart: &str) -> String {
     crate::api::tmf639::holder_key(app, cart)
 }
 
+/// The name of the lock ([`crate::charging::locks`], held across instances) that every
+/// writer of cart `id` holds from its read to its write: the REST handlers, the follow-up,
+/// the order pipeline taking the cart.
+pub fn lock_name(id: &str) -> String {
+    format!("tmf663.cart:{id}")
+}
+
+/// The row's `due_ms` for the abandoned-cart follow-up: the last change by the customer,
+/// while the cart is active, has a contact and was never followed up; none otherwise. The
+/// follow-up looks for carts with `due_ms <= now - abandoned_after`.
+pub fn follow_up_due(doc: &CartDoc, state: &str) -> Option<i64> {
+    (state == state::ACTIVE && !doc.contact.is_empty() && doc.follow_up.is_none())
+        .then_some(doc.updated_ms)
+}
+
 /// A cart of `app`, if it exists and is not deleted.
 pub async fn load(
     store: &Store,
