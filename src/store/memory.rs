@@ -245,6 +245,22 @@ impl Backend for MemoryBackend {
                     };
                     Written::Won(won)
                 }
+                Write::Unassign { id, holder, now_ms } => {
+                    let won = match self.inventory.get_mut(id) {
+                        Some(r)
+                            if r.status == InventoryStatus::Assigned
+                                && r.holder.as_deref() == Some(holder.as_str()) =>
+                        {
+                            r.status = InventoryStatus::Available;
+                            r.holder = None;
+                            r.hold_until_ms = None;
+                            r.updated_ms = *now_ms;
+                            true
+                        }
+                        _ => false,
+                    };
+                    Written::Won(won)
+                }
                 Write::Activate { id, holder, now_ms } => {
                     let won = match self.inventory.get_mut(id) {
                         Some(r)
@@ -1445,6 +1461,22 @@ pub(crate) mod conformance {
             (got.status, got.holder.as_deref()),
             (InventoryStatus::Active, Some("order-1"))
         );
+        // Unassign: only an assignment, only by its holder; then anyone may take it.
+        let unassign = |id: &str, holder: &str| Write::Unassign {
+            id: id.into(),
+            holder: holder.into(),
+            now_ms: 650,
+        };
+        assert!(!won(b, unassign(&a.id, "cart-4")));
+        assert!(!won(b, unassign(&p.id, "order-1")));
+        assert!(won(b, unassign(&a.id, "cart-3")));
+        assert!(!won(b, unassign(&a.id, "cart-3")));
+        let got = b.inventory(&a.id).unwrap().unwrap();
+        assert_eq!((got.status, got.holder), (InventoryStatus::Available, None));
+        assert!(won(b, reserve(&a.id, "cart-8", 900, 660)));
+        assert!(won(b, release(&a.id, "cart-8")));
+        assert!(won(b, reserve(&a.id, "cart-3", 900, 660)));
+        assert!(won(b, assign(&a.id, "cart-3", 500)));
         // A re-import keeps status and holder, takes the new characteristics.
         assert!(won(b, reserve(&sim.id, "cart-7", 1_000, 700)));
         let mut again = sim.clone();

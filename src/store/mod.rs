@@ -336,6 +336,7 @@ pub struct EventFilter {
 ///               ^  ^                                 |  |
 ///               |  +------- Release(holder) ---------+  |   (a hold that ran out counts as
 ///               +------ hold ran out (lazily) ----------+    available to everyone)
+///               +------------- Unassign(holder) -------------------------+ (from assigned)
 /// import (ported in) --> portingIn --Activate(holder)--> active
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -502,6 +503,14 @@ pub enum Write {
     /// Makes inventory resource `id` available again, if `holder` holds a reservation of it.
     /// Answered [`Written::Won`].
     Release {
+        id: String,
+        holder: String,
+        now_ms: i64,
+    },
+    /// Takes back an assignment: inventory resource `id`, assigned to `holder`, is available
+    /// again (an order that failed after its numbers were assigned). Answered
+    /// [`Written::Won`].
+    Unassign {
         id: String,
         holder: String,
         now_ms: i64,
@@ -1014,6 +1023,21 @@ impl Store {
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         self.won(Write::Release {
+            id: id.to_string(),
+            holder: holder.to_string(),
+            now_ms,
+        })
+        .await
+    }
+
+    /// Takes back `holder`'s assignment of inventory resource `id` (see [`Write::Unassign`]).
+    pub async fn unassign_inventory(
+        &self,
+        id: &str,
+        holder: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.won(Write::Unassign {
             id: id.to_string(),
             holder: holder.to_string(),
             now_ms,

@@ -83,8 +83,8 @@ use super::sql::{
     ACTIVATE_INVENTORY, ASSIGN_INVENTORY, DROP_LEASE, DUE_EVENTS, EVENT_BY_ID, EVENT_COLUMNS,
     IMPORT_INVENTORY, INVENTORY_BY_ID, INVENTORY_COLUMNS, OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED,
     RELEASE_INVENTORY, RES_BY_ID, RES_OPEN, RESERVE_INVENTORY, RESOURCE_BY_ID, RESOURCE_COLUMNS,
-    TAKE_LEASE, event_columns, event_set_excluded, headers_from_json, headers_json,
-    inventory_where, op_columns, where_clause,
+    TAKE_LEASE, UNASSIGN_INVENTORY, event_columns, event_set_excluded, headers_from_json,
+    headers_json, inventory_where, op_columns, where_clause,
 };
 use super::{
     Backend, Begun, EventFilter, EventRow, EventState, InventoryFilter, InventoryRow,
@@ -421,7 +421,7 @@ const PUT_EVENTS: &str = concat!(
 );
 
 /// The statements every batch may use, prepared when a connection opens.
-const BATCH_STATEMENTS: [&str; 21] = [
+const BATCH_STATEMENTS: [&str; 22] = [
     "BEGIN",
     "COMMIT",
     "ROLLBACK",
@@ -442,6 +442,7 @@ const BATCH_STATEMENTS: [&str; 21] = [
     RESERVE_INVENTORY,
     ASSIGN_INVENTORY,
     RELEASE_INVENTORY,
+    UNASSIGN_INVENTORY,
     ACTIVATE_INVENTORY,
 ];
 
@@ -1176,6 +1177,7 @@ impl<'a> Group<'a> {
             | Write::Reserve { .. }
             | Write::Assign { .. }
             | Write::Release { .. }
+            | Write::Unassign { .. }
             | Write::Activate { .. } => false,
         }
     }
@@ -1250,6 +1252,7 @@ impl<'a> Group<'a> {
             | Write::Reserve { .. }
             | Write::Assign { .. }
             | Write::Release { .. }
+            | Write::Unassign { .. }
             | Write::Activate { .. } => self.solo = Some((i, w)),
         }
     }
@@ -1404,6 +1407,9 @@ impl<'a> SoloValues<'a> {
             Write::Release { id, holder, now_ms } => {
                 solo(RELEASE_INVENTORY, true, vec![id, holder], vec![*now_ms])
             }
+            Write::Unassign { id, holder, now_ms } => {
+                solo(UNASSIGN_INVENTORY, true, vec![id, holder], vec![*now_ms])
+            }
             Write::Activate { id, holder, now_ms } => {
                 solo(ACTIVATE_INVENTORY, true, vec![holder, id], vec![*now_ms])
             }
@@ -1444,7 +1450,9 @@ impl<'a> SoloValues<'a> {
             // holder, until, now, id
             RESERVE_INVENTORY => vec![t(0), n(0), n(1), t(1)],
             // now, id, holder
-            ASSIGN_INVENTORY | RELEASE_INVENTORY => vec![n(0), t(0), t(1)],
+            ASSIGN_INVENTORY | RELEASE_INVENTORY | UNASSIGN_INVENTORY => {
+                vec![n(0), t(0), t(1)]
+            }
             // now, holder, id
             ACTIVATE_INVENTORY => vec![n(0), t(0), t(1)],
             // id, app, session_id, subscriber, currency, reserved, charged, last, state,

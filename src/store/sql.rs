@@ -181,6 +181,11 @@ pub(super) const RELEASE_INVENTORY: &str = "UPDATE inventory SET status = 'avail
     holder = NULL, hold_until_ms = NULL, updated_ms = $1 WHERE id = $2 AND holder = $3 \
     AND status = 'reserved'";
 
+/// Takes back the holder's assignment (now, id, holder).
+pub(super) const UNASSIGN_INVENTORY: &str = "UPDATE inventory SET status = 'available', \
+    holder = NULL, hold_until_ms = NULL, updated_ms = $1 WHERE id = $2 AND holder = $3 \
+    AND status = 'assigned'";
+
 /// A ported-in number's port completed (now, holder, id).
 pub(super) const ACTIVATE_INVENTORY: &str = "UPDATE inventory SET status = 'active', \
     updated_ms = $1, holder = $2 WHERE id = $3 \

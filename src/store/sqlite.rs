@@ -30,8 +30,8 @@ use super::sql::{
     ACTIVATE_INVENTORY, ASSIGN_INVENTORY, DROP_LEASE, DUE_EVENTS, EVENT_BY_ID, EVENT_COLUMNS,
     IMPORT_INVENTORY, INSERT_OP, INVENTORY_BY_ID, INVENTORY_COLUMNS, OP_BY_ID, OP_BY_KEY,
     OPS_UNRESOLVED, RELEASE_INVENTORY, RES_BY_ID, RES_OPEN, RESERVE_INVENTORY, RESOURCE_BY_ID,
-    RESOURCE_COLUMNS, TAKE_LEASE, UPSERT_EVENT, UPSERT_RES, UPSERT_RESOURCE, headers_from_json,
-    headers_json, inventory_where, op_columns, where_clause,
+    RESOURCE_COLUMNS, TAKE_LEASE, UNASSIGN_INVENTORY, UPSERT_EVENT, UPSERT_RES, UPSERT_RESOURCE,
+    headers_from_json, headers_json, inventory_where, op_columns, where_clause,
 };
 use super::{
     Backend, Begun, EventFilter, EventRow, EventState, InventoryFilter, InventoryRow,
@@ -384,6 +384,16 @@ impl SqliteBackend {
         let sql = |what: &'static str| {
             move |e: rusqlite::Error| StoreError(format!("{}: {what}: {e}", path.display()))
         };
+        // The conditional writes of the inventory: Won when the UPDATE matched its row.
+        let conditional = |tx: &rusqlite::Transaction<'_>,
+                           stmt: &str,
+                           what: &'static str,
+                           values: &[&dyn rusqlite::ToSql]| {
+            tx.prepare_cached(stmt)
+                .and_then(|mut s| s.execute(values))
+                .map(|n| Written::Won(n > 0))
+                .map_err(sql(what))
+        };
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -566,33 +576,31 @@ impl SqliteBackend {
                     until_ms,
                     now_ms,
                 } => {
-                    let n = tx
-                        .prepare_cached(RESERVE_INVENTORY)
-                        .and_then(|mut s| s.execute(params![holder, until_ms, now_ms, id]))
-                        .map_err(sql("reserve inventory"))?;
-                    Written::Won(n > 0)
+                    let values = params![holder, until_ms, now_ms, id];
+                    conditional(&tx, RESERVE_INVENTORY, "reserve inventory", values)?
                 }
-                Write::Assign { id, holder, now_ms } => {
-                    let n = tx
-                        .prepare_cached(ASSIGN_INVENTORY)
-                        .and_then(|mut s| s.execute(params![now_ms, id, holder]))
-                        .map_err(sql("assign inventory"))?;
-                    Written::Won(n > 0)
+                Write::Assign { id, holder, now_ms } => conditional(
+                    &tx,
+                    ASSIGN_INVENTORY,
+                    "assign inventory",
+                    params![now_ms, id, holder],
+                )?,
+                Write::Release { id, holder, now_ms } => conditional(
+                    &tx,
+                    RELEASE_INVENTORY,
+                    "release inventory",
+                    params![now_ms, id, holder],
+                )?,
+                Write::Unassign { id, holder, now_ms } => {
+                    let values = params![now_ms, id, holder];
+                    conditional(&tx, UNASSIGN_INVENTORY, "unassign inventory", values)?
                 }
-                Write::Release { id, holder, now_ms } => {
-                    let n = tx
-                        .prepare_cached(RELEASE_INVENTORY)
-                        .and_then(|mut s| s.execute(params![now_ms, id, holder]))
-                        .map_err(sql("release inventory"))?;
-                    Written::Won(n > 0)
-                }
-                Write::Activate { id, holder, now_ms } => {
-                    let n = tx
-                        .prepare_cached(ACTIVATE_INVENTORY)
-                        .and_then(|mut s| s.execute(params![now_ms, holder, id]))
-                        .map_err(sql("activate inventory"))?;
-                    Written::Won(n > 0)
-                }
+                Write::Activate { id, holder, now_ms } => conditional(
+                    &tx,
+                    ACTIVATE_INVENTORY,
+                    "activate inventory",
+                    params![now_ms, holder, id],
+                )?,
             });
         }
         tx.commit().map_err(sql("commit"))?;
