@@ -118,6 +118,11 @@ impl Apps {
         self.apps.is_empty()
     }
 
+    /// The application with this id (background work done for it: the order pipeline).
+    pub fn by_id(&self, id: &str) -> Option<Caller> {
+        self.apps.iter().find(|a| a.id == id).cloned().map(Caller)
+    }
+
     /// The application the request's credentials name, or the 401 to answer.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         if let Some(key) = headers.get("x-api-key") {

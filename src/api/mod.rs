@@ -25,6 +25,8 @@ pub mod openapi;
 pub mod payment;
 pub mod server;
 pub mod tmf620;
+pub mod tmf622;
+pub mod tmf630;
 pub mod tmf639;
 pub mod tmf654;
 pub mod tmf663;
@@ -233,6 +235,7 @@ pub fn routes() -> Vec<Route> {
     routes.extend(tmf654::routes());
     routes.extend(tmf620::routes());
     routes.extend(tmf639::routes());
+    routes.extend(tmf622::routes());
     routes
 }
 
@@ -358,7 +361,10 @@ impl Family {
         if under(camara::PAYMENT_BASE) || under(camara::REFUND_BASE) || under(camara::CHECKOUT_BASE)
         {
             Self::Camara
-        } else if under(tmf654::topups::BASE) || under(tmf620::catalog::BASE) || under(tmf639::BASE)
+        } else if under(tmf654::topups::BASE)
+            || under(tmf620::catalog::BASE)
+            || under(tmf639::BASE)
+            || under(tmf622::BASE)
         {
             Self::Tmf654
         } else {

@@ -10,6 +10,7 @@
 //! tmf654             /tmf-api/prepayBalanceManagement/v4/...    TmfError
 //! tmf620             /tmf-api/productCatalogManagement/v4/...   TmfError (read only)
 //! tmf639             /tmf-api/resourceInventoryManagement/v4/... TmfError
+//! tmf622             /tmf-api/productOrderingManagement/v4/...   TmfError
 //! admin              /metrics, /admin/...                       ErrorBody
 //! operations         /health/..., /openapi.json                 Health (the readiness 503)
 //! ```
@@ -50,7 +51,10 @@ use super::error::ErrorBody;
             prices, categories, specifications imported from a file; any authenticated \
             application reads. Errors: `TmfError`.\n\n\
             - TMF639 Resource Inventory Management v4 (tag `tmf639`): MSISDNs and SIMs offered \
-            at checkout, held for a cart and assigned to an order. Errors: TMF `TmfError`.\n\n\
+            at checkout, held for a cart and assigned to an order. Errors: TMF `TmfError`.\n\
+            - TMF622 Product Ordering Management v4 (tag `tmf622`): checkout of a shopping cart, \
+            paid by carrier billing through the OCS, run as a durable pipeline. Errors: TMF \
+            `TmfError`.\n\n\
             And the gateway's own endpoints: `admin` (metrics, stored records; admin \
             applications; errors as OCSG `ErrorBody`) and `operations` (health, this document; \
             no authentication; the readiness probe's 503 is its `Health` body)."
@@ -141,6 +145,15 @@ pub const FAMILIES: &[Family] = &[
         error_schema: "TmfError",
     },
     Family {
+        tag: "tmf622",
+        description: "TMF622 Product Ordering Management v4: checkout of a TMF663 shopping \
+            cart, paid by carrier billing (a CAMARA checkout purchase through the OCS) or an \
+            external payment service; a durable pipeline (validate, reserve numbers, authorise \
+            the payment, tasks, assign numbers, capture, notify) with compensations. Errors: \
+            TMF Error bodies (TmfError).",
+        error_schema: "TmfError",
+    },
+    Family {
         tag: "admin",
         description: "Metrics and stored records (disputes); admin applications only. Errors: \
             the OCSG ErrorBody (SVC0001, SVC0002, POL0001).",
@@ -162,6 +175,7 @@ pub fn document() -> Doc {
     doc.merge(super::tmf654::Tmf654Doc::openapi());
     doc.merge(super::tmf620::Tmf620Doc::openapi());
     doc.merge(super::tmf639::Tmf639Doc::openapi());
+    doc.merge(super::tmf622::Tmf622Doc::openapi());
     doc.tags = Some(
         FAMILIES
             .iter()
@@ -375,6 +389,8 @@ mod tests {
             ("tmf620", "TmfError")
         } else if path.starts_with("/tmf-api/resourceInventoryManagement/") {
             ("tmf639", "TmfError")
+        } else if path.starts_with("/tmf-api/productOrderingManagement/") {
+            ("tmf622", "TmfError")
         } else if path.starts_with("/admin/") || path == "/metrics" {
             ("admin", "ErrorBody")
         } else if path == "/health" {

@@ -113,9 +113,20 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
     // and their events recorded, every 5 s (aborted once the REST server has stopped: an
     // operation cut there is resolved by the next pass, here or on another instance).
     let recovery = api::camara::events::spawn_recovery(state.clone(), Duration::from_secs(5));
-    let app = api::router(state, &http).layer(axum::Extension(api::tmf639::Settings::from(
-        &gw.config.inventory,
-    )));
+    // TMF622: the order pipeline; new orders start at once, the passes retry steps and take
+    // up orders a stopped instance left (aborted once the REST server has stopped: a step cut
+    // there is run again by the next pass, here or on another instance).
+    let pipeline = api::tmf622::pipeline::Pipeline::new(
+        state.clone(),
+        gw.config.orders.clone(),
+        gw.config.inventory.hold,
+    );
+    let orders = pipeline.clone().spawn();
+    let app = api::router(state, &http)
+        .layer(axum::Extension(api::tmf639::Settings::from(
+            &gw.config.inventory,
+        )))
+        .layer(axum::Extension(pipeline));
     let listener = tokio::net::TcpListener::bind(&http.listen)
         .await
         .map_err(|e| format!("http.listen {}: {e}", http.listen))?;
@@ -148,6 +159,7 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
         reload.abort();
     }
     recovery.abort();
+    orders.abort();
     if let Some(outbox) = outbox {
         let n = &gw.config.notifications;
         outbox

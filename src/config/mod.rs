@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod inventory;
 pub mod notifications;
+pub mod orders;
 pub mod postgres;
 pub mod service;
 
@@ -52,6 +53,8 @@ pub struct GatewayConfig {
     pub catalog: catalog::CatalogConfig,
     #[serde(default)]
     pub inventory: inventory::InventoryConfig,
+    #[serde(default)]
+    pub orders: orders::OrdersConfig,
     /// Applications allowed to call the REST API.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
@@ -455,6 +458,7 @@ impl GatewayConfig {
             }
         }
         self.inventory.validate()?;
+        self.orders.validate()?;
         service::validate_service(self)
     }
 

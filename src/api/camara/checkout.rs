@@ -1101,6 +1101,103 @@ pub(crate) async fn recover_due(st: &ApiState) -> usize {
 /// Most purchases of one status a recovery pass looks at.
 const RECOVERY_BATCH: usize = 100;
 
+// ---- the order pipeline's door (api::tmf622) ---------------------------------------------------
+
+/// Opens purchase `id` of `app` for `payable` (a `CreatePurchase.payable`, checked as
+/// createPurchase checks it, the application's currency and amount policy included), once:
+/// the same id again finds the purchase as it is. The TMF622 order pipeline pays its orders
+/// through this, with an id derived from the order, so that a step run again after a restart
+/// finds what the first run made.
+pub(crate) async fn open_for_order(
+    st: &ApiState,
+    caller: &crate::api::Caller,
+    id: &str,
+    payable: serde_json::Value,
+) -> Result<(), CamaraError> {
+    let app = caller.id();
+    let _lock = KeyGuard::lock(st, &format!("purchase:{id}")).await?;
+    if st
+        .charging
+        .store()
+        .resource(id)
+        .await
+        .map_err(store_err)?
+        .is_some_and(|r| r.app == app && r.kind == KIND_PURCHASE)
+    {
+        return Ok(());
+    }
+    let input: PayableInput = serde_json::from_value(payable)
+        .map_err(|e| CamaraError::invalid(format!("payable: {e}")))?;
+    let (payable, total) = digital_good("payable", Some(input))?;
+    policy(&Client(caller.clone()), &total)?;
+    let p = PurchaseDoc {
+        id: id.to_string(),
+        payable,
+        created_ms: now_ms(),
+        notify: None,
+        notified: Vec::new(),
+    };
+    save_purchase(st, app, &p, PurchaseStatus::Initialising, Vec::new()).await
+}
+
+/// The status of purchase `id` of `app`, brought up to date (an unknown outcome asked
+/// again, an expiry applied).
+pub(crate) async fn status_for_order(
+    st: &ApiState,
+    app: &str,
+    id: &str,
+) -> Result<PurchaseStatus, CamaraError> {
+    let p = load_purchase(st, app, id).await?;
+    let payment = payment_of(st, app, &p, Refresh::Full).await?;
+    observe(st, app, &p, payment.as_ref()).await;
+    Ok(PurchaseStatus::of(payment.as_ref()))
+}
+
+/// Prepares the payment of purchase `id` on `phone` (CCR INITIAL, the amount reserved), as
+/// preparePayment does; a run again learns the first run's outcome and never reserves twice
+/// (the purchase's one payment, its charging key from the purchase). Ok: `ready_to_confirm`.
+pub(crate) async fn authorize_for_order(
+    st: &ApiState,
+    app: &str,
+    id: &str,
+    phone: &str,
+) -> Result<PurchaseStatus, CamaraError> {
+    match status_for_order(st, app, id).await? {
+        PurchaseStatus::Initialising | PurchaseStatus::Processing => {}
+        done => return Ok(done),
+    }
+    if !model::valid_phone(phone) {
+        return Err(CamaraError::invalid(
+            "phoneNumber: must match ^\\+[1-9][0-9]{4,14}$",
+        ));
+    }
+    let (_, doc) = pay_as(st, app, id, phone.to_string(), Flow::TwoStep).await?;
+    Ok(PurchaseStatus::of_shown(&doc))
+}
+
+/// Confirms (`capture`) or cancels the prepared payment of purchase `id`, as confirmPayment
+/// / cancelPayment do; done already: its status.
+pub(crate) async fn settle_for_order(
+    st: &ApiState,
+    app: &str,
+    id: &str,
+    capture: bool,
+) -> Result<PurchaseStatus, CamaraError> {
+    match status_for_order(st, app, id).await? {
+        PurchaseStatus::ReadyToConfirm | PurchaseStatus::Processing => {}
+        // Never prepared (the order failed before its payment): nothing to cancel.
+        PurchaseStatus::Initialising if !capture => return Ok(PurchaseStatus::Initialising),
+        done => return Ok(done),
+    }
+    let p = if capture {
+        Pending::Confirm
+    } else {
+        Pending::Cancel
+    };
+    settle(st, app, id, p).await?;
+    status_for_order(st, app, id).await
+}
+
 // ---- handlers --------------------------------------------------------------------------------
 
 /// createPurchase: no CCR; the purchase is `initialising`.
@@ -1326,7 +1423,21 @@ async fn pay(
         }
     };
     let app = client.id().to_string();
-    let purchase = load_purchase(&st, &app, &id).await?;
+    let (purchase, doc) = pay_as(&st, &app, &id, phone, flow).await?;
+    paid(&purchase, &doc, flow)
+}
+
+/// The payment of purchase `id` on `phone` (checked), as createPayment / preparePayment make
+/// it: the purchase and its payment as they stand after (an OCS refusal is the error).
+async fn pay_as(
+    st: &ApiState,
+    app: &str,
+    id: &str,
+    phone: String,
+    flow: Flow,
+) -> Result<(PurchaseDoc, PaymentDoc), CamaraError> {
+    let (st, app) = (st.clone(), app.to_string());
+    let purchase = load_purchase(&st, &app, id).await?;
     let pid = purchase.payment_id(&app);
     tracing::Span::current().record("operation_id", pid.as_str());
     let _lock = KeyGuard::lock(&st, &pid).await?;
@@ -1353,7 +1464,7 @@ async fn pay(
                     let status = PurchaseStatus::of_shown(&doc);
                     let shown = Some((Place::Shown, &doc));
                     record_purchase(&st, &app, &purchase.id, status, shown, Some(p)).await?;
-                    return paid(&purchase, &doc, flow);
+                    return Ok((purchase, doc));
                 }
                 None => attempt = earlier.saturating_add(1),
             }
@@ -1402,7 +1513,7 @@ async fn pay(
     if let Some(e) = error {
         return Err(checkout_error(e));
     }
-    paid(&purchase, &doc, flow)
+    Ok((purchase, doc))
 }
 
 /// createPayment: the purchase paid in one step (CCR EVENT, DIRECT_DEBITING of totalAmount).
@@ -1453,8 +1564,15 @@ async fn second_step(
 ) -> Result<Response, CamaraError> {
     client.require(scope::CHECKOUT_PAYMENT_WRITE)?;
     let id = path_id("purchaseId", &id)?;
-    let app = client.id().to_string();
-    let purchase = load_purchase(&st, &app, &id).await?;
+    settle(&st, client.id(), &id, p).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// Confirms or cancels (`p`) the prepared payment of purchase `id`, as confirmPayment /
+/// cancelPayment do (Ok: done).
+async fn settle(st: &ApiState, app: &str, id: &str, p: Pending) -> Result<(), CamaraError> {
+    let (st, app) = (st.clone(), app.to_string());
+    let purchase = load_purchase(&st, &app, id).await?;
     let pid = purchase.payment_id(&app);
     tracing::Span::current().record("operation_id", pid.as_str());
     let _lock = KeyGuard::lock(&st, &pid).await?;
@@ -1520,7 +1638,7 @@ async fn second_step(
     if doc.status == Status::Processing {
         return Err(unknown());
     }
-    Ok(StatusCode::ACCEPTED.into_response())
+    Ok(())
 }
 
 /// confirmPayment: the reservation charged (CCR TERMINATION, USU = totalAmount).
