@@ -586,6 +586,181 @@ async fn a_stopped_worker_delivers_nothing_more_and_another_takes_over() {
     b.stop(Duration::from_secs(10)).await;
 }
 
+// ---- mail (mailto: events over SMTP) ---------------------------------------------------------
+
+/// A scripted SMTP server on 127.0.0.1 (port 0): 220 greeting, EHLO/MAIL/RSET/NOOP 250, RCPT
+/// answered `rcpt`, DATA 354 then 250, QUIT 221. Records each message's data.
+async fn fake_smtp(rcpt: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let sock = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let rec = Arc::clone(&got);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = sock.accept().await {
+            let rec = Arc::clone(&rec);
+            tokio::spawn(async move {
+                let (r, mut w) = stream.into_split();
+                let mut lines = BufReader::new(r).lines();
+                let _ = w.write_all(b"220 fake.smtp ready\r\n").await;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                    let reply = match verb.as_str() {
+                        "EHLO" | "HELO" => "250 fake.smtp".to_string(),
+                        "MAIL" | "RSET" | "NOOP" => "250 OK".to_string(),
+                        "RCPT" => rcpt.to_string(),
+                        "DATA" => {
+                            let _ = w.write_all(b"354 go ahead\r\n").await;
+                            let mut data = String::new();
+                            while let Ok(Some(l)) = lines.next_line().await {
+                                if l == "." {
+                                    break;
+                                }
+                                data.push_str(&l);
+                                data.push('\n');
+                            }
+                            rec.lock().unwrap().push(data);
+                            "250 queued".to_string()
+                        }
+                        "QUIT" => {
+                            let _ = w.write_all(b"221 bye\r\n").await;
+                            return;
+                        }
+                        _ => "502 not implemented".to_string(),
+                    };
+                    if w.write_all(format!("{reply}\r\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, got)
+}
+
+fn with_smtp(port: u16) -> NotificationsConfig {
+    let mut n = notifications();
+    n.smtp.host = "127.0.0.1".into();
+    n.smtp.port = port;
+    n.smtp.tls = charging_gateway::config::notifications::SmtpTls::None;
+    n.smtp.from = "Shop <shop@shop.example>".into();
+    n.smtp.timeout = Duration::from_secs(3);
+    n
+}
+
+fn mail_event(id: &str, to: &str) -> EventRow {
+    EventRow {
+        url: format!("mailto:{to}"),
+        headers: Vec::new(),
+        content_type: "application/json".into(),
+        body: r#"{"subject": "Your cart is waiting", "text": "Cart c-1: 12.50 EUR"}"#.into(),
+        ..event(id, "")
+    }
+}
+
+#[tokio::test]
+async fn a_mail_event_is_sent_by_smtp_and_marked_delivered() {
+    let (port, got) = fake_smtp("250 OK").await;
+    let store = Store::memory();
+    store
+        .put_event(mail_event("mail-ok", "ana@example.com"))
+        .await
+        .unwrap();
+    let w = start_worker(&store, "gw-mail", &with_smtp(port));
+    let e = wait_state(&store, "mail-ok", EventState::Delivered).await;
+    assert_eq!(e.attempts, 1);
+    let data = got.lock().unwrap().clone();
+    assert_eq!(data.len(), 1, "{data:?}");
+    assert!(
+        data[0].contains("Subject: Your cart is waiting"),
+        "{}",
+        data[0]
+    );
+    assert!(data[0].contains("To: ana@example.com"), "{}", data[0]);
+    assert!(data[0].contains("Cart c-1: 12.50 EUR"), "{}", data[0]);
+    assert!(
+        data[0].contains("Message-ID: <mail-ok@shop.example>"),
+        "{}",
+        data[0]
+    );
+    w.stop(Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn smtp_5xx_is_dead_at_once_and_4xx_is_retried() {
+    let (refusing, _) = fake_smtp("550 5.1.1 no such user").await;
+    let (deferring, _) = fake_smtp("451 4.3.0 try later").await;
+    let store = Store::memory();
+    store
+        .put_event(mail_event("mail-550", "nobody@example.com"))
+        .await
+        .unwrap();
+    let w = start_worker(&store, "gw-550", &with_smtp(refusing));
+    let e = wait_state(&store, "mail-550", EventState::Dead).await;
+    assert_eq!(e.attempts, 1, "a permanent refusal is not retried");
+    assert!(
+        e.last_error.as_deref().unwrap_or("").contains("550"),
+        "{e:?}"
+    );
+    w.stop(Duration::from_secs(10)).await;
+
+    let store = Store::memory();
+    store
+        .put_event(mail_event("mail-451", "later@example.com"))
+        .await
+        .unwrap();
+    let w = start_worker(&store, "gw-451", &with_smtp(deferring));
+    let e = wait_event(&store, "mail-451", |e| e.attempts >= 2).await;
+    assert_eq!(e.state, EventState::Pending);
+    assert!(
+        e.last_error.as_deref().unwrap_or("").contains("451"),
+        "{e:?}"
+    );
+    w.stop(Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_mail_server_is_retried_and_none_configured_is_dead() {
+    // A port nothing listens on (bound, then closed).
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let store = Store::memory();
+    store
+        .put_event(mail_event("mail-down", "ana@example.com"))
+        .await
+        .unwrap();
+    let w = start_worker(&store, "gw-down", &with_smtp(port));
+    let e = wait_event(&store, "mail-down", |e| e.attempts >= 2).await;
+    assert_eq!(e.state, EventState::Pending);
+    assert!(
+        e.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("connection refused"),
+        "{e:?}"
+    );
+    w.stop(Duration::from_secs(10)).await;
+
+    let store = Store::memory();
+    store
+        .put_event(mail_event("mail-none", "ana@example.com"))
+        .await
+        .unwrap();
+    let w = start_worker(&store, "gw-none", &notifications());
+    let e = wait_state(&store, "mail-none", EventState::Dead).await;
+    assert_eq!(e.attempts, 1);
+    assert_eq!(
+        e.last_error.as_deref(),
+        Some("no [notifications.smtp] configured")
+    );
+    w.stop(Duration::from_secs(10)).await;
+}
+
 // ---- the admin API over a gateway without peers ---------------------------------------------
 
 struct AdminApi {

@@ -740,6 +740,7 @@ fn describe_metrics() {
         "Duration of the store's last group commit"
     );
     crate::notify::outbox::describe_metrics();
+    tmf663::followup::describe_metrics();
     metrics::gauge!(OPEN_RESERVATIONS).set(0.0);
     metrics::gauge!(STORE_COMMIT).set(0.0);
 }

@@ -6,13 +6,15 @@
 //! SIGINT / SIGTERM -> stop accepting REST connections, let in-flight requests finish
 //!                     (http.shutdown_grace) -> the outbox worker stopped (its posts in
 //!                     flight finished or abandoned after notifications.request_timeout)
+//!                     -> the cart follow-up stopped (its pass in progress finished)
 //!                     -> the TMF654 scheduler stopped (its pass in progress finished)
 //!                     -> Gateway::shutdown: in-flight Diameter answers drained, DPR
 //!                     (REBOOTING) to every peer, store flushed, simulator stopped
 //! ```
 //!
 //! The outbox worker (`notify::Outbox`) runs when `notifications.deliver` is true; events are
-//! recorded either way (another instance on the same store may deliver them).
+//! recorded either way (another instance on the same store may deliver them). The
+//! abandoned-cart follow-up (`api::tmf663::followup`) runs when `shop.follow_up` is true.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -88,6 +90,16 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
         Arc::new(api::tmf654::SystemClock),
     )
     .spawn();
+    // TMF663: the abandoned-cart follow-up (its events go through the outbox; stopped after
+    // the REST server, before the outbox).
+    let followup = match start_followup(&gw) {
+        Ok(f) => f,
+        Err(e) => {
+            topups.stop(http.shutdown_grace).await;
+            gw.shutdown().await;
+            return Err(e);
+        }
+    };
     // The outbox: events delivered by this instance (stopped after the REST server, so that
     // the events of the last requests are posted too, and before the gateway).
     let outbox = if gw.config.notifications.deliver {
@@ -95,6 +107,9 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
         match crate::notify::Outbox::new(gw.store.clone(), settings) {
             Ok(o) => Some(o.spawn()),
             Err(e) => {
+                if let Some(f) = followup {
+                    f.stop(http.shutdown_grace).await;
+                }
                 topups.stop(http.shutdown_grace).await;
                 gw.shutdown().await;
                 return Err(e);
@@ -160,15 +175,54 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
     }
     recovery.abort();
     orders.abort();
+    if let Some(f) = followup {
+        f.stop(http.shutdown_grace).await;
+    }
     if let Some(outbox) = outbox {
         let n = &gw.config.notifications;
         outbox
-            .stop(n.request_timeout + Duration::from_secs(5))
+            .stop(n.request_timeout.max(n.smtp.timeout) + Duration::from_secs(5))
             .await;
     }
     topups.stop(http.shutdown_grace).await;
     gw.shutdown().await;
     Ok(String::new())
+}
+
+/// The abandoned-cart follow-up when `shop.follow_up` is true, with warnings for channels
+/// that cannot carry it; an SMS webhook the destination policy refuses stops the start.
+fn start_followup(gw: &Gateway) -> Result<Option<api::tmf663::followup::SweeperHandle>, String> {
+    use api::tmf663::followup::{Sweeper, SweeperSettings};
+    let n = &gw.config.notifications;
+    if n.sms.enabled() {
+        crate::notify::Destinations::from(n)
+            .parse(&n.sms.url)
+            .map_err(|e| format!("notifications.sms.url is refused: {e}"))?;
+    }
+    if !n.smtp.host.is_empty() && n.smtp.log {
+        warn!("notifications.smtp.log is ignored: notifications.smtp.host is set");
+    }
+    if !gw.config.shop.follow_up {
+        return Ok(None);
+    }
+    let settings = SweeperSettings::from_config(&gw.config);
+    if !settings.email {
+        warn!(
+            "shop.follow_up = true without [notifications.smtp] host: carts whose only contact \
+             is an email address are not followed up"
+        );
+    } else if n.smtp.host.is_empty() {
+        warn!("shop.follow_up by email with notifications.smtp.log: mails are logged, not sent");
+    }
+    if !settings.any_channel() {
+        warn!(
+            "shop.follow_up = true with neither [notifications.smtp] nor [notifications.sms]: no cart is followed up"
+        );
+    }
+    let locks = gw.charging.locks().clone();
+    Ok(Some(
+        Sweeper::new(gw.store.clone(), locks, settings).spawn(),
+    ))
 }
 
 /// Ctrl-C, or SIGTERM on Unix.

@@ -12,6 +12,7 @@ pub mod notifications;
 pub mod orders;
 pub mod postgres;
 pub mod service;
+pub mod shop;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -55,6 +56,9 @@ pub struct GatewayConfig {
     pub inventory: inventory::InventoryConfig,
     #[serde(default)]
     pub orders: orders::OrdersConfig,
+    /// The digital sales channel's background work (abandoned-cart follow-up).
+    #[serde(default)]
+    pub shop: shop::ShopConfig,
     /// Applications allowed to call the REST API.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
@@ -326,6 +330,14 @@ impl GatewayConfig {
     pub fn redacted(&self) -> Self {
         let mut c = self.clone();
         c.store.url = c.store.redacted_url();
+        for secret in [
+            &mut c.notifications.smtp.password,
+            &mut c.notifications.sms.token,
+        ] {
+            if !secret.is_empty() {
+                *secret = "***".into();
+            }
+        }
         for a in &mut c.apps {
             for secret in [&mut a.password, &mut a.password_sha256, &mut a.api_key] {
                 if !secret.is_empty() {
@@ -459,6 +471,7 @@ impl GatewayConfig {
         }
         self.inventory.validate()?;
         self.orders.validate()?;
+        self.shop.validate()?;
         service::validate_service(self)
     }
 
@@ -654,6 +667,39 @@ weight = 40
                 "GATEWAY__NOTIFICATIONS__ALLOWED_NETWORKS".to_string(),
                 "127.0.0.0/8,10.20.0.0/16".to_string(),
             ),
+            (
+                "GATEWAY__NOTIFICATIONS__SMTP__HOST".to_string(),
+                "mail.example.net".to_string(),
+            ),
+            (
+                "GATEWAY__NOTIFICATIONS__SMTP__PORT".to_string(),
+                "2525".to_string(),
+            ),
+            (
+                "GATEWAY__NOTIFICATIONS__SMTP__FROM".to_string(),
+                "Shop <shop@example.net>".to_string(),
+            ),
+            (
+                "GATEWAY__NOTIFICATIONS__SMTP__PASSWORD".to_string(),
+                "12345".to_string(),
+            ),
+            (
+                "GATEWAY__NOTIFICATIONS__SMTP__USERNAME".to_string(),
+                "shop".to_string(),
+            ),
+            (
+                "GATEWAY__NOTIFICATIONS__SMS__URL".to_string(),
+                "https://sms.example.net/send".to_string(),
+            ),
+            ("GATEWAY__SHOP__FOLLOW_UP".to_string(), "true".to_string()),
+            (
+                "GATEWAY__SHOP__ABANDONED_AFTER".to_string(),
+                "90m".to_string(),
+            ),
+            (
+                "GATEWAY__SHOP__SHOP_URL".to_string(),
+                "https://shop.example.net/cart/{cart}".to_string(),
+            ),
             ("OTHER".to_string(), "ignored".to_string()),
         ];
         let c = GatewayConfig::load_with_env(&path, env).unwrap();
@@ -665,6 +711,19 @@ weight = 40
             ]
         );
         assert_eq!(c.diameter.origin_host, "gw9.example.net");
+        // Nested tables: [notifications.smtp], [notifications.sms], [shop]; a password of
+        // digits stays a string.
+        let smtp = &c.notifications.smtp;
+        assert_eq!(
+            (smtp.host.as_str(), smtp.port, smtp.from.as_str()),
+            ("mail.example.net", 2525, "Shop <shop@example.net>")
+        );
+        assert_eq!(smtp.password, "12345");
+        assert_eq!(smtp.tls, notifications::SmtpTls::Starttls);
+        assert_eq!(c.notifications.sms.url, "https://sms.example.net/send");
+        assert!(c.shop.follow_up);
+        assert_eq!(c.shop.abandoned_after, Duration::from_secs(5400));
+        assert_eq!(c.redacted().notifications.smtp.password, "***");
         assert_eq!(c.diameter.timers.watchdog_interval, Duration::from_secs(10));
         assert_eq!(c.diameter.host_ip_addresses.len(), 2);
         let e = GatewayConfig::load_with_env(

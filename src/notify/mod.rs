@@ -6,6 +6,8 @@
 //! notify::Outbox (one per instance): due events --claim (lease)--> POST url  v
 //!                 2xx: delivered; 410: dead; else retry after a back-off with jitter,
 //!                 dead after notifications.max_attempts (GET/POST /admin/events)
+//!                 a mailto: URL goes by SMTP instead ([`mail`]): 2xx delivered, 4xx
+//!                 retried, 5xx dead, no [notifications.smtp]: dead at once
 //! ```
 //!
 //! A URL is a destination the consumer chose, so it is checked twice against
@@ -14,6 +16,7 @@
 //! policy, so a name that changes its answer after registration reaches nothing it should not).
 
 pub mod destinations;
+pub mod mail;
 pub mod outbox;
 
 pub use destinations::{DestinationError, Destinations, redact_url};

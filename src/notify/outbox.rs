@@ -13,7 +13,8 @@
 //!
 //! The HTTP client follows no redirect, uses no proxy, and resolves names through
 //! [`PolicyResolver`], which drops the addresses [`Destinations`] refuses; an address literal
-//! is checked before the request (the resolver is not asked for literals).
+//! is checked before the request (the resolver is not asked for literals). A `mailto:` event
+//! is sent by SMTP instead ([`super::mail`]), under the same rules: 4xx retried, 5xx dead.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,8 +26,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 
 use super::destinations::Destinations;
+use super::mail::{self, Mailer};
 use crate::config::GatewayConfig;
-use crate::config::notifications::NotificationsConfig;
+use crate::config::notifications::{NotificationsConfig, SmtpConfig};
 use crate::store::{EventFilter, EventRow, EventState, Lease, Store, now_ms};
 
 /// Events waiting for delivery now (gauge, refreshed from the store each poll).
@@ -34,7 +36,7 @@ pub const EVENTS_PENDING: &str = "gateway_events_pending";
 /// Events the receiver took (2xx).
 pub const EVENTS_DELIVERED: &str = "gateway_events_delivered_total";
 /// Attempts that failed, by `reason` (`status`, `timeout`, `connect`, `destination`,
-/// `redirect`, `request`).
+/// `redirect`, `request`; for mail, `status` is an SMTP 4xx reply).
 pub const EVENTS_FAILED: &str = "gateway_events_failed_total";
 /// Events given up (attempts used up, 410 Gone, a URL or header that can never be sent).
 pub const EVENTS_DEAD: &str = "gateway_events_dead_total";
@@ -79,13 +81,16 @@ pub struct OutboxSettings {
     pub poll_interval: Duration,
     pub max_response_bytes: usize,
     pub destinations: Destinations,
+    /// `[notifications.smtp]`: the mail server of `mailto:` events.
+    pub smtp: SmtpConfig,
+    /// The name this instance gives in SMTP EHLO (the Origin-Host).
+    pub hello_name: String,
 }
 
 impl OutboxSettings {
     /// From `[notifications]` with this instance's id and lease.
     pub fn new(n: &NotificationsConfig, instance_id: String, lease: Duration) -> Self {
         Self {
-            instance_id,
             lease,
             connect_timeout: n.connect_timeout,
             request_timeout: n.request_timeout,
@@ -96,17 +101,28 @@ impl OutboxSettings {
             poll_interval: n.poll_interval.max(Duration::from_millis(1)),
             max_response_bytes: n.max_response_bytes,
             destinations: Destinations::from(n),
+            smtp: n.smtp.clone(),
+            hello_name: instance_id.clone(),
+            instance_id,
         }
     }
 
     /// From the whole configuration.
     pub fn from_config(cfg: &GatewayConfig) -> Self {
-        Self::new(&cfg.notifications, cfg.instance_id(), cfg.cluster.lease)
+        Self {
+            hello_name: cfg.diameter.origin_host.clone(),
+            ..Self::new(&cfg.notifications, cfg.instance_id(), cfg.cluster.lease)
+        }
+    }
+
+    /// The longest one attempt takes (an HTTP request, or an SMTP exchange).
+    pub fn attempt_timeout(&self) -> Duration {
+        self.request_timeout.max(self.smtp.timeout)
     }
 
     /// How long a claim holds: past any attempt's end, and never shorter than the cluster's.
     fn lease_for(&self) -> Duration {
-        (self.request_timeout * 2).max(self.lease)
+        (self.attempt_timeout() * 2).max(self.lease)
     }
 
     /// The pause before attempt `attempts + 1` after `attempts` failed ones (at least 1):
@@ -210,6 +226,7 @@ pub struct Outbox {
     store: Store,
     settings: Arc<OutboxSettings>,
     client: reqwest::Client,
+    mailer: Mailer,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -228,8 +245,10 @@ pub struct OutboxHandle {
 }
 
 impl Outbox {
-    /// The worker and its HTTP client (fails only if the TLS roots cannot be loaded at all).
+    /// The worker, its HTTP client and its mail sender (fails only if the TLS roots cannot be
+    /// loaded at all, or `[notifications.smtp]` cannot be used).
     pub fn new(store: Store, settings: OutboxSettings) -> Result<Self, String> {
+        let mailer = Mailer::new(&settings.smtp, &settings.hello_name)?;
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
@@ -244,6 +263,7 @@ impl Outbox {
             store,
             settings: Arc::new(settings),
             client,
+            mailer,
         })
     }
 
@@ -313,10 +333,10 @@ impl Outbox {
                 }
             }
         }
-        // In-flight posts end within request_timeout (the client's own timeout); a little
-        // more for the store write of their result, then they are abandoned (their leases run
-        // out and another pass delivers them).
-        let grace = s.request_timeout + Duration::from_secs(2);
+        // In-flight posts end within request_timeout (the client's own timeout; a mail within
+        // smtp.timeout); a little more for the store write of their result, then they are
+        // abandoned (their leases run out and another pass delivers them).
+        let grace = s.attempt_timeout() + Duration::from_secs(2);
         let drain = async { while inflight.join_next().await.is_some() {} };
         if tokio::time::timeout(grace, drain).await.is_err() {
             warn!(
@@ -435,8 +455,11 @@ impl Outbox {
         retry_at
     }
 
-    /// Posts `ev` once (no store access).
+    /// Posts `ev` once, or mails it for a `mailto:` URL (no store access).
     pub async fn attempt(&self, ev: &EventRow) -> Attempt {
+        if mail::is_mail(&ev.url) {
+            return self.mailer.attempt(ev).await;
+        }
         // The form of the URL and an address literal (the resolver is not asked for those).
         let url = match self.settings.destinations.parse(&ev.url) {
             Ok(u) => u,
@@ -609,7 +632,7 @@ fn ms(d: Duration) -> i64 {
 }
 
 /// At most 200 characters of `s` (error texts from the network).
-fn clip(s: &str) -> String {
+pub(crate) fn clip(s: &str) -> String {
     match s.char_indices().nth(200) {
         Some((i, _)) => format!("{}...", &s[..i]),
         None => s.to_string(),
