@@ -70,12 +70,16 @@ async fn world() -> World {
         allowed_operations: vec![],
         admin: false,
     };
+    // Mail by the demo's log sender: the order's notification is an outbox event.
+    let mut notifications = crate::config::notifications::NotificationsConfig::default();
+    notifications.smtp.log = true;
     let state = ApiState::new(
         Arc::clone(&gw.charging),
         Arc::new(Apps::new(&[app])),
         Arc::new(|| true),
         None,
-    );
+    )
+    .with_notifications(notifications);
     let cfg = OrdersConfig {
         retry_min: Duration::from_millis(10),
         retry_max: Duration::from_millis(50),
@@ -153,7 +157,10 @@ impl World {
             id: id.into(),
             total: cart::totals(&items).unwrap(),
             items,
-            contact: Vec::new(),
+            contact: vec![cart::Contact {
+                medium: cart::Medium::Email,
+                address: "ana@example.com".into(),
+            }],
             related_party: Vec::new(),
             characteristic: Vec::new(),
             valid_for: None,
@@ -238,6 +245,20 @@ async fn a_paid_order_charges_the_one_time_price_once_and_assigns_the_number() {
     assert_eq!((s, &again["id"]), (StatusCode::OK, &o["id"]));
     w.pipeline.pass().await;
     assert_eq!(before - w.balance(RICH), d("4.99"));
+    // The customer is told once, by mail.
+    let ev =
+        w.gw.charging
+            .store()
+            .event(&format!("order-{id}"))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(ev.url, "mailto:ana@example.com");
+    assert!(
+        ev.body.contains("34600100001") && ev.body.contains("4.99 EUR"),
+        "{}",
+        ev.body
+    );
     // The cart is checked out: it names its order.
     let (row, doc) = cart::load(w.gw.charging.store(), "shop", &c)
         .await
@@ -259,6 +280,14 @@ async fn a_refused_payment_fails_the_order_releases_the_number_and_reopens_the_c
     let why = o["note"][0]["text"].as_str().unwrap();
     assert!(why.starts_with("authorizePayment:"), "{why}");
     assert_eq!(w.balance(POOR), before);
+    let id = o["id"].as_str().unwrap();
+    let told =
+        w.gw.charging
+            .store()
+            .event(&format!("order-{id}"))
+            .await
+            .unwrap();
+    assert_eq!(told, None, "a failed order is not announced as complete");
     let steps = o["orderPipeline"].as_array().unwrap();
     let state_of = |name: &str| {
         steps
