@@ -453,6 +453,10 @@ pub struct Tmf622Doc;
 pub const TMF_ERRORS: &[(&str, &str)] = &[
     ("400", "Invalid input (INVALID_ARGUMENT, the field named)"),
     ("401", "Authentication required (UNAUTHENTICATED)"),
+    (
+        "403",
+        "The application may not call this operation (PERMISSION_DENIED)",
+    ),
     ("404", "No such order or cart (NOT_FOUND)"),
     (
         "409",
