@@ -235,6 +235,7 @@ pub fn routes() -> Vec<Route> {
     routes.extend(tmf654::routes());
     routes.extend(tmf620::routes());
     routes.extend(tmf639::routes());
+    routes.extend(tmf663::routes());
     routes.extend(tmf622::routes());
     routes
 }
@@ -347,8 +348,9 @@ enum Family {
     Ocsg,
     /// Carrier Billing, Carrier Billing Refund and Carrier Billing Checkout: CAMARA `ErrorInfo`.
     Camara,
-    /// `/tmf-api/prepayBalanceManagement/...`, `/tmf-api/productCatalogManagement/...` and
-    /// `/tmf-api/resourceInventoryManagement/...`: the TMF630 `Error`.
+    /// `/tmf-api/prepayBalanceManagement/...`, `/tmf-api/productCatalogManagement/...`,
+    /// `/tmf-api/resourceInventoryManagement/...` and `/tmf-api/shoppingCart/...`: the TMF630
+    /// `Error`.
     Tmf654,
 }
 
@@ -364,6 +366,7 @@ impl Family {
         } else if under(tmf654::topups::BASE)
             || under(tmf620::catalog::BASE)
             || under(tmf639::BASE)
+            || under(tmf663::BASE)
             || under(tmf622::BASE)
         {
             Self::Tmf654

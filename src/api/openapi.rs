@@ -10,6 +10,7 @@
 //! tmf654             /tmf-api/prepayBalanceManagement/v4/...    TmfError
 //! tmf620             /tmf-api/productCatalogManagement/v4/...   TmfError (read only)
 //! tmf639             /tmf-api/resourceInventoryManagement/v4/... TmfError
+//! tmf663             /tmf-api/shoppingCart/v4/...               TmfError
 //! tmf622             /tmf-api/productOrderingManagement/v4/...   TmfError
 //! admin              /metrics, /admin/...                       ErrorBody
 //! operations         /health/..., /openapi.json                 Health (the readiness 503)
@@ -51,7 +52,10 @@ use super::error::ErrorBody;
             prices, categories, specifications imported from a file; any authenticated \
             application reads. Errors: `TmfError`.\n\n\
             - TMF639 Resource Inventory Management v4 (tag `tmf639`): MSISDNs and SIMs offered \
-            at checkout, held for a cart and assigned to an order. Errors: TMF `TmfError`.\n\
+            at checkout, held for a cart and assigned to an order. Errors: TMF `TmfError`.\n\n\
+            - TMF663 Shopping Cart v4 (tag `tmf663`): carts priced from the catalog, the \
+            numbers chosen held in the inventory; merge patch and JSON Patch. Errors: TMF \
+            `TmfError`.\n\n\
             - TMF622 Product Ordering Management v4 (tag `tmf622`): checkout of a shopping cart, \
             paid by carrier billing through the OCS, run as a durable pipeline. Errors: TMF \
             `TmfError`.\n\n\
@@ -145,6 +149,14 @@ pub const FAMILIES: &[Family] = &[
         error_schema: "TmfError",
     },
     Family {
+        tag: "tmf663",
+        description: "TMF663 Shopping Cart v4: carts of the digital sales channel, priced \
+            from the TMF620 catalog by the gateway (client prices ignored), the MSISDNs and \
+            SIMs chosen in them held in the TMF639 inventory for [inventory] hold; PATCH as \
+            merge patch or JSON Patch (RFC 6902). Errors: TMF Error bodies (TmfError).",
+        error_schema: "TmfError",
+    },
+    Family {
         tag: "tmf622",
         description: "TMF622 Product Ordering Management v4: checkout of a TMF663 shopping \
             cart, paid by carrier billing (a CAMARA checkout purchase through the OCS) or an \
@@ -175,6 +187,7 @@ pub fn document() -> Doc {
     doc.merge(super::tmf654::Tmf654Doc::openapi());
     doc.merge(super::tmf620::Tmf620Doc::openapi());
     doc.merge(super::tmf639::Tmf639Doc::openapi());
+    doc.merge(super::tmf663::Tmf663Doc::openapi());
     doc.merge(super::tmf622::Tmf622Doc::openapi());
     doc.tags = Some(
         FAMILIES
@@ -389,6 +402,8 @@ mod tests {
             ("tmf620", "TmfError")
         } else if path.starts_with("/tmf-api/resourceInventoryManagement/") {
             ("tmf639", "TmfError")
+        } else if path.starts_with("/tmf-api/shoppingCart/") {
+            ("tmf663", "TmfError")
         } else if path.starts_with("/tmf-api/productOrderingManagement/") {
             ("tmf622", "TmfError")
         } else if path.starts_with("/admin/") || path == "/metrics" {
