@@ -212,15 +212,22 @@ impl Backend for MemoryBackend {
                     };
                     Written::Won(won)
                 }
-                Write::Assign { id, holder, now_ms } => {
+                Write::Assign {
+                    id,
+                    holder,
+                    owner,
+                    now_ms,
+                } => {
+                    let is = |r: &InventoryRow, who: &str| r.holder.as_deref() == Some(who);
                     let won = match self.inventory.get_mut(id) {
                         Some(r)
-                            if r.holder.as_deref() == Some(holder.as_str())
-                                && (r.status == InventoryStatus::Assigned
-                                    || (r.status == InventoryStatus::Reserved
-                                        && r.hold_until_ms.is_some_and(|t| t > *now_ms))) =>
+                            if (r.status == InventoryStatus::Assigned && is(r, owner))
+                                || (r.status == InventoryStatus::Reserved
+                                    && is(r, holder)
+                                    && r.hold_until_ms.is_some_and(|t| t > *now_ms)) =>
                         {
                             r.status = InventoryStatus::Assigned;
+                            r.holder = Some(owner.clone());
                             r.hold_until_ms = None;
                             r.updated_ms = *now_ms;
                             true
@@ -1427,6 +1434,7 @@ pub(crate) mod conformance {
         let assign = |id: &str, holder: &str, now: i64| Write::Assign {
             id: id.into(),
             holder: holder.into(),
+            owner: holder.replace("cart", "order"),
             now_ms: now,
         };
         assert!(!w(&mut won_, assign(&a.id, "cart-3", 170)));
@@ -1453,7 +1461,7 @@ pub(crate) mod conformance {
         assert!(!w(&mut won_, activate(&p.id, "order-2")));
         let got = b.inventory(&a.id).unwrap().unwrap();
         assert_eq!(got.status, InventoryStatus::Assigned);
-        assert_eq!(got.holder.as_deref(), Some("cart-3"));
+        assert_eq!(got.holder.as_deref(), Some("order-3"));
         assert_eq!(got.hold_until_ms, None);
         assert_eq!(got.updated_ms, 500);
         let got = b.inventory(&p.id).unwrap().unwrap();
@@ -1469,8 +1477,9 @@ pub(crate) mod conformance {
         };
         assert!(!won(b, unassign(&a.id, "cart-4")));
         assert!(!won(b, unassign(&p.id, "order-1")));
-        assert!(won(b, unassign(&a.id, "cart-3")));
         assert!(!won(b, unassign(&a.id, "cart-3")));
+        assert!(won(b, unassign(&a.id, "order-3")));
+        assert!(!won(b, unassign(&a.id, "order-3")));
         let got = b.inventory(&a.id).unwrap().unwrap();
         assert_eq!((got.status, got.holder), (InventoryStatus::Available, None));
         assert!(won(b, reserve(&a.id, "cart-8", 900, 660)));

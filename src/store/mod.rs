@@ -492,12 +492,13 @@ pub enum Write {
         until_ms: i64,
         now_ms: i64,
     },
-    /// Assigns inventory resource `id` to `holder` for good: when `holder` reserved it and the
-    /// hold has not run out at `now_ms` (or it is `holder`'s already). Answered
-    /// [`Written::Won`].
+    /// Assigns inventory resource `id` for good to `owner` (the order), which becomes its
+    /// holder: when `holder` (the cart) reserved it and the hold has not run out at `now_ms`, or
+    /// it is assigned to `owner` already. Answered [`Written::Won`].
     Assign {
         id: String,
         holder: String,
+        owner: String,
         now_ms: i64,
     },
     /// Makes inventory resource `id` available again, if `holder` holds a reservation of it.
@@ -1000,16 +1001,18 @@ impl Store {
         .await
     }
 
-    /// Assigns inventory resource `id` to `holder` (see [`Write::Assign`]).
+    /// Assigns inventory resource `id`, held by `holder`, to `owner` (see [`Write::Assign`]).
     pub async fn assign_inventory(
         &self,
         id: &str,
         holder: &str,
+        owner: &str,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         self.won(Write::Assign {
             id: id.to_string(),
             holder: holder.to_string(),
+            owner: owner.to_string(),
             now_ms,
         })
         .await

@@ -1401,9 +1401,17 @@ impl<'a> SoloValues<'a> {
                 vec![holder, id],
                 vec![*until_ms, *now_ms],
             ),
-            Write::Assign { id, holder, now_ms } => {
-                solo(ASSIGN_INVENTORY, true, vec![id, holder], vec![*now_ms])
-            }
+            Write::Assign {
+                id,
+                holder,
+                owner,
+                now_ms,
+            } => solo(
+                ASSIGN_INVENTORY,
+                true,
+                vec![id, holder, owner],
+                vec![*now_ms],
+            ),
             Write::Release { id, holder, now_ms } => {
                 solo(RELEASE_INVENTORY, true, vec![id, holder], vec![*now_ms])
             }
@@ -1449,10 +1457,10 @@ impl<'a> SoloValues<'a> {
             IMPORT_INVENTORY => vec![t(0), t(1), t(2), t(3), &self.flag, t(4), n(0), n(1)],
             // holder, until, now, id
             RESERVE_INVENTORY => vec![t(0), n(0), n(1), t(1)],
+            // now, owner, id, holder
+            ASSIGN_INVENTORY => vec![n(0), t(2), t(0), t(1)],
             // now, id, holder
-            ASSIGN_INVENTORY | RELEASE_INVENTORY | UNASSIGN_INVENTORY => {
-                vec![n(0), t(0), t(1)]
-            }
+            RELEASE_INVENTORY | UNASSIGN_INVENTORY => vec![n(0), t(0), t(1)],
             // now, holder, id
             ACTIVATE_INVENTORY => vec![n(0), t(0), t(1)],
             // id, app, session_id, subscriber, currency, reserved, charged, last, state,

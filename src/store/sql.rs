@@ -171,10 +171,13 @@ pub(super) const RESERVE_INVENTORY: &str = "UPDATE inventory SET status = 'reser
     AND (status = 'available' OR (status = 'reserved' \
     AND (holder = $1 OR hold_until_ms IS NULL OR hold_until_ms <= $3)))";
 
-/// Assigns a resource (now, id, holder) its holder reserved and whose hold has not run out.
-pub(super) const ASSIGN_INVENTORY: &str = "UPDATE inventory SET status = 'assigned', \
-    hold_until_ms = NULL, updated_ms = $1 WHERE id = $2 AND holder = $3 \
-    AND (status = 'assigned' OR (status = 'reserved' AND hold_until_ms > $1))";
+/// Assigns a resource (now, owner, id, holder) its holder reserved and whose hold has not run
+/// out to its owner (the order); again for the same owner: still won. (The placeholders
+/// first appear in their order: SQLite numbers named ones so.)
+pub(super) const ASSIGN_INVENTORY: &str = "UPDATE inventory SET updated_ms = $1, \
+    holder = $2, status = 'assigned', hold_until_ms = NULL WHERE id = $3 \
+    AND ((status = 'reserved' AND holder = $4 AND hold_until_ms > $1) \
+    OR (status = 'assigned' AND holder = $2))";
 
 /// Releases the holder's reservation (now, id, holder).
 pub(super) const RELEASE_INVENTORY: &str = "UPDATE inventory SET status = 'available', \

@@ -579,11 +579,16 @@ impl SqliteBackend {
                     let values = params![holder, until_ms, now_ms, id];
                     conditional(&tx, RESERVE_INVENTORY, "reserve inventory", values)?
                 }
-                Write::Assign { id, holder, now_ms } => conditional(
+                Write::Assign {
+                    id,
+                    holder,
+                    owner,
+                    now_ms,
+                } => conditional(
                     &tx,
                     ASSIGN_INVENTORY,
                     "assign inventory",
-                    params![now_ms, id, holder],
+                    params![now_ms, owner, id, holder],
                 )?,
                 Write::Release { id, holder, now_ms } => conditional(
                     &tx,

@@ -623,9 +623,15 @@ impl Pipeline {
                 Outcome::Done(json!({"released": released}))
             }
             StepKind::AssignResources => {
+                // Assigned to the order (an order of an earlier release: to its cart).
+                let owner = crate::api::tmf639::holder_key(app, &doc.id);
                 let mut back = Vec::new();
                 for r in doc.resources() {
-                    match store.unassign_inventory(&r.id, &holder, now).await {
+                    let mut won = store.unassign_inventory(&r.id, &owner, now).await;
+                    if matches!(won, Ok(false)) {
+                        won = store.unassign_inventory(&r.id, &holder, now).await;
+                    }
+                    match won {
                         Ok(true) => back.push(r.id.clone()),
                         Ok(false) => {}
                         Err(e) => return Outcome::Retry(format!("store: {e}")),
@@ -814,7 +820,7 @@ impl Pipeline {
         let store = self.st.charging.store();
         let mut assigned = Vec::new();
         for r in doc.resources() {
-            match crate::api::tmf639::assign(store, app, &doc.cart, &r.id).await {
+            match crate::api::tmf639::assign(store, app, &doc.cart, &doc.id, &r.id).await {
                 Ok(true) => assigned.push(r.id.clone()),
                 Ok(false) => {
                     return Outcome::Failed(format!(

@@ -138,6 +138,28 @@ impl World {
                 .await
                 .unwrap()
         );
+        // And a SIM: the first of the demo pool's still available.
+        let (sims, _) = store
+            .inventory_list(crate::store::InventoryFilter {
+                category: Some("ICCID".into()),
+                status: Some(InventoryStatus::Available),
+                now_ms: now_ms(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut sim = None;
+        for r in sims {
+            if store
+                .reserve_inventory(&r.id, &holder, now_ms() + 600_000, now_ms())
+                .await
+                .unwrap()
+            {
+                sim = Some(r);
+                break;
+            }
+        }
+        let sim = sim.expect("a SIM left in the demo pool");
         let items = vec![cart::CartItem {
             id: "01".into(),
             quantity: 1,
@@ -145,11 +167,18 @@ impl World {
             status: "active".into(),
             offering_id: "po-prepaid-sim".into(),
             offering_name: name,
-            resources: vec![Chosen {
-                id: rid,
-                category: "MSISDN".into(),
-                value: msisdn.into(),
-            }],
+            resources: vec![
+                Chosen {
+                    id: rid,
+                    category: "MSISDN".into(),
+                    value: msisdn.into(),
+                },
+                Chosen {
+                    id: sim.id,
+                    category: "ICCID".into(),
+                    value: sim.value,
+                },
+            ],
             product: None,
             prices,
         }];
@@ -235,7 +264,8 @@ async fn a_paid_order_charges_the_one_time_price_once_and_assigns_the_number() {
     assert_eq!(before - w.balance(RICH), d("4.99"));
     let n = w.number("34600100001").await;
     assert_eq!(n.status, InventoryStatus::Assigned);
-    assert_eq!(n.holder.as_deref(), Some("shop/cart-1"));
+    // Now the order's (TMF639 shows it as the owner).
+    assert_eq!(n.holder.as_deref(), Some(format!("shop/{id}").as_str()));
     let steps = o["orderPipeline"].as_array().unwrap();
     assert!(steps.iter().all(|s| s["state"] == "done"), "{o}");
     assert_eq!(o["payment"][0]["id"], format!("{id}-pay"));

@@ -110,12 +110,19 @@ pub fn holder_key(app: &str, party: &str) -> String {
     format!("{app}/{party}")
 }
 
-/// Assigns inventory resource `id` for good to the order that reserved it (the checkout
-/// pipeline calls this once the order is paid): true when `app`'s `party` holds it and the
-/// hold still runs (or it is assigned to them already), false otherwise.
-pub async fn assign(store: &Store, app: &str, party: &str, id: &str) -> Result<bool, StoreError> {
+/// Assigns inventory resource `id` for good to `app`'s `order`, made of the `cart` that
+/// reserved it (the checkout pipeline calls this once the order is paid): true when the cart
+/// holds it and the hold still runs (or it is the order's already), false otherwise.
+pub async fn assign(
+    store: &Store,
+    app: &str,
+    cart: &str,
+    order: &str,
+    id: &str,
+) -> Result<bool, StoreError> {
+    let (holder, owner) = (holder_key(app, cart), holder_key(app, order));
     store
-        .assign_inventory(id, &holder_key(app, party), crate::store::now_ms())
+        .assign_inventory(id, &holder, &owner, crate::store::now_ms())
         .await
 }
 
@@ -709,7 +716,7 @@ async fn patch_op(
                     }
                 };
                 store
-                    .assign_inventory(&id, &holder, now)
+                    .assign_inventory(&id, &holder, &holder, now)
                     .await
                     .map_err(store_error)?
             };

@@ -531,12 +531,20 @@ async fn reserve_conflict_release_and_assign() {
             .is_success()
     );
     assert!(
-        !super::assign(&w.store, "shop", "cart-4", "msisdn-34600100001")
+        !super::assign(&w.store, "shop", "cart-4", "order-4", "msisdn-34600100001")
             .await
             .unwrap()
     );
     assert!(
-        super::assign(&w.store, "shop", "cart-3", "msisdn-34600100001")
+        super::assign(&w.store, "shop", "cart-3", "order-3", "msisdn-34600100001")
+            .await
+            .unwrap()
+    );
+    // Now the order's: shown as its owner, and the cart can no longer give it back.
+    let got = w.store.inventory("msisdn-34600100001").await.unwrap().unwrap();
+    assert_eq!(got.holder.as_deref(), Some("shop/order-3"));
+    assert!(
+        super::assign(&w.store, "shop", "cart-3", "order-3", "msisdn-34600100001")
             .await
             .unwrap()
     );
