@@ -190,8 +190,10 @@ fn newcomer_checkout(dir: &Path) {
     )
     .unwrap();
     std::os::unix::fs::symlink(root.join("dictionaries"), dir.join("dictionaries")).unwrap();
-    // conf/gateway.toml serves the demo catalog ([catalog] file).
+    // conf/gateway.toml serves the demo catalog ([catalog] file) and the demo pool of numbers
+    // and SIMs ([inventory] file).
     std::os::unix::fs::symlink(root.join("conf/catalog"), dir.join("conf/catalog")).unwrap();
+    std::os::unix::fs::symlink(root.join("conf/inventory"), dir.join("conf/inventory")).unwrap();
 }
 
 fn have(tool: &str) -> bool {
