@@ -28,8 +28,8 @@ use std::collections::HashSet;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
 use axum::routing::get;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -39,6 +39,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use self::catalog::{BASE, Kind, Scalar};
 use super::error::clip;
+use super::tmf630::{answer, json, number, param};
 use super::tmf654::TmfCaller;
 use super::tmf654::error::{MEDIA_TYPE, TmfError};
 use super::{Access, ApiState, Route};
@@ -79,18 +80,6 @@ pub fn routes() -> Vec<Route> {
 
 // ---- the listing conventions (TMF630) --------------------------------------------------------
 
-fn json(status: StatusCode, body: &impl Serialize) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => (
-            status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE))],
-            bytes,
-        )
-            .into_response(),
-        Err(e) => TmfError::internal(format!("answer not serialisable: {e}")).into_response(),
-    }
-}
-
 fn store_error(e: crate::store::StoreError) -> TmfError {
     TmfError::internal(format!("the catalog could not be read: {e}"))
 }
@@ -105,22 +94,6 @@ fn pairs(uri: &Uri) -> Result<Vec<(String, String)>, TmfError> {
         }
     }
     Ok(pairs)
-}
-
-fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-fn number(pairs: &[(String, String)], name: &str) -> Result<Option<usize>, TmfError> {
-    match param(pairs, name) {
-        None => Ok(None),
-        Some(v) => v.parse::<usize>().map(Some).map_err(|_| {
-            TmfError::invalid(name, format!("\"{}\" is not a whole number >= 0", clip(v)))
-        }),
-    }
 }
 
 /// `fields=a,b`: the top-level attributes kept (besides `id` and `href`).
@@ -300,10 +273,6 @@ async fn retrieve(
         .map_err(store_error)?
         .ok_or_else(not_found)?;
     Ok(json(StatusCode::OK, &select(doc, keep.as_ref())))
-}
-
-fn answer(r: Result<Response, TmfError>) -> Response {
-    r.unwrap_or_else(IntoResponse::into_response)
 }
 
 // ---- handlers --------------------------------------------------------------------------------

@@ -41,17 +41,19 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
 use axum::routing::{get, patch};
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::{ContentBuilder, OpenApi as Doc, Ref, ResponseBuilder};
+use utoipa::openapi::OpenApi as Doc;
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::auth::Caller;
+use super::error::clip;
+use super::tmf630::{self, answer, json, param, query, select, store_error};
 use super::tmf654::TmfCaller;
-use super::tmf654::error::{MEDIA_TYPE, TmfError};
+use super::tmf654::error::TmfError;
 use super::tmf654::validate::TmfBody;
 use super::{Access, ApiState, Route};
 use crate::store::{InventoryFilter, InventoryRow, InventoryStatus, Store, StoreError};
@@ -291,89 +293,9 @@ fn render(r: &InventoryRow, caller: &Caller, now_ms: i64) -> Result<Resource, Tm
     })
 }
 
-// ---- answers ---------------------------------------------------------------------------------
-
-fn json(status: StatusCode, body: &impl Serialize) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => (
-            status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE))],
-            bytes,
-        )
-            .into_response(),
-        Err(e) => TmfError::internal(format!("answer not serialisable: {e}")).into_response(),
-    }
-}
-
-fn answer(r: Result<Response, TmfError>) -> Response {
-    r.unwrap_or_else(IntoResponse::into_response)
-}
-
-fn store_error(e: StoreError) -> TmfError {
-    TmfError::internal(format!("{e}: nothing was changed, or retry to learn"))
-}
-
-fn clip(s: &str) -> String {
-    super::error::clip(s)
-}
-
-fn query(uri: &Uri, known: &[&str]) -> Result<Vec<(String, String)>, TmfError> {
-    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri)
-        .map_err(|e| TmfError::invalid("query", e.body_text()))?;
-    for (i, (k, _)) in pairs.iter().enumerate() {
-        if !known.contains(&k.as_str()) {
-            return Err(TmfError::invalid(
-                &clip(k),
-                format!(
-                    "unsupported query parameter (supported: {})",
-                    known.join(", ")
-                ),
-            ));
-        }
-        if pairs[..i].iter().any(|(j, _)| j == k) {
-            return Err(TmfError::invalid(k, "given twice"));
-        }
-    }
-    Ok(pairs)
-}
-
-fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-fn number(pairs: &[(String, String)], name: &str) -> Result<Option<usize>, TmfError> {
-    match param(pairs, name) {
-        None => Ok(None),
-        Some(v) => v.parse::<usize>().map(Some).map_err(|_| {
-            TmfError::invalid(name, format!("\"{}\" is not a whole number >= 0", clip(v)))
-        }),
-    }
-}
-
-fn select(value: serde_json::Value, fields: Option<&HashSet<String>>) -> serde_json::Value {
-    match (value, fields) {
-        (serde_json::Value::Object(m), Some(keep)) => serde_json::Value::Object(
-            m.into_iter()
-                .filter(|(k, _)| keep.contains(k) || matches!(k.as_str(), "id" | "href" | "@type"))
-                .collect(),
-        ),
-        (v, _) => v,
-    }
-}
-
 fn path_id(p: Result<Path<String>, PathRejection>) -> Result<String, TmfError> {
     let Path(id) = p.map_err(|e| TmfError::invalid("id", e.body_text()))?;
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        return Err(TmfError::not_found(format!(
-            "no resource \"{}\"",
-            clip(&id)
-        )));
-    }
-    Ok(id)
+    tmf630::path_id("resource", &id)
 }
 
 /// `category`: MSISDN, or ICCID (SIM accepted).
@@ -457,14 +379,7 @@ async fn list(
             "fields",
         ],
     )?;
-    let offset = number(&q, "offset")?.unwrap_or(0);
-    let limit = number(&q, "limit")?.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(TmfError::invalid(
-            "limit",
-            format!("1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})"),
-        ));
-    }
+    let (offset, limit) = tmf630::paging(&q, DEFAULT_LIMIT, MAX_LIMIT)?;
     let category = param(&q, "category").map(category).transpose()?;
     let status = match param(&q, "resourceStatus") {
         None => InventoryStatus::Available,
@@ -800,29 +715,7 @@ struct TmfErrors;
 
 impl Modify for TmfErrors {
     fn modify(&self, doc: &mut Doc) {
-        for (path, item) in doc.paths.paths.iter_mut() {
-            if !path.starts_with(BASE) {
-                continue;
-            }
-            let ops = [item.get.as_mut(), item.patch.as_mut()];
-            for op in ops.into_iter().flatten() {
-                for (status, description) in TMF_ERRORS {
-                    op.responses.responses.insert(
-                        (*status).to_string(),
-                        ResponseBuilder::new()
-                            .description(*description)
-                            .content(
-                                MEDIA_TYPE,
-                                ContentBuilder::new()
-                                    .schema(Some(Ref::from_schema_name("TmfError")))
-                                    .build(),
-                            )
-                            .build()
-                            .into(),
-                    );
-                }
-            }
-        }
+        tmf630::document_errors(doc, BASE, TMF_ERRORS);
     }
 }
 

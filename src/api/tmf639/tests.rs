@@ -541,7 +541,12 @@ async fn reserve_conflict_release_and_assign() {
             .unwrap()
     );
     // Now the order's: shown as its owner, and the cart can no longer give it back.
-    let got = w.store.inventory("msisdn-34600100001").await.unwrap().unwrap();
+    let got = w
+        .store
+        .inventory("msisdn-34600100001")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.holder.as_deref(), Some("shop/order-3"));
     assert!(
         super::assign(&w.store, "shop", "cart-3", "order-3", "msisdn-34600100001")

@@ -40,21 +40,19 @@ pub mod validate;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
-use serde::Serialize;
 use time::OffsetDateTime;
-use utoipa::openapi::{ContentBuilder, OpenApi as Doc, Ref, ResponseBuilder};
+use utoipa::openapi::OpenApi as Doc;
 use utoipa::{Modify, OpenApi};
 
-use self::error::{MEDIA_TYPE, TmfError};
+use self::error::TmfError;
 use self::model::{
     BalanceCheck, Bucket, BucketRef, LogicalResourceRef, PartyAccountRef, Quantity, QuantityInput,
     RelatedTopupBalance, TimePeriod, TopupBalance, TopupBalanceCreate, TopupBalanceUpdate,
@@ -64,6 +62,7 @@ use self::schedule::RecurringPeriod;
 use self::topups::{BASE, Topups};
 use self::validate::{TmfBody, idempotency_key};
 use super::auth::Caller;
+use super::tmf630::{self, answer, fields, json, number, param, query, select};
 use super::{Access, ApiState, Route};
 use crate::api::payment::parse_decimal;
 use crate::credit_control::Money;
@@ -163,24 +162,6 @@ fn permit_money(caller: &Caller, money: &Money) -> Result<(), TmfError> {
     Ok(())
 }
 
-// ---- answers ---------------------------------------------------------------------------------
-
-fn json(status: StatusCode, body: &impl Serialize) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => (
-            status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE))],
-            bytes,
-        )
-            .into_response(),
-        Err(e) => TmfError::internal(format!("answer not serialisable: {e}")).into_response(),
-    }
-}
-
-fn answer(r: Result<Response, TmfError>) -> Response {
-    r.unwrap_or_else(IntoResponse::into_response)
-}
-
 /// Runs `work` in its own task (a client hanging up never cuts a top-up between its record
 /// and its outcome).
 async fn detached<T: Send + 'static>(
@@ -191,70 +172,6 @@ async fn detached<T: Send + 'static>(
             "the top-up task failed ({e}); read the top-up to learn its outcome"
         ))
     })?
-}
-
-/// The query parameters, each known to the route (an unknown filter is refused rather than
-/// ignored: ignoring it would answer more than was asked for).
-fn query(uri: &Uri, known: &[&str]) -> Result<Vec<(String, String)>, TmfError> {
-    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri)
-        .map_err(|e| TmfError::invalid("query", e.body_text()))?;
-    for (k, _) in &pairs {
-        if !known.contains(&k.as_str()) {
-            return Err(TmfError::invalid(
-                &super::error::clip(k),
-                format!(
-                    "unsupported query parameter (supported: {})",
-                    known.join(", ")
-                ),
-            ));
-        }
-    }
-    for (i, (k, _)) in pairs.iter().enumerate() {
-        if pairs[..i].iter().any(|(j, _)| j == k) {
-            return Err(TmfError::invalid(k, "given twice"));
-        }
-    }
-    Ok(pairs)
-}
-
-fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-fn number(pairs: &[(String, String)], name: &str) -> Result<Option<usize>, TmfError> {
-    match param(pairs, name) {
-        None => Ok(None),
-        Some(v) => v.parse::<usize>().map(Some).map_err(|_| {
-            TmfError::invalid(
-                name,
-                format!("\"{}\" is not a whole number >= 0", super::error::clip(v)),
-            )
-        }),
-    }
-}
-
-/// `fields=a,b`: only those members (and `id`, `href`, `@type`) of each object.
-fn select(value: serde_json::Value, fields: Option<&HashSet<String>>) -> serde_json::Value {
-    match (value, fields) {
-        (serde_json::Value::Object(m), Some(keep)) => serde_json::Value::Object(
-            m.into_iter()
-                .filter(|(k, _)| keep.contains(k) || matches!(k.as_str(), "id" | "href" | "@type"))
-                .collect(),
-        ),
-        (v, _) => v,
-    }
-}
-
-fn fields(pairs: &[(String, String)]) -> Option<HashSet<String>> {
-    param(pairs, "fields").map(|f| {
-        f.split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
-    })
 }
 
 fn path_id(p: Result<Path<String>, PathRejection>) -> Result<String, TmfError> {
@@ -745,33 +662,6 @@ struct TmfErrors;
 
 impl Modify for TmfErrors {
     fn modify(&self, doc: &mut Doc) {
-        for (path, item) in doc.paths.paths.iter_mut() {
-            if !path.starts_with(BASE) {
-                continue;
-            }
-            let ops = [
-                item.get.as_mut(),
-                item.post.as_mut(),
-                item.patch.as_mut(),
-                item.delete.as_mut(),
-            ];
-            for op in ops.into_iter().flatten() {
-                for (status, description) in TMF_ERRORS {
-                    op.responses.responses.insert(
-                        (*status).to_string(),
-                        ResponseBuilder::new()
-                            .description(*description)
-                            .content(
-                                MEDIA_TYPE,
-                                ContentBuilder::new()
-                                    .schema(Some(Ref::from_schema_name("TmfError")))
-                                    .build(),
-                            )
-                            .build()
-                            .into(),
-                    );
-                }
-            }
-        }
+        tmf630::document_errors(doc, BASE, TMF_ERRORS);
     }
 }

@@ -42,23 +42,24 @@ use std::time::Duration;
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
-use serde::Serialize;
 use serde_json::Value;
-use utoipa::openapi::{ContentBuilder, OpenApi as Doc, Ref, ResponseBuilder};
+use utoipa::openapi::OpenApi as Doc;
 use utoipa::{Modify, OpenApi};
 
 use super::auth::Caller;
+use super::error::clip;
+use super::tmf630::{self, answer, fields, json, param, query, select, store_error};
 use super::tmf639::Settings;
 use super::tmf654::TmfCaller;
-use super::tmf654::error::{MEDIA_TYPE, TmfError};
+use super::tmf654::error::TmfError;
 use super::tmf654::validate::TmfBody;
 use super::{Access, ApiState, Route};
 use crate::charging::locks::Held;
-use crate::store::{InventoryStatus, ResourceFilter, Store, StoreError};
+use crate::store::{InventoryStatus, ResourceFilter, Store};
 use input::{Draft, Target};
 use model::{CartDoc, CartItem, Chosen, PriceError, state};
 use render::ShoppingCart;
@@ -99,32 +100,6 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-// ---- answers ---------------------------------------------------------------------------------
-
-fn json(status: StatusCode, body: &impl Serialize) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => (
-            status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE))],
-            bytes,
-        )
-            .into_response(),
-        Err(e) => TmfError::internal(format!("answer not serialisable: {e}")).into_response(),
-    }
-}
-
-fn answer(r: Result<Response, TmfError>) -> Response {
-    r.unwrap_or_else(IntoResponse::into_response)
-}
-
-fn store_error(e: StoreError) -> TmfError {
-    TmfError::internal(format!("{e}: nothing was changed, or retry to learn"))
-}
-
-fn clip(s: &str) -> String {
-    super::error::clip(s)
-}
-
 fn permit(caller: &Caller) -> Result<(), TmfError> {
     if caller.may_call(CART_OPERATION) {
         Ok(())
@@ -148,70 +123,9 @@ async fn detached<T: Send + 'static>(
     })?
 }
 
-fn query(uri: &Uri, known: &[&str]) -> Result<Vec<(String, String)>, TmfError> {
-    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri)
-        .map_err(|e| TmfError::invalid("query", e.body_text()))?;
-    for (i, (k, _)) in pairs.iter().enumerate() {
-        if !known.contains(&k.as_str()) {
-            return Err(TmfError::invalid(
-                &clip(k),
-                format!(
-                    "unsupported query parameter (supported: {})",
-                    known.join(", ")
-                ),
-            ));
-        }
-        if pairs[..i].iter().any(|(j, _)| j == k) {
-            return Err(TmfError::invalid(k, "given twice"));
-        }
-    }
-    Ok(pairs)
-}
-
-fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-fn number(pairs: &[(String, String)], name: &str) -> Result<Option<usize>, TmfError> {
-    match param(pairs, name) {
-        None => Ok(None),
-        Some(v) => v.parse::<usize>().map(Some).map_err(|_| {
-            TmfError::invalid(name, format!("\"{}\" is not a whole number >= 0", clip(v)))
-        }),
-    }
-}
-
-/// `fields=a,b`: the members kept (besides `id`, `href` and `@type`).
-fn fields(pairs: &[(String, String)]) -> Option<HashSet<String>> {
-    param(pairs, "fields").map(|f| {
-        f.split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
-    })
-}
-
-fn select(value: Value, fields: Option<&HashSet<String>>) -> Value {
-    match (value, fields) {
-        (Value::Object(m), Some(keep)) => Value::Object(
-            m.into_iter()
-                .filter(|(k, _)| keep.contains(k) || matches!(k.as_str(), "id" | "href" | "@type"))
-                .collect(),
-        ),
-        (v, _) => v,
-    }
-}
-
 fn path_id(p: Result<Path<String>, PathRejection>) -> Result<String, TmfError> {
     let Path(id) = p.map_err(|e| TmfError::invalid("id", e.body_text()))?;
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        return Err(not_found(&id));
-    }
-    Ok(id)
+    tmf630::path_id("shopping cart", &id)
 }
 
 fn not_found(id: &str) -> TmfError {
@@ -580,16 +494,9 @@ pub(crate) async fn list_carts(
 async fn list(st: ApiState, caller: Caller, uri: Uri) -> Result<Response, TmfError> {
     permit(&caller)?;
     let q = query(&uri, &["status", "offset", "limit", "fields"])?;
-    let offset = number(&q, "offset")?.unwrap_or(0);
+    let (offset, limit) = tmf630::paging(&q, DEFAULT_LIMIT, MAX_LIMIT)?;
     if offset > MAX_OFFSET {
         return Err(TmfError::invalid("offset", format!("at most {MAX_OFFSET}")));
-    }
-    let limit = number(&q, "limit")?.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(TmfError::invalid(
-            "limit",
-            format!("1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})"),
-        ));
     }
     let states: &[&str] = match param(&q, "status") {
         None => &[state::ACTIVE, state::CHECKED_OUT],
@@ -969,33 +876,6 @@ struct TmfErrors;
 
 impl Modify for TmfErrors {
     fn modify(&self, doc: &mut Doc) {
-        for (path, item) in doc.paths.paths.iter_mut() {
-            if !path.starts_with(BASE) {
-                continue;
-            }
-            let ops = [
-                item.get.as_mut(),
-                item.post.as_mut(),
-                item.patch.as_mut(),
-                item.delete.as_mut(),
-            ];
-            for op in ops.into_iter().flatten() {
-                for (status, description) in TMF_ERRORS {
-                    op.responses.responses.insert(
-                        (*status).to_string(),
-                        ResponseBuilder::new()
-                            .description(*description)
-                            .content(
-                                MEDIA_TYPE,
-                                ContentBuilder::new()
-                                    .schema(Some(Ref::from_schema_name("TmfError")))
-                                    .build(),
-                            )
-                            .build()
-                            .into(),
-                    );
-                }
-            }
-        }
+        tmf630::document_errors(doc, BASE, TMF_ERRORS);
     }
 }
