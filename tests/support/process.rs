@@ -248,6 +248,13 @@ impl GatewayProcess {
         None
     }
 
+    /// SIGKILL (a hard crash: nothing flushed beyond what was acknowledged), then waits for
+    /// the process to be gone.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then wait (a hard kill after 10 s).
     pub fn stop(mut self) {
         self.terminate();
