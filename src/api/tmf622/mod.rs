@@ -564,7 +564,7 @@ pub fn render(o: &OrderDoc) -> Value {
                         "id": r.id,
                         "href": format!("{}/resource/{}", crate::api::tmf639::BASE, r.id),
                         "value": r.value,
-                        "name": r.category,
+                        "name": format!("{} {}", r.category, r.value),
                         "@referredType": if r.category == "ICCID" { "PhysicalResource" } else { "LogicalResource" },
                     })
                 })

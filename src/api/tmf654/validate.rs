@@ -91,7 +91,8 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 impl TmfBody {
     /// The body as `T`: a JSON object, each wrong member named (`amount.units: invalid
-    /// type: ...`). Unknown members are ignored.
+    /// type: ...`). Unknown members are ignored unless `T` refuses them
+    /// (`#[serde(deny_unknown_fields)]`, as TMF622's order body does).
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, TmfError> {
         let value: Value = serde_json::from_slice(&self.0)
             .map_err(|e| TmfError::invalid("body", format!("not valid JSON: {e}")))?;
