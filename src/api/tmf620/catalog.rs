@@ -875,36 +875,79 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, ImportError> {
     std::fs::read(path).map_err(what)
 }
 
-/// `[catalog] file` at start and on each reload: imported (replacing the catalog) when its
-/// content hash is not the one recorded; `None` when it was already.
-pub async fn import_if_changed(store: &Store, path: &Path) -> Result<Option<Summary>, ImportError> {
-    let bytes = read_file(path)?;
-    if recorded_hash(store).await?.as_deref() == Some(sha256_hex(&bytes).as_str()) {
+/// Where the catalog is read from: `[catalog] file` or `[catalog] upstream`.
+#[derive(Clone, Debug)]
+pub enum Source {
+    File(std::path::PathBuf),
+    Upstream(super::upstream::Upstream),
+}
+
+impl Source {
+    /// The one configured (none: the catalog is what was last imported).
+    pub fn of(cfg: &crate::config::catalog::CatalogConfig) -> Option<Self> {
+        if let Some(base) = &cfg.upstream {
+            return Some(Self::Upstream(super::upstream::Upstream {
+                base: base.clone(),
+                token: cfg.upstream_token.clone().filter(|t| !t.is_empty()),
+                timeout: cfg.upstream_timeout,
+            }));
+        }
+        cfg.file.clone().map(Self::File)
+    }
+
+    /// The catalog's bytes: the file, or the upstream's listings as one array.
+    pub async fn read(&self) -> Result<Vec<u8>, ImportError> {
+        match self {
+            Self::File(path) => read_file(path),
+            Self::Upstream(u) => u.fetch().await,
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "file {}", path.display()),
+            Self::Upstream(u) => write!(f, "upstream {}", u.base),
+        }
+    }
+}
+
+/// `bytes` imported (replacing the catalog) when their content hash is not the one recorded;
+/// `None` when it was already.
+pub async fn import_if_changed(
+    store: &Store,
+    bytes: &[u8],
+) -> Result<Option<Summary>, ImportError> {
+    if recorded_hash(store).await?.as_deref() == Some(sha256_hex(bytes).as_str()) {
         return Ok(None);
     }
-    import(store, &bytes, Mode::Replace, crate::store::now_ms())
+    import(store, bytes, Mode::Replace, crate::store::now_ms())
         .await
         .map(Some)
 }
 
-/// Re-reads `path` every `every` and imports it when it changed; an invalid file is logged
-/// and the catalog kept. Aborted by the caller at shutdown (an import is one transaction).
-pub fn spawn_reload(
-    store: Store,
-    path: std::path::PathBuf,
-    every: Duration,
-) -> tokio::task::JoinHandle<()> {
+/// The source read and imported when it changed.
+pub async fn sync(store: &Store, source: &Source) -> Result<Option<Summary>, ImportError> {
+    let bytes = source.read().await?;
+    import_if_changed(store, &bytes).await
+}
+
+/// Reads `source` every `every` and imports it when it changed; an invalid catalog or an
+/// unreachable upstream is logged and the catalog kept. Aborted by the caller at shutdown
+/// (an import is one transaction).
+pub fn spawn_reload(store: Store, source: Source, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
             tick.tick().await;
-            match import_if_changed(&store, &path).await {
-                Ok(Some(s)) => tracing::info!(file = %path.display(), "{s}"),
+            match sync(&store, &source).await {
+                Ok(Some(s)) => tracing::info!(source = %source, "{s}"),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(file = %path.display(), "catalog reload: {e}; the catalog is kept")
+                    tracing::warn!(source = %source, "catalog reload: {e}; the catalog is kept")
                 }
             }
         }
@@ -958,24 +1001,32 @@ pub fn price_of(doc: &Map<String, Value>) -> Option<(Decimal, String)> {
     Some((value, p.get("unit")?.as_str()?.to_string()))
 }
 
-/// `gateway serve` start: `[catalog] file` imported when it changed since the last import
-/// (an invalid file stops the start: the error names the entries), and the periodic reload
-/// when `reload_interval` is set (abort its handle at shutdown).
+/// `gateway serve` start: the configured source imported when it changed since the last
+/// import (an invalid file stops the start: the error names the entries; an upstream that
+/// cannot be read is logged and the last synced catalog served), and the periodic reload when
+/// `reload_interval` is set (abort its handle at shutdown).
 pub async fn start(
     store: &Store,
     cfg: &crate::config::catalog::CatalogConfig,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
-    let Some(path) = &cfg.file else {
+    let Some(source) = Source::of(cfg) else {
         return Ok(None);
     };
-    match import_if_changed(store, path).await {
-        Ok(Some(s)) => tracing::info!(file = %path.display(), "{s}"),
-        Ok(None) => {
-            tracing::info!(file = %path.display(), "catalog unchanged since its last import")
+    match (sync(store, &source).await, &source) {
+        (Ok(Some(s)), _) => tracing::info!(source = %source, "{s}"),
+        (Ok(None), _) => {
+            tracing::info!(source = %source, "catalog unchanged since its last import")
         }
-        Err(e) => return Err(format!("catalog.file {}: {e}", path.display())),
+        (Err(e), Source::File(path)) => {
+            return Err(format!("catalog.file {}: {e}", path.display()));
+        }
+        (Err(e), Source::Upstream(_)) => tracing::warn!(
+            source = %source,
+            "catalog not synced at start: {e}; serving the catalog of the last sync{}",
+            if cfg.reload_interval.is_some() { ", trying again at each reload" } else { "" }
+        ),
     }
     Ok(cfg
         .reload_interval
-        .map(|every| spawn_reload(store.clone(), path.clone(), every)))
+        .map(|every| spawn_reload(store.clone(), source, every)))
 }

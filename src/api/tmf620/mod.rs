@@ -20,6 +20,7 @@
 //! Documents are served as imported (numbers as written), `href` set by the gateway.
 
 pub mod catalog;
+pub mod upstream;
 
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+use super::catalog::Source;
 use super::catalog::{self, ImportError, Kind, Mode};
 use crate::api::{ApiState, Apps, router};
 use crate::config::{AppConfig, HttpConfig};
@@ -710,7 +711,7 @@ async fn the_configured_file_is_imported_only_when_its_hash_changed() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("catalog.json");
     std::fs::write(&file, DEMO).unwrap();
-    let s = catalog::import_if_changed(&store, &file)
+    let s = catalog::sync(&store, &Source::File(file.clone()))
         .await
         .unwrap()
         .unwrap();
@@ -720,20 +721,24 @@ async fn the_configured_file_is_imported_only_when_its_hash_changed() {
         Some(catalog::sha256_hex(DEMO).as_str())
     );
     assert!(
-        catalog::import_if_changed(&store, &file)
+        catalog::sync(&store, &Source::File(file.clone()))
             .await
             .unwrap()
             .is_none()
     );
     std::fs::write(&file, b"[]").unwrap();
-    let s = catalog::import_if_changed(&store, &file)
+    let s = catalog::sync(&store, &Source::File(file.clone()))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(s.retired, 14);
     std::fs::write(&file, b"[1]").unwrap();
-    assert!(catalog::import_if_changed(&store, &file).await.is_err());
-    let missing = catalog::import_if_changed(&store, &dir.join("absent.json")).await;
+    assert!(
+        catalog::sync(&store, &Source::File(file.clone()))
+            .await
+            .is_err()
+    );
+    let missing = catalog::sync(&store, &Source::File(dir.join("absent.json"))).await;
     assert!(matches!(missing, Err(ImportError::File(_))), "{missing:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -745,8 +750,14 @@ async fn the_reload_task_imports_a_changed_file_and_keeps_the_catalog_on_a_bad_o
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("catalog.json");
     std::fs::write(&file, DEMO).unwrap();
-    catalog::import_if_changed(&store, &file).await.unwrap();
-    let task = catalog::spawn_reload(store.clone(), file.clone(), Duration::from_millis(50));
+    catalog::sync(&store, &Source::File(file.clone()))
+        .await
+        .unwrap();
+    let task = catalog::spawn_reload(
+        store.clone(),
+        Source::File(file.clone()),
+        Duration::from_millis(50),
+    );
     let offerings = |store: Store| async move {
         catalog::list(&store, Kind::ProductOffering)
             .await
