@@ -107,6 +107,20 @@ impl Backend for MemoryBackend {
                     self.resources.insert(r.id.clone(), r.clone());
                     Written::Done
                 }
+                Write::PutResourceIf {
+                    row,
+                    expected_updated_ms,
+                } => {
+                    let won = match (self.resources.get(&row.id), expected_updated_ms) {
+                        (None, None) => true,
+                        (Some(r), Some(t)) => r.updated_ms == *t,
+                        _ => false,
+                    };
+                    if won {
+                        self.resources.insert(row.id.clone(), row.clone());
+                    }
+                    Written::Won(won)
+                }
                 Write::Claim { id, lease, now_ms } => {
                     let won = match self.ops.get_mut(id) {
                         Some(op)
@@ -1616,6 +1630,103 @@ pub(crate) mod conformance {
         }
     }
 
+    /// Conditional puts: an insert only where the id is free, a compare-and-set on
+    /// `updated_ms`; optional columns kept; a lost condition changes nothing.
+    pub fn conditional_resources(b: &mut impl Backend) {
+        let put = |row: &ResourceRow, expected: Option<i64>| Write::PutResourceIf {
+            row: row.clone(),
+            expected_updated_ms: expected,
+        };
+        let won = |b: &mut dyn FnMut(&[Write]) -> Vec<Written>, w: Write| {
+            matches!(b(&[w]).as_slice(), [Written::Won(true)])
+        };
+        let mut apply = |ws: &[Write]| b.apply(ws).unwrap();
+        let mut first = resource(
+            "identity.email:ana@example.com",
+            "identity.key",
+            "taken",
+            10,
+        );
+        first.parent = Some("user-1".into());
+        first.due_ms = Some(99);
+        assert!(won(&mut apply, put(&first, None)));
+        let mut second = resource(
+            "identity.email:ana@example.com",
+            "identity.key",
+            "taken",
+            11,
+        );
+        second.parent = Some("user-2".into());
+        // Taken: the second claim loses, whatever it expects.
+        assert!(!won(&mut apply, put(&second, None)));
+        assert!(!won(&mut apply, put(&second, Some(9))));
+        // Compare-and-set on updated_ms.
+        let mut next = first.clone();
+        next.state = "confirmed".into();
+        next.updated_ms = 20;
+        next.due_ms = None;
+        assert!(won(&mut apply, put(&next, Some(10))));
+        assert!(!won(&mut apply, put(&next, Some(10))));
+        // A swap of a row that does not exist: lost (it does not insert).
+        assert!(!won(
+            &mut apply,
+            put(&resource("nobody", "k", "s", 1), Some(1))
+        ));
+        let got = b
+            .resource("identity.email:ana@example.com")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, next);
+        assert!(b.resource("nobody").unwrap().is_none());
+    }
+
+    /// Many writers through `stores` (two instances) claiming one id and incrementing one
+    /// counter by compare-and-set: one claim wins; no increment is lost.
+    pub async fn conditional_race(stores: Vec<Store>, writers: usize) {
+        let counter = resource("counter", "test.counter", "0", 1);
+        assert!(
+            stores[0]
+                .put_resource_if(counter.clone(), None)
+                .await
+                .unwrap()
+        );
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let store = stores[w % stores.len()].clone();
+            tasks.push(tokio::spawn(async move {
+                let claim = resource("claim", "test.claim", &format!("writer-{w}"), 1);
+                let claimed = store.put_resource_if(claim, None).await.unwrap();
+                let mut tries = 0u32;
+                loop {
+                    tries += 1;
+                    let cur = store.resource("counter").await.unwrap().unwrap();
+                    let n: u64 = cur.state.parse().unwrap();
+                    let mut next = cur.clone();
+                    next.state = (n + 1).to_string();
+                    next.updated_ms = cur.updated_ms + 1;
+                    if store
+                        .put_resource_if(next, Some(cur.updated_ms))
+                        .await
+                        .unwrap()
+                    {
+                        break;
+                    }
+                    assert!(tries < 10_000, "writer {w} never got its increment in");
+                }
+                claimed
+            }));
+        }
+        let mut claims = 0;
+        for t in tasks {
+            claims += usize::from(t.await.unwrap());
+        }
+        assert_eq!(claims, 1, "one claim wins");
+        for s in &stores {
+            let c = s.resource("counter").await.unwrap().unwrap();
+            assert_eq!(c.state, writers.to_string(), "no increment lost");
+        }
+    }
+
     pub fn resource(id: &str, kind: &str, state: &str, created: i64) -> ResourceRow {
         ResourceRow {
             id: id.into(),
@@ -1752,6 +1863,12 @@ mod tests {
         conformance::same_key_twice_in_one_batch(&mut MemoryBackend::default());
         conformance::order_within_a_batch(&mut MemoryBackend::default());
         conformance::inventory(&mut MemoryBackend::default());
+        conformance::conditional_resources(&mut MemoryBackend::default());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conditional_race() {
+        conformance::conditional_race(vec![crate::store::Store::memory()], 100).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -448,6 +448,15 @@ pub enum Write {
     Reservation(ReservationRow),
     /// Insert or replace by id.
     Resource(ResourceRow),
+    /// Insert or replace by id, on a condition decided by the database: with
+    /// `expected_updated_ms` `None`, only when no row has that id (a uniqueness claim: of two
+    /// instances writing it at once, one wins); with `Some(t)`, only when the row is there
+    /// and its `updated_ms` is still `t` (compare-and-set: a writer must make `updated_ms`
+    /// move on). Answered [`Written::Won`].
+    PutResourceIf {
+        row: ResourceRow,
+        expected_updated_ms: Option<i64>,
+    },
     /// Takes the lease of an unresolved operation: when it has none, it is `lease.owner`'s
     /// already, or its lease ran out before `now_ms`. Answered [`Written::Won`].
     Claim {
@@ -896,6 +905,21 @@ impl Store {
     }
 
     /// Records a resource's new state (durable on return).
+    /// Writes `row` only if no resource has its id (`expected_updated_ms` `None`) or only if
+    /// the stored one was last updated at `expected_updated_ms` (see [`Write::PutResourceIf`]);
+    /// whether it was written.
+    pub async fn put_resource_if(
+        &self,
+        row: ResourceRow,
+        expected_updated_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        self.won(Write::PutResourceIf {
+            row,
+            expected_updated_ms,
+        })
+        .await
+    }
+
     pub async fn put_resource(&self, r: ResourceRow) -> Result<(), StoreError> {
         self.write(Write::Resource(r)).await.map(|_| ())
     }

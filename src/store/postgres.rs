@@ -81,10 +81,10 @@ use tracing::{debug, info, warn};
 
 use super::sql::{
     ACTIVATE_INVENTORY, ASSIGN_INVENTORY, DROP_LEASE, DUE_EVENTS, EVENT_BY_ID, EVENT_COLUMNS,
-    IMPORT_INVENTORY, INVENTORY_BY_ID, INVENTORY_COLUMNS, OP_BY_ID, OP_BY_KEY, OPS_UNRESOLVED,
-    RELEASE_INVENTORY, RES_BY_ID, RES_OPEN, RESERVE_INVENTORY, RESOURCE_BY_ID, RESOURCE_COLUMNS,
-    TAKE_LEASE, UNASSIGN_INVENTORY, event_columns, event_set_excluded, headers_from_json,
-    headers_json, inventory_where, op_columns, where_clause,
+    IMPORT_INVENTORY, INSERT_RESOURCE, INVENTORY_BY_ID, INVENTORY_COLUMNS, OP_BY_ID, OP_BY_KEY,
+    OPS_UNRESOLVED, RELEASE_INVENTORY, RES_BY_ID, RES_OPEN, RESERVE_INVENTORY, RESOURCE_BY_ID,
+    RESOURCE_COLUMNS, SWAP_RESOURCE, TAKE_LEASE, UNASSIGN_INVENTORY, event_columns,
+    event_set_excluded, headers_from_json, headers_json, inventory_where, op_columns, where_clause,
 };
 use super::{
     Backend, Begun, EventFilter, EventRow, EventState, InventoryFilter, InventoryRow,
@@ -421,7 +421,7 @@ const PUT_EVENTS: &str = concat!(
 );
 
 /// The statements every batch may use, prepared when a connection opens.
-const BATCH_STATEMENTS: [&str; 22] = [
+const BATCH_STATEMENTS: [&str; 24] = [
     "BEGIN",
     "COMMIT",
     "ROLLBACK",
@@ -443,6 +443,8 @@ const BATCH_STATEMENTS: [&str; 22] = [
     ASSIGN_INVENTORY,
     RELEASE_INVENTORY,
     UNASSIGN_INVENTORY,
+    INSERT_RESOURCE,
+    SWAP_RESOURCE,
     ACTIVATE_INVENTORY,
 ];
 
@@ -1178,7 +1180,8 @@ impl<'a> Group<'a> {
             | Write::Assign { .. }
             | Write::Release { .. }
             | Write::Unassign { .. }
-            | Write::Activate { .. } => false,
+            | Write::Activate { .. }
+            | Write::PutResourceIf { .. } => false,
         }
     }
 
@@ -1253,7 +1256,8 @@ impl<'a> Group<'a> {
             | Write::Assign { .. }
             | Write::Release { .. }
             | Write::Unassign { .. }
-            | Write::Activate { .. } => self.solo = Some((i, w)),
+            | Write::Activate { .. }
+            | Write::PutResourceIf { .. } => self.solo = Some((i, w)),
         }
     }
 
@@ -1317,6 +1321,9 @@ struct SoloValues<'a> {
     pending: Option<&'a str>,
     /// An imported resource's `ported_in`.
     flag: bool,
+    /// A resource's `parent` and `due_ms` (conditional puts).
+    parent: Option<&'a str>,
+    due_ms: Option<i64>,
 }
 
 impl<'a> SoloValues<'a> {
@@ -1330,6 +1337,8 @@ impl<'a> SoloValues<'a> {
             decimals: Vec::new(),
             pending: None,
             flag: false,
+            parent: None,
+            due_ms: None,
         };
         Some(match w {
             Write::Claim { id, lease, now_ms } => solo(
@@ -1380,6 +1389,8 @@ impl<'a> SoloValues<'a> {
                 decimals: vec![r.reserved, r.charged],
                 pending: r.pending.as_deref(),
                 flag: false,
+                parent: None,
+                due_ms: None,
             },
             Write::ImportInventory(r) => Self {
                 flag: r.ported_in,
@@ -1420,6 +1431,31 @@ impl<'a> SoloValues<'a> {
             }
             Write::Activate { id, holder, now_ms } => {
                 solo(ACTIVATE_INVENTORY, true, vec![holder, id], vec![*now_ms])
+            }
+            Write::PutResourceIf {
+                row: r,
+                expected_updated_ms,
+            } => {
+                let texts = vec![
+                    r.id.as_str(),
+                    r.app.as_str(),
+                    r.kind.as_str(),
+                    r.state.as_str(),
+                    r.body.as_str(),
+                ];
+                let mut numbers = vec![r.created_ms, r.updated_ms];
+                let sql = match expected_updated_ms {
+                    None => INSERT_RESOURCE,
+                    Some(t) => {
+                        numbers.push(*t);
+                        SWAP_RESOURCE
+                    }
+                };
+                Self {
+                    parent: r.parent.as_deref(),
+                    due_ms: r.due_ms,
+                    ..solo(sql, true, texts, numbers)
+                }
             }
             Write::Begin(_)
             | Write::Update(_)
@@ -1463,6 +1499,24 @@ impl<'a> SoloValues<'a> {
             RELEASE_INVENTORY | UNASSIGN_INVENTORY => vec![n(0), t(0), t(1)],
             // now, holder, id
             ACTIVATE_INVENTORY => vec![n(0), t(0), t(1)],
+            // id, app, kind, state, parent, due, body, created, updated (, expected)
+            INSERT_RESOURCE | SWAP_RESOURCE => {
+                let mut v = vec![
+                    t(0),
+                    t(1),
+                    t(2),
+                    t(3),
+                    &self.parent as Param<'_>,
+                    &self.due_ms as Param<'_>,
+                    t(4),
+                    n(0),
+                    n(1),
+                ];
+                if self.sql == SWAP_RESOURCE {
+                    v.push(n(2));
+                }
+                v
+            }
             // id, app, session_id, subscriber, currency, reserved, charged, last, state,
             // expires, created, updated, pending, expected
             _ => vec![
@@ -2780,6 +2834,37 @@ mod tests {
             return;
         };
         conformance::inventory(&mut PostgresBackend::open(&config).unwrap());
+    }
+
+    #[test]
+    fn conditional_resources_conformance() {
+        let Some((_server, config, _)) = database("conditional") else {
+            return;
+        };
+        conformance::conditional_resources(&mut PostgresBackend::open(&config).unwrap());
+    }
+
+    /// 100 writers through two stores (two instances) on one database: one claim wins, no
+    /// compare-and-set increment is lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conditional_race_between_two_instances() {
+        let Some((_server, config, _)) = database("conditional_race") else {
+            return;
+        };
+        let settings = || StoreSettings {
+            max_batch: 64,
+            ..StoreSettings::default()
+        };
+        let c2 = config.clone();
+        let a = Store::start_opening(
+            move || PostgresBackend::open(&config),
+            "postgres",
+            settings(),
+        )
+        .unwrap();
+        let b = Store::start_opening(move || PostgresBackend::open(&c2), "postgres", settings())
+            .unwrap();
+        conformance::conditional_race(vec![a, b], 100).await;
     }
 
     /// 300 holders racing for ten numbers through two stores, each its own writer thread

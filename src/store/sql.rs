@@ -84,6 +84,19 @@ pub(super) const UPSERT_RESOURCE: &str = "INSERT INTO resources (id, app, kind, 
     state = excluded.state, parent = excluded.parent, due_ms = excluded.due_ms, \
     body = excluded.body, created_ms = excluded.created_ms, updated_ms = excluded.updated_ms";
 
+/// A resource inserted only when its id is free (id, app, kind, state, parent, due, body,
+/// created, updated).
+pub(super) const INSERT_RESOURCE: &str = "INSERT INTO resources (id, app, kind, state, parent, \
+    due_ms, body, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+    ON CONFLICT (id) DO NOTHING";
+
+/// A resource replaced only while its `updated_ms` is still `$10` (the columns as above; `id`
+/// set to itself so that the placeholders first appear in their order, as SQLite numbers
+/// named ones).
+pub(super) const SWAP_RESOURCE: &str = "UPDATE resources SET id = $1, app = $2, kind = $3, \
+    state = $4, parent = $5, due_ms = $6, body = $7, created_ms = $8, updated_ms = $9 \
+    WHERE id = $1 AND updated_ms = $10";
+
 macro_rules! resource_columns {
     () => {
         "id, app, kind, state, parent, due_ms, body, created_ms, updated_ms"
