@@ -144,7 +144,6 @@ impl IdentityConfig {
             ));
         }
         for (key, t) in [
-            ("identity.code_subject", &self.code_subject),
             ("identity.code_text", &self.code_text),
             ("identity.code_sms_text", &self.code_sms_text),
         ] {
@@ -161,5 +160,45 @@ impl IdentityConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_bad_values_name_the_key() {
+        IdentityConfig::default().validate().unwrap();
+        let bad = |c: IdentityConfig| c.validate().unwrap_err().key;
+        let d = IdentityConfig::default;
+        assert_eq!(
+            bad(IdentityConfig {
+                signing_key: "short".into(),
+                ..d()
+            }),
+            "identity.signing_key"
+        );
+        assert_eq!(
+            bad(IdentityConfig {
+                code_text: "no code here".into(),
+                ..d()
+            }),
+            "identity.code_text"
+        );
+        assert_eq!(
+            bad(IdentityConfig {
+                max_attempts: 0,
+                ..d()
+            }),
+            "identity.max_attempts"
+        );
+        assert_eq!(
+            bad(IdentityConfig {
+                argon2_memory_kib: 1,
+                ..d()
+            }),
+            "identity.argon2_memory_kib"
+        );
     }
 }
