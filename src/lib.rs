@@ -11,6 +11,7 @@ pub mod credit_control;
 pub mod diameter;
 pub mod fuzzing;
 pub mod gateway;
+pub mod identity;
 pub mod notify;
 pub mod ocs;
 pub mod store;

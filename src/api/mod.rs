@@ -20,6 +20,7 @@ pub mod auth;
 pub mod camara;
 pub mod datetime;
 pub mod error;
+pub mod identity;
 pub mod ocs;
 pub mod openapi;
 pub mod payment;
@@ -237,6 +238,7 @@ pub fn routes() -> Vec<Route> {
     routes.extend(tmf639::routes());
     routes.extend(tmf663::routes());
     routes.extend(tmf622::routes());
+    routes.extend(identity::routes());
     routes
 }
 
@@ -368,6 +370,7 @@ impl Family {
             || under(tmf639::BASE)
             || under(tmf663::BASE)
             || under(tmf622::BASE)
+            || under(identity::BASE)
         {
             Self::Tmf654
         } else {

@@ -59,6 +59,9 @@ use super::error::ErrorBody;
             - TMF622 Product Ordering Management v4 (tag `tmf622`): checkout of a shopping cart, \
             paid by carrier billing through the OCS, run as a durable pipeline. Errors: TMF \
             `TmfError`.\n\n\
+            - Self-registration (tag `identity`, /identity/v1/): sign-up with a one-time code, \
+            sign-in with a JWT access token and a rotating refresh token, sign-out. Errors: TMF \
+            `TmfError`.\n\n\
             And the gateway's own endpoints: `admin` (metrics, stored records; admin \
             applications; errors as OCSG `ErrorBody`) and `operations` (health, this document; \
             no authentication; the readiness probe's 503 is its `Health` body)."
@@ -166,6 +169,15 @@ pub const FAMILIES: &[Family] = &[
         error_schema: "TmfError",
     },
     Family {
+        tag: "identity",
+        description: "Self-registration of the shop's customers: sign-up with a one-time \
+            code by mail or SMS, confirmation, sign-in with a short-lived access token (JWT, \
+            HS256) and a rotating refresh token, sign-out; called with the shop front end's \
+            application credentials (GET /identity/v1/me with the access token). Errors: TMF \
+            Error bodies (TmfError).",
+        error_schema: "TmfError",
+    },
+    Family {
         tag: "admin",
         description: "Metrics and stored records (disputes); admin applications only. Errors: \
             the OCSG ErrorBody (SVC0001, SVC0002, POL0001).",
@@ -189,6 +201,7 @@ pub fn document() -> Doc {
     doc.merge(super::tmf639::Tmf639Doc::openapi());
     doc.merge(super::tmf663::Tmf663Doc::openapi());
     doc.merge(super::tmf622::Tmf622Doc::openapi());
+    doc.merge(super::identity::IdentityDoc::openapi());
     doc.tags = Some(
         FAMILIES
             .iter()
@@ -406,6 +419,8 @@ mod tests {
             ("tmf663", "TmfError")
         } else if path.starts_with("/tmf-api/productOrderingManagement/") {
             ("tmf622", "TmfError")
+        } else if path.starts_with("/identity/") {
+            ("identity", "TmfError")
         } else if path.starts_with("/admin/") || path == "/metrics" {
             ("admin", "ErrorBody")
         } else if path == "/health" {

@@ -141,7 +141,12 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
         .layer(axum::Extension(api::tmf639::Settings::from(
             &gw.config.inventory,
         )))
-        .layer(axum::Extension(pipeline));
+        .layer(axum::Extension(pipeline))
+        .layer(axum::Extension(crate::identity::IdentityState::new(
+            gw.store.clone(),
+            gw.config.identity.clone(),
+            &gw.config.notifications,
+        )));
     let listener = tokio::net::TcpListener::bind(&http.listen)
         .await
         .map_err(|e| format!("http.listen {}: {e}", http.listen))?;

@@ -7,6 +7,7 @@
 //! (`GATEWAY__DIAMETER__HOST_IP_ADDRESSES=10.0.0.1,10.0.0.2`); peers are configured in the file.
 
 pub mod catalog;
+pub mod identity;
 pub mod inventory;
 pub mod notifications;
 pub mod orders;
@@ -59,6 +60,9 @@ pub struct GatewayConfig {
     /// The digital sales channel's background work (abandoned-cart follow-up).
     #[serde(default)]
     pub shop: shop::ShopConfig,
+    /// Self-registration, sign-in and tokens of the shop's customers.
+    #[serde(default)]
+    pub identity: identity::IdentityConfig,
     /// Applications allowed to call the REST API.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
@@ -472,6 +476,7 @@ impl GatewayConfig {
         self.inventory.validate()?;
         self.orders.validate()?;
         self.shop.validate()?;
+        self.identity.validate()?;
         service::validate_service(self)
     }
 
