@@ -13,4 +13,5 @@ pub mod fuzzing;
 pub mod gateway;
 pub mod notify;
 pub mod ocs;
+pub mod parties;
 pub mod store;

@@ -12,6 +12,9 @@
 //! tmf639             /tmf-api/resourceInventoryManagement/v4/... TmfError
 //! tmf663             /tmf-api/shoppingCart/v4/...               TmfError
 //! tmf622             /tmf-api/productOrderingManagement/v4/...   TmfError
+//! tmf632             /tmf-api/partyManagement/v4/...            TmfError
+//! tmf629             /tmf-api/customerManagement/v4/...         TmfError
+//! tmf666             /tmf-api/accountManagement/v4/...          TmfError
 //! admin              /metrics, /admin/...                       ErrorBody
 //! operations         /health/..., /openapi.json                 Health (the readiness 503)
 //! ```
@@ -59,6 +62,10 @@ use super::error::ErrorBody;
             - TMF622 Product Ordering Management v4 (tag `tmf622`): checkout of a shopping cart, \
             paid by carrier billing through the OCS, run as a durable pipeline. Errors: TMF \
             `TmfError`.\n\n\
+            - TMF632 Party Management v4, TMF629 Customer Management v4 and TMF666 Account \
+            Management v4 (tags `tmf632`, `tmf629`, `tmf666`): individuals, organizations, \
+            their B2C and B2B customers (an email address or phone number is the contact of \
+            one customer) and billing accounts. Errors: TMF `TmfError`.\n\n\
             And the gateway's own endpoints: `admin` (metrics, stored records; admin \
             applications; errors as OCSG `ErrorBody`) and `operations` (health, this document; \
             no authentication; the readiness probe's 503 is its `Health` body)."
@@ -166,6 +173,28 @@ pub const FAMILIES: &[Family] = &[
         error_schema: "TmfError",
     },
     Family {
+        tag: "tmf632",
+        description: "TMF632 Party Management v4: individuals and organizations (contact \
+            media: email, E.164 phone, postal address); merge patch or JSON Patch. Errors: TMF \
+            Error bodies (TmfError).",
+        error_schema: "TmfError",
+    },
+    Family {
+        tag: "tmf629",
+        description: "TMF629 Customer Management v4: customers of an individual (B2C) or an \
+            organization (B2B, individuals as contacts); an email address or phone number is \
+            the contact of one customer (409 CONFLICT otherwise, decided by the store). \
+            Errors: TMF Error bodies (TmfError).",
+        error_schema: "TmfError",
+    },
+    Family {
+        tag: "tmf666",
+        description: "TMF666 Account Management v4: billing accounts of customers (carrier \
+            billing payment methods, exact credit limit). Errors: TMF Error bodies \
+            (TmfError).",
+        error_schema: "TmfError",
+    },
+    Family {
         tag: "admin",
         description: "Metrics and stored records (disputes); admin applications only. Errors: \
             the OCSG ErrorBody (SVC0001, SVC0002, POL0001).",
@@ -189,6 +218,9 @@ pub fn document() -> Doc {
     doc.merge(super::tmf639::Tmf639Doc::openapi());
     doc.merge(super::tmf663::Tmf663Doc::openapi());
     doc.merge(super::tmf622::Tmf622Doc::openapi());
+    doc.merge(super::tmf632::Tmf632Doc::openapi());
+    doc.merge(super::tmf629::Tmf629Doc::openapi());
+    doc.merge(super::tmf666::Tmf666Doc::openapi());
     doc.tags = Some(
         FAMILIES
             .iter()
