@@ -115,13 +115,20 @@ fn holder_of(row: &ResourceRow) -> Holder {
     }
 }
 
-/// Who holds `key` now, if anyone.
+/// Who holds `key` now, if anyone (a stale claim is no one's: the next claim takes it over).
 pub async fn holder(store: &Store, key: &Key) -> Result<Option<Holder>, StoreError> {
-    Ok(store
+    let Some(cur) = store
         .resource(&key.row_id())
         .await?
         .filter(|r| r.kind == kind::CLAIM && r.state == state::HELD)
-        .map(|r| holder_of(&r)))
+    else {
+        return Ok(None);
+    };
+    let h = holder_of(&cur);
+    if stale(store, key, &cur, &h, crate::store::now_ms()).await? {
+        return Ok(None);
+    }
+    Ok(Some(h))
 }
 
 /// Claims `key` for `customer` (engaging `party`) of `app`.
