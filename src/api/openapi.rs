@@ -438,6 +438,12 @@ mod tests {
             ("tmf663", "TmfError")
         } else if path.starts_with("/tmf-api/productOrderingManagement/") {
             ("tmf622", "TmfError")
+        } else if path.starts_with("/tmf-api/partyManagement/") {
+            ("tmf632", "TmfError")
+        } else if path.starts_with("/tmf-api/customerManagement/") {
+            ("tmf629", "TmfError")
+        } else if path.starts_with("/tmf-api/accountManagement/") {
+            ("tmf666", "TmfError")
         } else if path.starts_with("/admin/") || path == "/metrics" {
             ("admin", "ErrorBody")
         } else if path == "/health" {

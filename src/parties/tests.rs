@@ -7,9 +7,7 @@ use std::path::PathBuf;
 use super::*;
 use crate::store::{ResourceFilter, Store};
 
-#[path = "../../tests/support/postgres.rs"]
-#[allow(dead_code)]
-mod test_server;
+use crate::store::postgres::test_server;
 
 fn ana() -> Contact {
     Contact {

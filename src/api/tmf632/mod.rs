@@ -83,13 +83,16 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
+/// A body reader of [`input`].
+type Reader = fn(&Value, Target<'_>) -> Result<Map<String, Value>, TmfError>;
+
 /// One of the two party resources.
 #[derive(Clone, Copy)]
 struct Spec {
     kind: &'static str,
     prefix: &'static str,
     what: &'static str,
-    read: fn(&Value, Target<'_>) -> Result<Map<String, Value>, TmfError>,
+    read: Reader,
     filters: &'static [Filter],
 }
 
