@@ -14,4 +14,5 @@ pub mod gateway;
 pub mod identity;
 pub mod notify;
 pub mod ocs;
+pub mod parties;
 pub mod store;

@@ -364,12 +364,34 @@ async fn sign_up_confirm_sign_in_refresh_sign_out() {
             .unwrap()
             .starts_with("usr-")
     );
-    assert!(
-        me.body["claims"]["cid"]
-            .as_str()
-            .unwrap()
-            .starts_with("cus-")
-    );
+    // The confirmed sign-up is a TMF629 customer of a TMF632 individual (B2C).
+    let cid = me.body["claims"]["cid"].as_str().unwrap().to_string();
+    let auth = basic("shop", "shop-secret");
+    let customer =
+        w.gw.request(
+            "GET",
+            &format!("/tmf-api/customerManagement/v4/customer/{cid}"),
+            Some(&auth),
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(customer.status, 200, "{}", customer.body);
+    assert_eq!(customer.body["engagedParty"]["@referredType"], "Individual");
+    let individual = customer.body["engagedParty"]["id"].as_str().unwrap();
+    let person =
+        w.gw.request(
+            "GET",
+            &format!("/tmf-api/partyManagement/v4/individual/{individual}"),
+            Some(&auth),
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(person.status, 200, "{}", person.body);
+    assert_eq!(person.body["givenName"], "Ana");
     assert_eq!(w.me("not-a-token").await.status, 401);
 
     // Refresh: new tokens; the old refresh token is refused, and its reuse revokes the

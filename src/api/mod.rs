@@ -27,10 +27,13 @@ pub mod payment;
 pub mod server;
 pub mod tmf620;
 pub mod tmf622;
+pub mod tmf629;
 pub mod tmf630;
+pub mod tmf632;
 pub mod tmf639;
 pub mod tmf654;
 pub mod tmf663;
+pub mod tmf666;
 
 #[cfg(test)]
 mod tests;
@@ -239,6 +242,9 @@ pub fn routes() -> Vec<Route> {
     routes.extend(tmf663::routes());
     routes.extend(tmf622::routes());
     routes.extend(identity::routes());
+    routes.extend(tmf632::routes());
+    routes.extend(tmf629::routes());
+    routes.extend(tmf666::routes());
     routes
 }
 
@@ -352,7 +358,7 @@ enum Family {
     Camara,
     /// `/tmf-api/prepayBalanceManagement/...`, `/tmf-api/productCatalogManagement/...`,
     /// `/tmf-api/resourceInventoryManagement/...` and `/tmf-api/shoppingCart/...`: the TMF630
-    /// `Error`.
+    /// `Error`. So are the party and account families (TMF632, TMF629, TMF666).
     Tmf654,
 }
 
@@ -371,6 +377,9 @@ impl Family {
             || under(tmf663::BASE)
             || under(tmf622::BASE)
             || under(identity::BASE)
+            || under(tmf632::BASE)
+            || under(tmf629::BASE)
+            || under(tmf666::BASE)
         {
             Self::Tmf654
         } else {

@@ -12,6 +12,9 @@
 //! tmf639             /tmf-api/resourceInventoryManagement/v4/... TmfError
 //! tmf663             /tmf-api/shoppingCart/v4/...               TmfError
 //! tmf622             /tmf-api/productOrderingManagement/v4/...   TmfError
+//! tmf632             /tmf-api/partyManagement/v4/...            TmfError
+//! tmf629             /tmf-api/customerManagement/v4/...         TmfError
+//! tmf666             /tmf-api/accountManagement/v4/...          TmfError
 //! admin              /metrics, /admin/...                       ErrorBody
 //! operations         /health/..., /openapi.json                 Health (the readiness 503)
 //! ```
@@ -62,6 +65,10 @@ use super::error::ErrorBody;
             - Self-registration (tag `identity`, /identity/v1/): sign-up with a one-time code, \
             sign-in with a JWT access token and a rotating refresh token, sign-out. Errors: TMF \
             `TmfError`.\n\n\
+            - TMF632 Party Management v4, TMF629 Customer Management v4 and TMF666 Account \
+            Management v4 (tags `tmf632`, `tmf629`, `tmf666`): individuals, organizations, \
+            their B2C and B2B customers (an email address or phone number is the contact of \
+            one customer) and billing accounts. Errors: TMF `TmfError`.\n\n\
             And the gateway's own endpoints: `admin` (metrics, stored records; admin \
             applications; errors as OCSG `ErrorBody`) and `operations` (health, this document; \
             no authentication; the readiness probe's 503 is its `Health` body)."
@@ -178,6 +185,28 @@ pub const FAMILIES: &[Family] = &[
         error_schema: "TmfError",
     },
     Family {
+        tag: "tmf632",
+        description: "TMF632 Party Management v4: individuals and organizations (contact \
+            media: email, E.164 phone, postal address); merge patch or JSON Patch. Errors: TMF \
+            Error bodies (TmfError).",
+        error_schema: "TmfError",
+    },
+    Family {
+        tag: "tmf629",
+        description: "TMF629 Customer Management v4: customers of an individual (B2C) or an \
+            organization (B2B, individuals as contacts); an email address or phone number is \
+            the contact of one customer (409 CONFLICT otherwise, decided by the store). \
+            Errors: TMF Error bodies (TmfError).",
+        error_schema: "TmfError",
+    },
+    Family {
+        tag: "tmf666",
+        description: "TMF666 Account Management v4: billing accounts of customers (carrier \
+            billing payment methods, exact credit limit). Errors: TMF Error bodies \
+            (TmfError).",
+        error_schema: "TmfError",
+    },
+    Family {
         tag: "admin",
         description: "Metrics and stored records (disputes); admin applications only. Errors: \
             the OCSG ErrorBody (SVC0001, SVC0002, POL0001).",
@@ -202,6 +231,9 @@ pub fn document() -> Doc {
     doc.merge(super::tmf663::Tmf663Doc::openapi());
     doc.merge(super::tmf622::Tmf622Doc::openapi());
     doc.merge(super::identity::IdentityDoc::openapi());
+    doc.merge(super::tmf632::Tmf632Doc::openapi());
+    doc.merge(super::tmf629::Tmf629Doc::openapi());
+    doc.merge(super::tmf666::Tmf666Doc::openapi());
     doc.tags = Some(
         FAMILIES
             .iter()
@@ -421,6 +453,12 @@ mod tests {
             ("tmf622", "TmfError")
         } else if path.starts_with("/identity/") {
             ("identity", "TmfError")
+        } else if path.starts_with("/tmf-api/partyManagement/") {
+            ("tmf632", "TmfError")
+        } else if path.starts_with("/tmf-api/customerManagement/") {
+            ("tmf629", "TmfError")
+        } else if path.starts_with("/tmf-api/accountManagement/") {
+            ("tmf666", "TmfError")
         } else if path.starts_with("/admin/") || path == "/metrics" {
             ("admin", "ErrorBody")
         } else if path == "/health" {

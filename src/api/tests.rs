@@ -2861,3 +2861,24 @@ mod body_read {
         assert_eq!((status, body.len()), (StatusCode::OK, 0));
     }
 }
+
+/// Every policy name a family checks can be written in `allowed_operations` (the configuration
+/// refuses names it does not know).
+#[test]
+fn every_family_policy_name_is_a_configurable_operation() {
+    let ops = crate::config::service::OPERATIONS;
+    for name in [
+        super::tmf663::CART_OPERATION,
+        super::identity::OPERATION,
+        super::tmf632::PARTY_OPERATION,
+        super::tmf629::CUSTOMER_OPERATION,
+        super::tmf666::ACCOUNT_OPERATION,
+        super::tmf654::TOPUP_OPERATION,
+        super::tmf654::QUERY_OPERATION,
+    ] {
+        assert!(
+            ops.contains(&name),
+            "{name} is not in config::service::OPERATIONS"
+        );
+    }
+}

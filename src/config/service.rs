@@ -605,6 +605,13 @@ pub const OPERATIONS: &[&str] = &[
     // TMF654: POST / GET / PATCH / DELETE /topupBalance, and GET /bucket (CHECK_BALANCE).
     "topup-balance",
     "query-balance",
+    // TMF663 shopping carts (every method), self-registration (/identity/v1).
+    "shopping-cart",
+    "identity",
+    // TMF632 individual / organization, TMF629 customer, TMF666 billingAccount (every method).
+    "party",
+    "customer",
+    "billing-account",
 ];
 
 pub(super) fn validate_service(c: &super::GatewayConfig) -> Result<(), ConfigError> {

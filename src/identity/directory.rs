@@ -1,14 +1,11 @@
 //! Who the customer of a confirmed sign-up is: [`CustomerDirectory`], the seam to the party
 //! model (TMF632 Individual and its B2C Customer). The signature is the one the parties part
-//! exposes (`parties::ensure_individual_customer`); until it is wired in, [`LocalDirectory`]
-//! keeps one customer id per address in the store.
+//! exposes (`parties::ensure_individual_customer`), implemented by [`PartiesDirectory`].
 
 use std::future::Future;
 use std::pin::Pin;
 
-use serde::{Deserialize, Serialize};
-
-use crate::store::{ResourceRow, Store};
+use crate::store::Store;
 
 /// What is known of a new customer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -44,21 +41,13 @@ pub trait CustomerDirectory: Send + Sync {
     ) -> Ensured<'a>;
 }
 
-pub const CUSTOMER_KIND: &str = "identity.customer";
-
-/// The stand-in until the party model is merged: `identity.customer:<email or digits>`
-/// claimed with `put_resource_if(.., None)`, holding a customer id (`cus-<hex>`) that is also
-/// the individual's. The same address gives the same id on every instance.
+/// The party model: [`crate::parties::ensure_individual_customer`] makes (or finds, for the
+/// same email or MSISDN) the TMF632 Individual and its B2C TMF629 Customer; the uniqueness of
+/// the address is a claim in the store.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct LocalDirectory;
+pub struct PartiesDirectory;
 
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CustomerDoc {
-    customer_id: String,
-}
-
-impl CustomerDirectory for LocalDirectory {
+impl CustomerDirectory for PartiesDirectory {
     fn ensure_individual_customer<'a>(
         &'a self,
         store: &'a Store,
@@ -66,45 +55,20 @@ impl CustomerDirectory for LocalDirectory {
         contact: &'a Contact,
     ) -> Ensured<'a> {
         Box::pin(async move {
-            let key = contact
-                .email
-                .clone()
-                .or_else(|| contact.phone.clone())
-                .ok_or_else(|| PartyError("neither email nor phone".into()))?;
-            let id = format!("{CUSTOMER_KIND}:{}", key.to_lowercase());
-            let store_err = |e: crate::store::StoreError| PartyError(e.to_string());
-            for _ in 0..2 {
-                if let Some(r) = store.resource(&id).await.map_err(store_err)? {
-                    let d: CustomerDoc = serde_json::from_str(&r.body)
-                        .map_err(|e| PartyError(format!("{id}: {e}")))?;
-                    return Ok(Linked {
-                        individual_id: d.customer_id.clone(),
-                        customer_id: d.customer_id,
-                        created: false,
-                    });
-                }
-                let cid = format!("cus-{}", super::otp::random_hex(16).map_err(PartyError)?);
-                let now = crate::store::now_ms();
-                let row = ResourceRow {
-                    id: id.clone(),
-                    app: app.to_string(),
-                    kind: CUSTOMER_KIND.into(),
-                    state: "active".into(),
-                    parent: None,
-                    due_ms: None,
-                    body: serde_json::json!({"customerId": cid}).to_string(),
-                    created_ms: now,
-                    updated_ms: now,
-                };
-                if store.put_resource_if(row, None).await.map_err(store_err)? {
-                    return Ok(Linked {
-                        individual_id: cid.clone(),
-                        customer_id: cid,
-                        created: true,
-                    });
-                }
-            }
-            Err(PartyError(format!("{id}: claimed and not readable")))
+            let c = crate::parties::Contact {
+                email: contact.email.clone(),
+                phone: contact.phone.clone(),
+                given_name: contact.given_name.clone(),
+                family_name: contact.family_name.clone(),
+            };
+            crate::parties::ensure_individual_customer(store, app, &c)
+                .await
+                .map(|l| Linked {
+                    individual_id: l.individual_id,
+                    customer_id: l.customer_id,
+                    created: l.created,
+                })
+                .map_err(|e| PartyError(e.to_string()))
         })
     }
 }
@@ -114,21 +78,40 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn one_address_one_customer() {
+    async fn one_address_one_individual_and_customer() {
         let store = Store::memory();
         let c = Contact {
             email: Some("Ana@Example.com".into()),
+            given_name: Some("Ana".into()),
             ..Contact::default()
         };
-        let a = LocalDirectory
+        let a = PartiesDirectory
             .ensure_individual_customer(&store, "shop", &c)
             .await
             .unwrap();
-        let b = LocalDirectory
+        let b = PartiesDirectory
             .ensure_individual_customer(&store, "shop", &c)
             .await
             .unwrap();
         assert!(a.created && !b.created);
-        assert_eq!(a.customer_id, b.customer_id);
+        assert_eq!(
+            (a.customer_id.clone(), a.individual_id.clone()),
+            (b.customer_id, b.individual_id)
+        );
+        // They are the TMF629 customer and TMF632 individual rows.
+        let (rows, _) = store
+            .resources(crate::store::ResourceFilter::default())
+            .await
+            .unwrap();
+        assert!(
+            rows.iter()
+                .any(|r| r.id.contains(&a.customer_id) && r.kind.contains("customer")),
+            "{rows:?}"
+        );
+        assert!(
+            rows.iter()
+                .any(|r| r.id.contains(&a.individual_id) && r.kind.contains("individual")),
+            "{rows:?}"
+        );
     }
 }

@@ -50,7 +50,7 @@ use crate::config::identity::IdentityConfig;
 use crate::config::notifications::SmsConfig;
 use crate::notify::mail::{self, MailBody};
 use crate::store::{EventRow, EventState, ResourceRow, Store, StoreError};
-pub use directory::{Contact, CustomerDirectory, Linked, LocalDirectory, PartyError};
+pub use directory::{Contact, CustomerDirectory, Linked, PartiesDirectory, PartyError};
 pub use limits::LimitError;
 use limits::next_updated;
 use password::Hasher;
@@ -354,7 +354,7 @@ impl IdentityState {
                 .sms
                 .enabled()
                 .then(|| notifications.sms.clone()),
-            directory: Arc::new(LocalDirectory),
+            directory: Arc::new(PartiesDirectory),
             key: Arc::new(OnceCell::new()),
             dummy: Arc::new(OnceCell::new()),
         }

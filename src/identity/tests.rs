@@ -89,7 +89,18 @@ async fn sign_up_confirm_sign_in_refresh_sign_out() {
         .await
         .unwrap();
     assert_eq!(user.email.as_deref(), Some("ana@example.com"));
-    assert!(user.customer_id.starts_with("cus-"));
+    // The confirmed sign-up is a TMF629 customer (of its TMF632 individual).
+    let customer = st
+        .store
+        .resources(crate::store::ResourceFilter {
+            kind: Some(crate::parties::kind::CUSTOMER.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(customer.len(), 1);
+    assert!(customer[0].id.contains(&user.customer_id), "{customer:?}");
     // A used code confirms no more.
     assert!(
         st.confirm("shop", &ana(), &code, "secret-pw-1", NOW)

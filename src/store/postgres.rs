@@ -2435,7 +2435,7 @@ fn read_event(row: &Row, label: &str) -> Result<EventRow, StoreError> {
 #[cfg(test)]
 #[path = "../../tests/support/postgres.rs"]
 #[allow(dead_code)]
-mod test_server;
+pub(crate) mod test_server;
 
 #[cfg(test)]
 mod tests {
