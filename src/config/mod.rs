@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod inventory;
 pub mod notifications;
+pub mod oidc;
 pub mod orders;
 pub mod postgres;
 pub mod service;
@@ -59,6 +60,9 @@ pub struct GatewayConfig {
     /// The digital sales channel's background work (abandoned-cart follow-up).
     #[serde(default)]
     pub shop: shop::ShopConfig,
+    /// External OpenID Connect access tokens (issuer, JWKS, audience).
+    #[serde(default)]
+    pub oidc: oidc::OidcConfig,
     /// Applications allowed to call the REST API.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
@@ -472,6 +476,7 @@ impl GatewayConfig {
         self.inventory.validate()?;
         self.orders.validate()?;
         self.shop.validate()?;
+        self.oidc.validate()?;
         service::validate_service(self)
     }
 
