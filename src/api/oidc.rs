@@ -477,3 +477,306 @@ impl TokenVerifier for OidcVerifier {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AppConfig;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const ISS: &str = "http://127.0.0.1/idp";
+
+    struct Signer {
+        kid: String,
+        alg: Algorithm,
+        enc: EncodingKey,
+        jwk: Value,
+    }
+
+    fn b64u(b: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(b)
+    }
+
+    fn es256(kid: &str) -> Signer {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let raw = kp.public_key_raw();
+        Signer {
+            kid: kid.into(),
+            alg: Algorithm::ES256,
+            enc: EncodingKey::from_ec_der(&kp.serialize_der()),
+            jwk: json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
+                "x": b64u(&raw[1..33]), "y": b64u(&raw[33..65])}),
+        }
+    }
+
+    fn ed25519(kid: &str) -> Signer {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        Signer {
+            kid: kid.into(),
+            alg: Algorithm::EdDSA,
+            enc: EncodingKey::from_ed_der(&kp.serialize_der()),
+            jwk: json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": b64u(kp.public_key_raw())}),
+        }
+    }
+
+    fn sign(s: &Signer, claims: &Value) -> String {
+        let mut h = Header::new(s.alg);
+        h.kid = Some(s.kid.clone());
+        encode(&h, claims, &s.enc).unwrap()
+    }
+
+    fn claims(extra: Value) -> Value {
+        let mut c = json!({"iss": ISS, "aud": "gw", "azp": "client-shop", "sub": "opaque-1",
+            "exp": now_s() + 300, "iat": now_s()});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    }
+
+    fn apps() -> Apps {
+        Apps::new(&[AppConfig {
+            id: "shop".into(),
+            username: String::new(),
+            password: String::new(),
+            password_sha256: String::new(),
+            api_key: "k-shop".into(),
+            allowed_currencies: vec![],
+            max_amount: None,
+            allowed_operations: vec![],
+            admin: false,
+            oidc_client_id: "client-shop".into(),
+        }])
+    }
+
+    /// A JWKS served on 127.0.0.1 (what it serves can be replaced), counting its fetches.
+    async fn jwks(set: Value) -> (String, Arc<Mutex<Value>>, Arc<AtomicUsize>) {
+        let doc = Arc::new(Mutex::new(set));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (d, h) = (Arc::clone(&doc), Arc::clone(&hits));
+        let app = axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || {
+                let (d, h) = (Arc::clone(&d), Arc::clone(&h));
+                async move {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    axum::Json(d.lock().unwrap().clone())
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await });
+        (url, doc, hits)
+    }
+
+    fn verifier(url: &str, refetch: Duration) -> OidcVerifier {
+        let cfg = OidcConfig {
+            issuer: ISS.into(),
+            jwks_url: url.into(),
+            audience: vec!["gw".into(), "other".into()],
+            refetch_interval: refetch,
+            ..OidcConfig::default()
+        };
+        cfg.validate().unwrap();
+        OidcVerifier::new(&cfg).unwrap()
+    }
+
+    async fn verdict(v: &OidcVerifier, token: &str) -> Result<Subject, String> {
+        match v.verify(token, &apps()).await {
+            Verdict::Accepted(s) => Ok(s),
+            Verdict::Refused(w) => Err(w),
+            Verdict::NotMine => Err("not mine".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_verified_against_the_key_set() {
+        let (a, b) = (es256("k1"), ed25519("k2"));
+        let (url, _, _) = jwks(json!({"keys": [a.jwk, b.jwk]})).await;
+        let v = verifier(&url, Duration::from_secs(3600));
+        // Valid: two-legged (no phone claim), and three-legged with the MSISDN claim.
+        let s = verdict(&v, &sign(&a, &claims(json!({})))).await.unwrap();
+        assert_eq!(s.app.id(), "shop");
+        assert_eq!(s.source, SubjectSource::ExternalToken);
+        assert!(!s.is_three_legged());
+        let s = verdict(
+            &v,
+            &sign(
+                &b,
+                &claims(json!({"phone_number": "+34600000001", "aud": ["x", "other"]})),
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.phone_number.as_deref(), Some("+34600000001"));
+        // `client_id` when there is no `azp`.
+        let mut c = claims(json!({"client_id": "client-shop"}));
+        c.as_object_mut().unwrap().remove("azp");
+        assert!(verdict(&v, &sign(&a, &c)).await.is_ok());
+        // Within the leeway (60 s) an expired token is still taken; beyond, not.
+        assert!(
+            verdict(&v, &sign(&a, &claims(json!({"exp": now_s() - 30}))))
+                .await
+                .is_ok()
+        );
+        let refused = |c: Value| {
+            let t = sign(&a, &claims(c));
+            let v = &v;
+            async move { verdict(v, &t).await.unwrap_err() }
+        };
+        assert!(
+            refused(json!({"exp": now_s() - 120}))
+                .await
+                .contains("expired")
+        );
+        assert!(refused(json!({"nbf": now_s() + 120})).await.contains("nbf"));
+        assert!(refused(json!({"exp": "tomorrow"})).await.contains("exp"));
+        assert!(
+            refused(json!({"aud": "someone-else"}))
+                .await
+                .contains("aud")
+        );
+        assert!(
+            refused(json!({"azp": "client-unknown"}))
+                .await
+                .contains("client")
+        );
+        assert!(
+            refused(json!({"phone_number": "0600"}))
+                .await
+                .contains("E.164")
+        );
+        assert!(
+            refused(json!({"phone_number": 34600000001u64}))
+                .await
+                .contains("E.164")
+        );
+        let mut no_exp = claims(json!({}));
+        no_exp.as_object_mut().unwrap().remove("exp");
+        assert!(verdict(&v, &sign(&a, &no_exp)).await.is_err());
+        // Another issuer: not this verifier's token.
+        let other = sign(&a, &claims(json!({"iss": "https://elsewhere"})));
+        assert!(matches!(v.verify(&other, &apps()).await, Verdict::NotMine));
+        // A tampered payload or signature.
+        let t = sign(&a, &claims(json!({})));
+        let mut parts: Vec<String> = t.split('.').map(str::to_string).collect();
+        let forged = b64u(
+            claims(json!({"azp": "client-shop", "phone_number": "+34999999999"}))
+                .to_string()
+                .as_bytes(),
+        );
+        let tampered = format!("{}.{}.{}", parts[0], forged, parts[2]);
+        assert!(
+            verdict(&v, &tampered)
+                .await
+                .unwrap_err()
+                .contains("signature")
+        );
+        parts[2] = b64u(&[7u8; 64]);
+        assert!(
+            verdict(&v, &parts.join("."))
+                .await
+                .unwrap_err()
+                .contains("signature")
+        );
+        // alg none, and HS256 with the public key's bytes as the secret (key confusion).
+        let none_header = b64u(br#"{"alg":"none","kid":"k1"}"#);
+        let body = b64u(claims(json!({})).to_string().as_bytes());
+        assert!(
+            verdict(&v, &format!("{none_header}.{body}."))
+                .await
+                .is_err()
+        );
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some("k1".into());
+        let secret = serde_json::to_vec(&a.jwk).unwrap();
+        let hs = encode(
+            &h,
+            &claims(json!({})),
+            &EncodingKey::from_secret(&secret).unwrap(),
+        )
+        .unwrap();
+        assert!(verdict(&v, &hs).await.unwrap_err().contains("not accepted"));
+        // A key id nobody published.
+        let c = es256("k9");
+        assert!(
+            verdict(&v, &sign(&c, &claims(json!({}))))
+                .await
+                .unwrap_err()
+                .contains("k9")
+        );
+        // Too long.
+        let long = sign(&a, &claims(json!({"pad": "x".repeat(9000)})));
+        assert!(verdict(&v, &long).await.unwrap_err().contains("longer"));
+    }
+
+    #[tokio::test]
+    async fn a_rotation_is_picked_up_and_refetches_are_bounded() {
+        let (old, new) = (es256("old"), es256("new"));
+        let (url, doc, hits) = jwks(json!({"keys": [old.jwk]})).await;
+        // Unknown kids refetch at most once per hour here: after the first fetch, none.
+        let slow = verifier(&url, Duration::from_secs(3600));
+        assert!(
+            verdict(&slow, &sign(&old, &claims(json!({}))))
+                .await
+                .is_ok()
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        for _ in 0..5 {
+            assert!(
+                verdict(&slow, &sign(&new, &claims(json!({}))))
+                    .await
+                    .is_err()
+            );
+        }
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "made-up kids do not flood the provider"
+        );
+        // The provider rotates: the new key is served, the old one removed.
+        *doc.lock().unwrap() = json!({"keys": [new.jwk]});
+        let quick = verifier(&url, Duration::from_millis(1));
+        assert!(
+            verdict(&quick, &sign(&new, &claims(json!({}))))
+                .await
+                .is_ok()
+        );
+        let fetched = hits.load(Ordering::SeqCst);
+        // The old key is gone from the set: its tokens are refused.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert!(
+            verdict(&quick, &sign(&old, &claims(json!({}))))
+                .await
+                .is_err()
+        );
+        assert!(
+            hits.load(Ordering::SeqCst) > fetched,
+            "the unknown kid fetched again"
+        );
+    }
+
+    #[test]
+    fn unusable_keys_are_left_out_without_panic() {
+        let short = json!({"kty": "OKP", "crv": "Ed25519", "x": "AAAA"});
+        let oct = json!({"kty": "oct", "k": "c2VjcmV0"});
+        let enc = json!({"kty": "OKP", "crv": "Ed25519", "use": "enc", "x": b64u(&[1u8; 32])});
+        let weak_rsa = json!({"kty": "RSA", "n": b64u(&[0xff; 64]), "e": "AQAB"});
+        let ec_bad = json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"});
+        let wrong_alg =
+            json!({"kty": "OKP", "crv": "Ed25519", "alg": "ES256", "x": b64u(&[1u8; 32])});
+        let junk = json!({"kty": 5});
+        let doc = json!({"keys": [short, oct, enc, weak_rsa, ec_bad, wrong_alg, junk, "x", null]});
+        assert!(keys_of(&doc).unwrap().is_empty());
+        assert!(keys_of(&json!({"nokeys": []})).is_err());
+        let ok =
+            json!({"keys": [{"kty": "RSA", "n": b64u(&[0xc5; 256]), "e": "AQAB", "kid": "r"}]});
+        let keys = keys_of(&ok).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert!(keys[0].kty.fits(Algorithm::RS256) && !keys[0].kty.fits(Algorithm::ES256));
+        assert!(e164("+34600000001") && !e164("34600000001") && !e164("+0123456") && !e164("+12"));
+    }
+}
