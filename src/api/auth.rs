@@ -1,19 +1,31 @@
-//! Who calls, and what they may do: HTTP Basic (as OCSG applications authenticate) or an API
+//! Who calls, and what they may do: HTTP Basic (as OCSG applications authenticate), an API
 //! key (`X-API-Key: <key>` or `Authorization: Bearer <key>`), checked against the `[[apps]]`
-//! of the configuration; then the application's policy.
+//! of the configuration, or an access token (`Authorization: Bearer <JWT>`) one of the token
+//! verifiers accepts (`[oidc]`: an external OpenID Connect provider); then the application's
+//! policy.
 //!
 //! ```text
 //! Authorization: Basic base64(user:password)   -> sha256(password) == password_sha256
 //!                                                 (or sha256 of the clear `password`)
 //! X-API-Key: k  |  Authorization: Bearer k      -> sha256(k) == sha256(api_key)
 //!   every comparison in constant time, over digests of equal length
+//! Authorization: Bearer h.p.s (a JWS)           -> the verifier of its issuer (iss): signature,
+//!                                                 exp/nbf, aud -> the [[apps]] entry it names,
+//!                                                 and the subscriber it is bound to (3-legged)
+//!   no verifier claims it                       -> tried as an API key, as before
 //! none / wrong  -> 401 ServiceException SVC0001, WWW-Authenticate: Basic realm="payment"
 //! policy        -> 403 PolicyException POL0001 (operation, currency, largest amount, admin)
 //! ```
 //!
 //! A 401 carries a ServiceException (SVC0001, "authentication required"): the PolicyException
-//! is kept for what an identified application's policy forbids.
+//! is kept for what an identified application's policy forbids. Each family answers the same
+//! refusal in its own error model (CAMARA `UNAUTHENTICATED`, TMF `Error`). The authentication
+//! leaves a [`Subject`] in the request's extensions: the application, and the subscriber or
+//! customer a token is bound to. The admin endpoints take the application's own credentials
+//! only, never a token.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -21,7 +33,7 @@ use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
@@ -44,6 +56,7 @@ pub struct App {
     max_amount: Option<Decimal>,
     operations: Vec<String>,
     admin: bool,
+    oidc_client_id: String,
 }
 
 impl App {
@@ -56,10 +69,124 @@ impl App {
     }
 }
 
-/// The configured applications.
-#[derive(Debug, Default)]
+/// The configured applications, and the verifiers of the access tokens they may present.
+#[derive(Default)]
 pub struct Apps {
     apps: Vec<Arc<App>>,
+    verifiers: Vec<Arc<dyn TokenVerifier>>,
+}
+
+impl std::fmt::Debug for Apps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Apps")
+            .field("apps", &self.apps)
+            .field("verifiers", &self.verifiers.len())
+            .finish()
+    }
+}
+
+/// How the request's [`Subject`] was authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubjectSource {
+    /// HTTP Basic: the application's user name and password.
+    Basic,
+    /// The application's API key (`X-API-Key` or `Authorization: Bearer`).
+    ApiKey,
+    /// An access token of the external OpenID Connect provider (`[oidc]`).
+    ExternalToken,
+    /// An access token the gateway issued itself (`[identity]`).
+    GatewayToken,
+}
+
+/// Who acts in a request: the application (whose policy applies), and, for a token bound to
+/// a user, that user's customer and subscriber. A request extension, beside [`Caller`].
+#[derive(Clone, Debug)]
+pub struct Subject {
+    pub app: Caller,
+    /// The customer (TMF629 id) the token's user is, if any.
+    pub customer: Option<String>,
+    /// The MSISDN (E.164) a three-legged token is bound to: the request acts for that
+    /// subscriber only.
+    pub phone_number: Option<String>,
+    pub source: SubjectSource,
+}
+
+impl Subject {
+    /// The application's own credentials (Basic or API key): not bound to a user.
+    pub fn of_app(app: Caller, source: SubjectSource) -> Self {
+        Self {
+            app,
+            customer: None,
+            phone_number: None,
+            source,
+        }
+    }
+
+    /// A token bound to a subscriber (CAMARA three-legged).
+    pub fn is_three_legged(&self) -> bool {
+        self.phone_number.is_some()
+    }
+}
+
+/// What a [`TokenVerifier`] says of a bearer token.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Not one of this verifier's tokens (another issuer): the next verifier is asked.
+    NotMine,
+    /// A valid token: who acts.
+    Accepted(Subject),
+    /// One of this verifier's tokens, refused (signature, expiry, audience, ...): 401 with
+    /// this reason.
+    Refused(String),
+}
+
+/// The future a [`TokenVerifier`] answers with.
+pub type VerdictFuture<'a> = Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>;
+
+/// Verifies the bearer tokens of one issuer: the external OpenID Connect provider
+/// ([`super::oidc::OidcVerifier`]), the gateway's own sign-in tokens. Given the token (the
+/// header's text after `Bearer `, a JWS in compact form) and the applications, to map the
+/// token's client to its `[[apps]]` entry ([`Apps::by_id`], [`Apps::by_oidc_client`]).
+/// [`unverified_issuer`] tells, without trusting it, whose token it claims to be.
+pub trait TokenVerifier: Send + Sync {
+    fn verify<'a>(&'a self, token: &'a str, apps: &'a Apps) -> VerdictFuture<'a>;
+}
+
+/// Longest bearer token looked at as a JWT (bytes); verifiers bound it further.
+pub const MAX_JWT_BYTES: usize = 64 * 1024;
+
+/// Whether `token` has the shape of a JWS in compact form: three base64url segments (the
+/// last may be empty, as in an unsecured `alg: none` token, which every verifier refuses).
+pub fn looks_like_jwt(token: &str) -> bool {
+    let b64 = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let mut parts = token.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(p), Some(s), None) => {
+            token.len() <= MAX_JWT_BYTES
+                && !h.is_empty()
+                && !p.is_empty()
+                && b64(h)
+                && b64(p)
+                && b64(s)
+        }
+        _ => false,
+    }
+}
+
+/// The `iss` claim of a JWT, read WITHOUT verifying anything: only to tell which verifier
+/// the token is for.
+pub fn unverified_issuer(token: &str) -> Option<String> {
+    if !looks_like_jwt(token) {
+        return None;
+    }
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("iss")?.as_str().map(str::to_string)
 }
 
 /// The authenticated application of a request (a request extension).
@@ -104,10 +231,63 @@ impl Apps {
                     max_amount: a.max_amount,
                     operations: a.allowed_operations.clone(),
                     admin: a.admin,
+                    oidc_client_id: a.oidc_client_id.clone(),
                 })
             })
             .collect();
-        Self { apps }
+        Self {
+            apps,
+            verifiers: Vec::new(),
+        }
+    }
+
+    /// With one more token verifier (asked after those before it).
+    pub fn with_verifier(mut self, v: Arc<dyn TokenVerifier>) -> Self {
+        self.verifiers.push(v);
+        self
+    }
+
+    /// The application an `[oidc]` provider issues tokens to as `client_id`.
+    pub fn by_oidc_client(&self, client_id: &str) -> Option<Caller> {
+        if client_id.is_empty() {
+            return None;
+        }
+        self.apps
+            .iter()
+            .find(|a| a.oidc_client_id == client_id)
+            .cloned()
+            .map(Caller)
+    }
+
+    /// Who the request's credentials name: an application's own credentials (as
+    /// [`Apps::authenticate`]) or a bearer token a verifier accepts; or the 401 to answer.
+    pub async fn identify(&self, headers: &HeaderMap) -> Result<Subject, ApiError> {
+        if let Some(token) = self.bearer_jwt(headers) {
+            for v in &self.verifiers {
+                match v.verify(token, self).await {
+                    Verdict::NotMine => continue,
+                    Verdict::Accepted(s) => return Ok(s),
+                    Verdict::Refused(why) => {
+                        return Err(ApiError::unauthorized(format!("invalid token: {why}")));
+                    }
+                }
+            }
+            // No verifier knows it: an API key that happens to look like a JWT.
+        }
+        self.authenticate(headers)
+            .map(|caller| Subject::of_app(caller, credential_source(headers)))
+    }
+
+    /// The bearer token of `Authorization`, when it is shaped as a JWT and some verifier is
+    /// configured (`X-API-Key` wins, as in [`Apps::authenticate`]).
+    fn bearer_jwt<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        if self.verifiers.is_empty() || headers.contains_key("x-api-key") {
+            return None;
+        }
+        let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, rest) = v.split_once(' ')?;
+        let token = rest.trim();
+        (scheme.eq_ignore_ascii_case("bearer") && looks_like_jwt(token)).then_some(token)
     }
 
     pub fn len(&self) -> usize {
@@ -259,16 +439,34 @@ impl Caller {
     }
 }
 
-/// Middleware of the payment routes: authenticates, and hands the [`Caller`] to the handler.
+/// Which of an application's own credentials [`Apps::authenticate`] took.
+fn credential_source(headers: &HeaderMap) -> SubjectSource {
+    if headers.contains_key("x-api-key") {
+        return SubjectSource::ApiKey;
+    }
+    match headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()) {
+        Some(v)
+            if v.get(..6)
+                .is_some_and(|s| s.eq_ignore_ascii_case(b"basic ")) =>
+        {
+            SubjectSource::Basic
+        }
+        _ => SubjectSource::ApiKey,
+    }
+}
+
+/// Middleware of the payment routes: authenticates, and hands the [`Caller`] (and the
+/// [`Subject`]) to the handler.
 pub(crate) async fn require_app(
     State(st): State<ApiState>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    match st.apps.authenticate(req.headers()) {
-        Ok(caller) => {
-            tracing::Span::current().record("app", caller.id());
-            req.extensions_mut().insert(caller);
+    match st.apps.identify(req.headers()).await {
+        Ok(subject) => {
+            tracing::Span::current().record("app", subject.app.id());
+            req.extensions_mut().insert(subject.app.clone());
+            req.extensions_mut().insert(subject);
             next.run(req).await
         }
         Err(e) => e.into_response(),
@@ -284,6 +482,9 @@ pub(crate) async fn require_admin(
     match st.apps.authenticate(req.headers()) {
         Ok(caller) if caller.0.admin => {
             tracing::Span::current().record("app", caller.id());
+            let source = credential_source(req.headers());
+            req.extensions_mut()
+                .insert(Subject::of_app(caller.clone(), source));
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
@@ -313,6 +514,7 @@ mod tests {
                 max_amount: Some(Decimal::new(50, 0)),
                 allowed_operations: vec!["charge-amount".into()],
                 admin: false,
+                oidc_client_id: String::new(),
             },
             AppConfig {
                 id: "ops".into(),
@@ -324,6 +526,7 @@ mod tests {
                 max_amount: None,
                 allowed_operations: vec![],
                 admin: true,
+                oidc_client_id: String::new(),
             },
         ])
     }

@@ -22,6 +22,7 @@ pub mod datetime;
 pub mod error;
 pub mod identity;
 pub mod ocs;
+pub mod oidc;
 pub mod openapi;
 pub mod payment;
 pub mod server;
@@ -53,7 +54,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower_http::trace::TraceLayer;
 use tracing::field::Empty;
 
-pub use auth::{App, Apps, Caller};
+pub use auth::{App, Apps, Caller, Subject, SubjectSource, TokenVerifier, Verdict};
 pub use error::{ApiError, ErrorBody, MessageId};
 
 use camara::error::CamaraError;

@@ -54,6 +54,7 @@ fn app_configs() -> Vec<AppConfig> {
         max_amount: None,
         allowed_operations: vec![],
         admin: false,
+        oidc_client_id: String::new(),
     };
     vec![
         AppConfig {
@@ -78,6 +79,7 @@ fn app_configs() -> Vec<AppConfig> {
             username: "ops".into(),
             password_sha256: sha_hex("ops-pw"),
             admin: true,
+            oidc_client_id: String::new(),
             ..app("ops")
         },
     ]

@@ -54,7 +54,14 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
     let cfg =
         GatewayConfig::load(&args.config).map_err(|e| format!("configuration refused: {e}"))?;
     let http = cfg.http.clone();
-    let apps = Arc::new(Apps::new(&cfg.apps));
+    let mut apps = Apps::new(&cfg.apps);
+    // `[oidc]`: access tokens of an external OpenID Connect provider.
+    if cfg.oidc.enabled() {
+        let v = api::oidc::OidcVerifier::new(&cfg.oidc)?;
+        info!(issuer = %cfg.oidc.issuer, "oidc: external access tokens accepted");
+        apps = apps.with_verifier(Arc::new(v));
+    }
+    let apps = Arc::new(apps);
     if cfg.apps.is_empty() {
         warn!("no [[apps]] configured: every REST request will be refused (401)");
     }

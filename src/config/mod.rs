@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod identity;
 pub mod inventory;
 pub mod notifications;
+pub mod oidc;
 pub mod orders;
 pub mod postgres;
 pub mod service;
@@ -63,6 +64,9 @@ pub struct GatewayConfig {
     /// Self-registration, sign-in and tokens of the shop's customers.
     #[serde(default)]
     pub identity: identity::IdentityConfig,
+    /// External OpenID Connect access tokens (issuer, JWKS, audience).
+    #[serde(default)]
+    pub oidc: oidc::OidcConfig,
     /// Applications allowed to call the REST API.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
@@ -477,6 +481,7 @@ impl GatewayConfig {
         self.orders.validate()?;
         self.shop.validate()?;
         self.identity.validate()?;
+        self.oidc.validate()?;
         service::validate_service(self)
     }
 

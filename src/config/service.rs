@@ -581,6 +581,11 @@ pub struct AppConfig {
     /// May read `/metrics` and the admin endpoints.
     #[serde(default)]
     pub admin: bool,
+    /// The client id an `[oidc]` provider issues this application's access tokens to (the
+    /// token's `azp` / `client_id`): such a token authenticates this application, with its
+    /// policy. Empty: none.
+    #[serde(default)]
+    pub oidc_client_id: String,
 }
 
 /// Every REST operation an application can be allowed.
@@ -679,10 +684,10 @@ pub(super) fn validate_service(c: &super::GatewayConfig) -> Result<(), ConfigErr
         {
             return Err(bad(key("password_sha256"), "64 hex digits expected"));
         }
-        if !basic && a.api_key.is_empty() {
+        if !basic && a.api_key.is_empty() && a.oidc_client_id.is_empty() {
             return Err(bad(
                 key("username"),
-                "give a username and password, or an api_key",
+                "give a username and password, an api_key, or an oidc_client_id",
             ));
         }
         if basic && c.apps[..i].iter().any(|b| b.username == a.username) {
@@ -690,6 +695,13 @@ pub(super) fn validate_service(c: &super::GatewayConfig) -> Result<(), ConfigErr
         }
         if !a.api_key.is_empty() && c.apps[..i].iter().any(|b| b.api_key == a.api_key) {
             return Err(bad(key("api_key"), "used by another application"));
+        }
+        if !a.oidc_client_id.is_empty()
+            && c.apps[..i]
+                .iter()
+                .any(|b| b.oidc_client_id == a.oidc_client_id)
+        {
+            return Err(bad(key("oidc_client_id"), "used by another application"));
         }
         for (j, cur) in a.allowed_currencies.iter().enumerate() {
             if iso_currency::Currency::from_code(cur).is_none() {

@@ -47,12 +47,8 @@ const PREFIX: &str = "rt";
 
 /// Signs `claims`.
 pub fn sign(key: &[u8], claims: &UserClaims) -> Result<String, String> {
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(key),
-    )
-    .map_err(|e| e.to_string())
+    let key = EncodingKey::from_secret(key).map_err(|e| e.to_string())?;
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key).map_err(|e| e.to_string())
 }
 
 /// The claims of a token signed with `key` by `issuer`, not expired at `now_s`.
@@ -66,8 +62,9 @@ pub fn decode(key: &[u8], issuer: &str, token: &str, now_s: i64) -> Result<UserC
     // `exp` is checked below against the caller's clock (the crate's own check, against the
     // system's, is off so that the two cannot disagree).
     v.validate_exp = false;
-    let data = jsonwebtoken::decode::<UserClaims>(token, &DecodingKey::from_secret(key), &v)
-        .map_err(|_| TokenError::Invalid)?;
+    let key = DecodingKey::from_secret(key).map_err(|_| TokenError::Invalid)?;
+    let data =
+        jsonwebtoken::decode::<UserClaims>(token, &key, &v).map_err(|_| TokenError::Invalid)?;
     if data.claims.exp <= now_s {
         return Err(TokenError::Invalid);
     }

@@ -1129,7 +1129,7 @@ pub(crate) async fn open_for_order(
     let input: PayableInput = serde_json::from_value(payable)
         .map_err(|e| CamaraError::invalid(format!("payable: {e}")))?;
     let (payable, total) = digital_good("payable", Some(input))?;
-    policy(&Client(caller.clone()), &total)?;
+    policy(&Client(caller.clone(), None), &total)?;
     let p = PurchaseDoc {
         id: id.to_string(),
         payable,

@@ -43,6 +43,7 @@ pub mod code {
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "UNSUPPORTED_MEDIA_TYPE";
     pub const SERVICE_NOT_APPLICABLE: &str = "SERVICE_NOT_APPLICABLE";
     pub const MISSING_IDENTIFIER: &str = "MISSING_IDENTIFIER";
+    pub const UNNECESSARY_IDENTIFIER: &str = "UNNECESSARY_IDENTIFIER";
     pub const INTERNAL: &str = "INTERNAL";
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
     pub const TIMEOUT: &str = "TIMEOUT";

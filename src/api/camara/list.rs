@@ -195,6 +195,22 @@ pub async fn list(
     names: &Names,
     merchant_of: impl Fn(&ResourceRow) -> Option<String>,
 ) -> Result<Page, CamaraError> {
+    list_where(store, app, kind, parent, q, names, merchant_of, None).await
+}
+
+/// [`list`] of the rows `keep` keeps only (those of one subscriber, for a three-legged
+/// token): filtered as the status and merchant filters are, within [`MAX_SCAN`].
+#[allow(clippy::too_many_arguments)]
+pub async fn list_where(
+    store: &Store,
+    app: &str,
+    kind: &str,
+    parent: Option<&str>,
+    q: &ListQuery,
+    names: &Names,
+    merchant_of: impl Fn(&ResourceRow) -> Option<String>,
+    keep: Option<&(dyn Fn(&ResourceRow) -> bool + Send + Sync)>,
+) -> Result<Page, CamaraError> {
     let offset = q.offset()?;
     let mut f = ResourceFilter {
         app: Some(app.to_string()),
@@ -206,7 +222,7 @@ pub async fn list(
         ..ResourceFilter::default()
     };
     let store_err = |e: crate::store::StoreError| CamaraError::internal(e.to_string());
-    let (rows, total) = if q.statuses.len() <= 1 && q.merchant.is_none() {
+    let (rows, total) = if q.statuses.len() <= 1 && q.merchant.is_none() && keep.is_none() {
         f.state = q.statuses.first().cloned();
         f.offset = offset;
         f.limit = q.per_page;
@@ -228,6 +244,7 @@ pub async fn list(
         let matching: Vec<ResourceRow> = rows
             .into_iter()
             .filter(|r| q.statuses.is_empty() || q.statuses.contains(&r.state))
+            .filter(|r| keep.is_none_or(|k| k(r)))
             .filter(|r| {
                 q.merchant
                     .as_ref()

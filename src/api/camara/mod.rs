@@ -262,19 +262,23 @@ pub(crate) async fn x_correlator(req: Request, next: Next) -> Response {
 
 // ---- the caller ------------------------------------------------------------------------------
 
-/// The authenticated application (HTTP Basic, `X-API-Key` or `Authorization: Bearer`, as for
-/// every family); a refusal is 401 UNAUTHENTICATED in the CAMARA model.
+/// The authenticated application (HTTP Basic, `X-API-Key`, `Authorization: Bearer` with a key
+/// or an access token, as for every family), and the subscriber a three-legged token is bound
+/// to (API.md 1.7: the MSISDN of the token, never one of the body); a refusal is 401
+/// UNAUTHENTICATED in the CAMARA model.
 #[derive(Clone, Debug)]
-pub struct Client(pub Caller);
+pub struct Client(pub Caller, pub Option<String>);
 
 impl FromRequestParts<ApiState> for Client {
     type Rejection = CamaraError;
 
     async fn from_request_parts(parts: &mut Parts, st: &ApiState) -> Result<Self, CamaraError> {
-        match st.apps.authenticate(&parts.headers) {
-            Ok(caller) => {
-                tracing::Span::current().record("app", caller.id());
-                Ok(Self(caller))
+        match st.apps.identify(&parts.headers).await {
+            Ok(subject) => {
+                tracing::Span::current().record("app", subject.app.id());
+                let client = Self(subject.app.clone(), subject.phone_number.clone());
+                parts.extensions.insert(subject);
+                Ok(client)
             }
             Err(e) => {
                 // The reason, without the OCSG message id in front.
@@ -292,6 +296,12 @@ impl FromRequestParts<ApiState> for Client {
 impl Client {
     pub fn id(&self) -> &str {
         self.0.id()
+    }
+
+    /// The MSISDN a three-legged token binds the request to (None: two-legged, the body
+    /// names the subscriber).
+    pub fn bound_phone(&self) -> Option<&str> {
+        self.1.as_deref()
     }
 
     /// 403 PERMISSION_DENIED unless `allowed_operations` grants the scope.

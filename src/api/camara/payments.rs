@@ -840,14 +840,17 @@ async fn create(
         at.client_correlator,
         MAX_KEY,
     )?;
-    let phone = match at.phone_number {
-        Some(p) if model::valid_phone(&p) => p,
-        Some(_) => {
+    let phone = match (client.bound_phone(), at.phone_number) {
+        // API.md 1.7: a three-legged token names the subscriber; the body must not.
+        (Some(_), Some(_)) => return Err(unnecessary_identifier("amountTransaction.phoneNumber")),
+        (Some(bound), None) => bound.to_string(),
+        (None, Some(p)) if model::valid_phone(&p) => p,
+        (None, Some(_)) => {
             return Err(CamaraError::invalid(
                 "amountTransaction.phoneNumber: must match ^\\+[1-9][0-9]{4,14}$",
             ));
         }
-        None => {
+        (None, None) => {
             return Err(CamaraError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 code::MISSING_IDENTIFIER,
@@ -1118,6 +1121,31 @@ pub(crate) async fn prepare_payment(
     answer(create(st, client, body, Flow::TwoStep).await)
 }
 
+/// 422 UNNECESSARY_IDENTIFIER: the body names a subscriber while the access token is bound to
+/// one (API.md 1.7: even the same one).
+pub(crate) fn unnecessary_identifier(field: &str) -> CamaraError {
+    CamaraError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        code::UNNECESSARY_IDENTIFIER,
+        format!(
+            "The phone number is already identified by the access token. {field} must not be \
+             given with a three-legged token."
+        ),
+    )
+}
+
+/// A payment of another subscriber than the one a three-legged token is bound to is not
+/// found (API.md 1.7).
+pub(crate) fn visible(client: &Client, doc: &PaymentDoc) -> Result<(), CamaraError> {
+    match client.bound_phone() {
+        Some(bound) if bound != doc.phone_number => Err(CamaraError::not_found(format!(
+            "No payment \"{}\".",
+            doc.id
+        ))),
+        _ => Ok(()),
+    }
+}
+
 async fn second_step(
     st: ApiState,
     client: Client,
@@ -1128,6 +1156,9 @@ async fn second_step(
     client.require(scope::PAYMENTS_WRITE)?;
     let id = path_id("paymentId", &id)?;
     let req: PhoneNumberInput = body.parse()?;
+    if client.bound_phone().is_some() && req.phone_number.is_some() {
+        return Err(unnecessary_identifier("phoneNumber"));
+    }
     if let Some(n) = &req.phone_number
         && !model::valid_phone(n)
     {
@@ -1142,6 +1173,7 @@ async fn second_step(
         Some((row, doc)) if row.kind == KIND_PAYMENT => (doc, notify_of(&row)),
         _ => return Err(CamaraError::not_found(format!("No payment \"{id}\"."))),
     };
+    visible(&client, &doc)?;
     if let Some(n) = &req.phone_number
         && *n != doc.phone_number
     {
@@ -1270,6 +1302,7 @@ pub(crate) async fn retrieve_payment(
             let id = path_id("paymentId", &id)?;
             let (doc, notify) =
                 read_with(&st, client.id(), &id, Refresh::Full, PAYMENT_KINDS).await?;
+            visible(&client, &doc)?;
             Ok(axum::Json(doc.view_with(notify.as_ref())).into_response())
         }
         .await,
@@ -1310,7 +1343,18 @@ pub(crate) async fn retrieve_payments(
             let q = ListQuery::parse(&uri, &NAMES)?;
             let app = client.id();
             bring_up_to_date(&st, app).await?;
-            let page = list::list(
+            // A three-legged token: that subscriber's payments only.
+            let bound = client.bound_phone().map(str::to_string);
+            let of_subscriber = move |r: &ResourceRow| {
+                serde_json::from_str::<PaymentDoc>(&r.body)
+                    .is_ok_and(|d| Some(d.phone_number.as_str()) == bound.as_deref())
+            };
+            let keep: Option<&(dyn Fn(&ResourceRow) -> bool + Send + Sync)> =
+                match client.bound_phone() {
+                    Some(_) => Some(&of_subscriber),
+                    None => None,
+                };
+            let page = list::list_where(
                 st.charging.store(),
                 app,
                 KIND_PAYMENT,
@@ -1322,6 +1366,7 @@ pub(crate) async fn retrieve_payments(
                         .ok()
                         .and_then(|d| d.merchant())
                 },
+                keep,
             )
             .await?;
             let mut items = Vec::with_capacity(page.rows.len());

@@ -544,6 +544,7 @@ async fn create(
     let _ref_lock = KeyGuard::lock(&st, &marker).await?;
 
     let payment = payments::current(&st, &app, &payment_id).await?;
+    payments::visible(&client, &payment)?;
 
     let mut attempt = 1;
     if let Some((row, doc)) = load(&st, &app, &id).await? {
@@ -919,6 +920,7 @@ pub(crate) async fn retrieve_refund(
             let refund_id = path_id("refundId", &refund_id)?;
             let app = client.id();
             let payment = payments::load_shown(&st, app, &payment_id).await?;
+            payments::visible(&client, &payment)?;
             let not_found = || CamaraError::not_found(format!("No refund \"{refund_id}\"."));
             let doc = match load(&st, app, &refund_id).await? {
                 Some((row, d)) if row.kind == KIND_REFUND && d.payment_id == payment_id => d,
@@ -974,7 +976,8 @@ pub(crate) async fn retrieve_refunds(
             let payment_id = path_id("paymentId", &payment_id)?;
             let q = ListQuery::parse(&uri, &NAMES)?;
             let app = client.id();
-            payment_and_refunds(&st, app, &payment_id, Refresh::Cheap).await?;
+            let (payment, _) = payment_and_refunds(&st, app, &payment_id, Refresh::Cheap).await?;
+            payments::visible(&client, &payment)?;
             let page = list::list(
                 st.charging.store(),
                 app,
@@ -1024,6 +1027,7 @@ pub(crate) async fn retrieve_remaining_amount(
             let app = client.id();
             let (payment, refunds) =
                 payment_and_refunds(&st, app, &payment_id, Refresh::Full).await?;
+            payments::visible(&client, &payment)?;
             let pci = &payment.payment_amount.charging_information;
             let left = if payment.status == PaymentStatus::Succeeded {
                 remaining(&payment, &refunds)

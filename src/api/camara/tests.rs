@@ -51,6 +51,7 @@ fn apps() -> Vec<AppConfig> {
         max_amount: None,
         allowed_operations: vec![],
         admin: false,
+        oidc_client_id: String::new(),
     };
     vec![
         AppConfig {

@@ -35,6 +35,7 @@ fn app(id: &str, key: &str) -> AppConfig {
         // Any application reads the catalog, whatever its policy.
         allowed_operations: vec!["query-balance".into()],
         admin: false,
+        oidc_client_id: String::new(),
     }
 }
 

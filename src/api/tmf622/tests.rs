@@ -69,6 +69,7 @@ async fn world() -> World {
         max_amount: None,
         allowed_operations: vec![],
         admin: false,
+        oidc_client_id: String::new(),
     };
     // Mail by the demo's log sender: the order's notification is an outbox event.
     let mut notifications = crate::config::notifications::NotificationsConfig::default();

@@ -31,6 +31,7 @@ fn app(id: &str, key: &str, ops: &[&str], admin: bool) -> AppConfig {
         max_amount: None,
         allowed_operations: ops.iter().map(|s| s.to_string()).collect(),
         admin,
+        oidc_client_id: String::new(),
     }
 }
 

@@ -45,6 +45,7 @@ fn app(id: &str, key: &str, admin: bool) -> AppConfig {
         max_amount: None,
         allowed_operations: vec![],
         admin,
+        oidc_client_id: String::new(),
     }
 }
 

@@ -115,9 +115,11 @@ impl FromRequestParts<ApiState> for TmfCaller {
     type Rejection = TmfError;
 
     async fn from_request_parts(parts: &mut Parts, st: &ApiState) -> Result<Self, TmfError> {
-        match st.apps.authenticate(&parts.headers) {
-            Ok(caller) => {
-                tracing::Span::current().record("app", caller.id());
+        match st.apps.identify(&parts.headers).await {
+            Ok(subject) => {
+                tracing::Span::current().record("app", subject.app.id());
+                let caller = subject.app.clone();
+                parts.extensions.insert(subject);
                 Ok(Self(caller))
             }
             Err(e) => {

@@ -72,6 +72,7 @@ fn app(id: &str) -> AppConfig {
         max_amount: None,
         allowed_operations: vec![],
         admin: false,
+        oidc_client_id: String::new(),
     }
 }
 

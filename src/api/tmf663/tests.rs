@@ -35,6 +35,7 @@ fn app(id: &str, key: &str, ops: &[&str]) -> AppConfig {
         max_amount: None,
         allowed_operations: ops.iter().map(|s| s.to_string()).collect(),
         admin: false,
+        oidc_client_id: String::new(),
     }
 }
 
