@@ -233,6 +233,7 @@ fn cart(id: &str, address: &str, updated_ms: i64) -> CartDoc {
         }],
         follow_up: None,
         order: None,
+        customer: None,
         created_ms: updated_ms,
         updated_ms,
     }

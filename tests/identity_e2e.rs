@@ -610,3 +610,116 @@ async fn an_expired_code_is_refused() {
         .await;
     assert_eq!(r.status, 401);
 }
+
+impl World {
+    /// Signs `email` up, confirms it with the code from its mail, signs in: the access token.
+    async fn customer_token(&self, email: &str) -> String {
+        let pw = "secret-pw-9";
+        let r = self
+            .post(
+                "/identity/v1/sign-up",
+                json!({"email": email, "password": pw}),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{:?}", r.body);
+        let code = code_in(&self.mail(email, 0).await).expect("a code");
+        let r = self
+            .post(
+                "/identity/v1/confirm-sign-up",
+                json!({"email": email, "code": code, "password": pw}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let r = self
+            .post(
+                "/identity/v1/sign-in",
+                json!({"email": email, "password": pw}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body["accessToken"].as_str().unwrap().to_string()
+    }
+
+    async fn with_token(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> support::process::Answer {
+        let auth = format!("Bearer {token}");
+        self.gw
+            .request(
+                method,
+                path,
+                Some(&auth),
+                &[("content-type", "application/json")],
+                body.map(|b| b.to_string()),
+            )
+            .await
+            .unwrap()
+    }
+}
+
+/// The shop's APIs with a customer's access token act for that customer only: a cart made
+/// with Ana's token is Ana's (Bea's token: 404, and not in Bea's list), while the shop's own
+/// application credentials still see every cart of the application; a signed-out token is
+/// refused in the family's error model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_token_acts_for_that_customer_only() {
+    let Some(w) = world("identity_tokens", "10m").await else {
+        return;
+    };
+    let carts = "/tmf-api/shoppingCart/v4/shoppingCart";
+    let ana = w.customer_token("ana@example.com").await;
+    let bea = w.customer_token("bea@example.com").await;
+    let contact = json!({"contactMedium": [{"mediumType": "email",
+        "characteristic": {"emailAddress": "ana@example.com"}}]});
+    let made = w.with_token("POST", carts, &ana, Some(contact)).await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    let id = made.body["id"].as_str().unwrap().to_string();
+    let one = format!("{carts}/{id}");
+    assert_eq!(w.with_token("GET", &one, &ana, None).await.status, 200);
+    // Bea: not found, to read, change or delete; her list is empty.
+    let other = w.with_token("GET", &one, &bea, None).await;
+    assert_eq!(other.status, 404, "{:?}", other.body);
+    assert_eq!(other.body["@type"], "Error");
+    let patch = w
+        .with_token("PATCH", &one, &bea, Some(json!({"characteristic": []})))
+        .await;
+    assert_eq!(patch.status, 404);
+    assert_eq!(w.with_token("DELETE", &one, &bea, None).await.status, 404);
+    let list = w.with_token("GET", carts, &bea, None).await;
+    assert_eq!(list.status, 200);
+    assert_eq!(list.body, json!([]));
+    assert_eq!(list.header("x-total-count"), Some("0"));
+    // Ana's list has it; the application's credentials (back office) see it too.
+    let list = w.with_token("GET", carts, &ana, None).await;
+    assert_eq!(list.body.as_array().unwrap().len(), 1, "{:?}", list.body);
+    assert_eq!(list.body[0]["id"], id.as_str());
+    let auth = basic("shop", "shop-secret");
+    let back =
+        w.gw.request("GET", &one, Some(&auth), &[], None)
+            .await
+            .unwrap();
+    assert_eq!(back.status, 200);
+    // Signed out: Ana's token is refused, a TMF Error 401.
+    let t = w
+        .post(
+            "/identity/v1/sign-in",
+            json!({"email": "ana@example.com", "password": "secret-pw-9"}),
+        )
+        .await;
+    let (access, refresh) = (
+        t.body["accessToken"].as_str().unwrap().to_string(),
+        t.body["refreshToken"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(w.with_token("GET", &one, &access, None).await.status, 200);
+    let out = w
+        .post("/identity/v1/sign-out", json!({"refreshToken": refresh}))
+        .await;
+    assert_eq!(out.status, 204);
+    let refused = w.with_token("GET", &one, &access, None).await;
+    assert_eq!(refused.status, 401, "{:?}", refused.body);
+    assert_eq!(refused.body["@type"], "Error");
+}

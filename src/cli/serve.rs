@@ -61,12 +61,20 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
         info!(issuer = %cfg.oidc.issuer, "oidc: external access tokens accepted");
         apps = apps.with_verifier(Arc::new(v));
     }
-    let apps = Arc::new(apps);
     if cfg.apps.is_empty() {
         warn!("no [[apps]] configured: every REST request will be refused (401)");
     }
     let metrics = api::install_metrics();
     let gw = Gateway::start(cfg, None).await?;
+    // The shop customers' own access tokens (`/identity/v1/sign-in`), checked against the
+    // sessions in the store.
+    let identity = crate::identity::IdentityState::new(
+        gw.store.clone(),
+        gw.config.identity.clone(),
+        &gw.config.notifications,
+    );
+    let apps =
+        Arc::new(apps.with_verifier(Arc::new(api::identity::IdentityVerifier(identity.clone()))));
     // TMF639: the demo (or operator's) pool, when `[inventory] file` is set and the
     // inventory is empty.
     match api::tmf639::load_pool(&gw.store, &gw.config.inventory).await {
@@ -149,11 +157,7 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
             &gw.config.inventory,
         )))
         .layer(axum::Extension(pipeline))
-        .layer(axum::Extension(crate::identity::IdentityState::new(
-            gw.store.clone(),
-            gw.config.identity.clone(),
-            &gw.config.notifications,
-        )));
+        .layer(axum::Extension(identity));
     let listener = tokio::net::TcpListener::bind(&http.listen)
         .await
         .map_err(|e| format!("http.listen {}: {e}", http.listen))?;

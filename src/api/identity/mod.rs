@@ -540,3 +540,46 @@ impl Modify for Errors {
         tmf630::document_errors(doc, BASE, ERRORS);
     }
 }
+
+/// The gateway's own access tokens as a credential of every family: a token of
+/// `[identity] issuer` acts for its application and its customer (`Subject::customer`), until
+/// it expires or its session is signed out.
+pub struct IdentityVerifier(pub IdentityState);
+
+impl crate::api::auth::TokenVerifier for IdentityVerifier {
+    fn verify<'a>(
+        &'a self,
+        token: &'a str,
+        apps: &'a crate::api::auth::Apps,
+    ) -> crate::api::auth::VerdictFuture<'a> {
+        use crate::api::auth::{Subject, SubjectSource, Verdict};
+        Box::pin(async move {
+            if crate::api::auth::unverified_issuer(token).as_deref()
+                != Some(self.0.cfg.issuer.as_str())
+            {
+                return Verdict::NotMine;
+            }
+            match crate::identity::verify_access_token(&self.0, token).await {
+                Ok(c) => match apps.by_id(&c.app) {
+                    Some(app) => Verdict::Accepted(Subject {
+                        app,
+                        customer: Some(c.cid),
+                        phone_number: None,
+                        source: SubjectSource::GatewayToken,
+                    }),
+                    None => Verdict::Refused(format!(
+                        "the token's application \"{}\" is not configured",
+                        crate::api::error::clip(&c.app)
+                    )),
+                },
+                Err(crate::identity::TokenError::Revoked) => {
+                    Verdict::Refused("the session of this access token is signed out".into())
+                }
+                Err(crate::identity::TokenError::Store(e)) => {
+                    Verdict::Refused(format!("the access token could not be checked: {e}"))
+                }
+                Err(_) => Verdict::Refused("invalid or expired access token".into()),
+            }
+        })
+    }
+}

@@ -196,6 +196,7 @@ impl World {
             valid_for: None,
             follow_up: None,
             order: None,
+            customer: None,
             created_ms: now_ms(),
             updated_ms: now_ms(),
         };

@@ -397,6 +397,7 @@ mod tests {
             }],
             follow_up: None,
             order: None,
+            customer: None,
             created_ms: updated_ms,
             updated_ms,
         }

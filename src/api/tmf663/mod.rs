@@ -50,7 +50,7 @@ use serde_json::Value;
 use utoipa::openapi::OpenApi as Doc;
 use utoipa::{Modify, OpenApi};
 
-use super::auth::Caller;
+use super::auth::{Caller, Subject};
 use super::error::clip;
 use super::tmf630::{self, answer, fields, json, param, query, select, store_error};
 use super::tmf639::Settings;
@@ -166,6 +166,8 @@ struct Change<'a> {
     hold: Duration,
     now: i64,
     before: Option<&'a CartDoc>,
+    /// The customer a new cart is made for (a customer's token); a change keeps the cart's.
+    customer: Option<String>,
 }
 
 impl Change<'_> {
@@ -188,6 +190,9 @@ impl Change<'_> {
             total,
             follow_up: self.before.and_then(|b| b.follow_up.clone()),
             order: None,
+            customer: self
+                .before
+                .map_or_else(|| self.customer.clone(), |b| b.customer.clone()),
             created_ms: self.before.map_or(self.now, |b| b.created_ms),
             updated_ms: self.now,
         };
@@ -428,16 +433,18 @@ fn chosen(doc: &CartDoc) -> Value {
 pub(crate) async fn create_cart(
     State(st): State<ApiState>,
     TmfCaller(caller): TmfCaller,
+    subject: Option<Extension<Subject>>,
     settings: Option<Extension<Settings>>,
     body: TmfBody,
 ) -> Response {
     let settings = settings.map(|Extension(s)| s).unwrap_or_default();
-    answer(create(st, caller, settings, body).await)
+    answer(create(st, caller, customer_of(subject), settings, body).await)
 }
 
 async fn create(
     st: ApiState,
     caller: Caller,
+    customer: Option<String>,
     settings: Settings,
     body: TmfBody,
 ) -> Result<Response, TmfError> {
@@ -455,6 +462,7 @@ async fn create(
             hold: settings.hold,
             now: crate::store::now_ms(),
             before: None,
+            customer,
         };
         change.apply(&id, draft).await
     })
@@ -486,12 +494,18 @@ async fn create(
 pub(crate) async fn list_carts(
     State(st): State<ApiState>,
     TmfCaller(caller): TmfCaller,
+    subject: Option<Extension<Subject>>,
     uri: Uri,
 ) -> Response {
-    answer(list(st, caller, uri).await)
+    answer(list(st, caller, customer_of(subject), uri).await)
 }
 
-async fn list(st: ApiState, caller: Caller, uri: Uri) -> Result<Response, TmfError> {
+async fn list(
+    st: ApiState,
+    caller: Caller,
+    customer: Option<String>,
+    uri: Uri,
+) -> Result<Response, TmfError> {
     permit(&caller)?;
     let q = query(&uri, &["status", "offset", "limit", "fields"])?;
     let (offset, limit) = tmf630::paging(&q, DEFAULT_LIMIT, MAX_LIMIT)?;
@@ -521,6 +535,7 @@ async fn list(st: ApiState, caller: Caller, uri: Uri) -> Result<Response, TmfErr
                 app: Some(caller.id().to_string()),
                 kind: Some(model::KIND_CART.into()),
                 state: Some((*s).to_string()),
+                parent: customer.clone(),
                 limit: want,
                 ..ResourceFilter::default()
             })
@@ -557,15 +572,18 @@ async fn list(st: ApiState, caller: Caller, uri: Uri) -> Result<Response, TmfErr
 pub(crate) async fn retrieve_cart(
     State(st): State<ApiState>,
     TmfCaller(caller): TmfCaller,
+    subject: Option<Extension<Subject>>,
     id: Result<Path<String>, PathRejection>,
     uri: Uri,
 ) -> Response {
+    let customer = customer_of(subject);
     answer(
         async {
             permit(&caller)?;
             let id = path_id(id)?;
             let q = query(&uri, &["fields"])?;
-            let (row, doc) = load(st.charging.store(), caller.id(), &id).await?;
+            let (row, doc) =
+                load(st.charging.store(), caller.id(), customer.as_deref(), &id).await?;
             Ok(json(
                 StatusCode::OK,
                 &select(render::value(&doc, &row.state), fields(&q).as_ref()),
@@ -575,12 +593,18 @@ pub(crate) async fn retrieve_cart(
     )
 }
 
+/// The customer a customer's access token acts for (none: the application's credentials).
+fn customer_of(subject: Option<Extension<Subject>>) -> Option<String> {
+    subject.and_then(|Extension(s)| s.customer)
+}
+
 async fn load(
     store: &Store,
     app: &str,
+    customer: Option<&str>,
     id: &str,
 ) -> Result<(crate::store::ResourceRow, CartDoc), TmfError> {
-    model::load(store, app, id)
+    model::load_for(store, app, customer, id)
         .await
         .map_err(|e| TmfError::internal(e.to_string()))?
         .ok_or_else(|| not_found(id))
@@ -688,17 +712,19 @@ impl<S: Send + Sync> FromRequest<S> for PatchBody {
 pub(crate) async fn patch_cart(
     State(st): State<ApiState>,
     TmfCaller(caller): TmfCaller,
+    subject: Option<Extension<Subject>>,
     settings: Option<Extension<Settings>>,
     id: Result<Path<String>, PathRejection>,
     body: PatchBody,
 ) -> Response {
     let settings = settings.map(|Extension(s)| s).unwrap_or_default();
-    answer(patch_op(st, caller, settings, id, body).await)
+    answer(patch_op(st, caller, customer_of(subject), settings, id, body).await)
 }
 
 async fn patch_op(
     st: ApiState,
     caller: Caller,
+    customer: Option<String>,
     settings: Settings,
     id: Result<Path<String>, PathRejection>,
     body: PatchBody,
@@ -710,7 +736,7 @@ async fn patch_op(
     let doc = detached(async move {
         let _lock = CartLock::take(&st, &id).await?;
         let store = st.charging.store();
-        let (row, before) = load(store, &app, &id).await?;
+        let (row, before) = load(store, &app, customer.as_deref(), &id).await?;
         if row.state != state::ACTIVE {
             return Err(checked_out(&id, &before));
         }
@@ -758,6 +784,7 @@ async fn patch_op(
             hold: settings.hold,
             now: crate::store::now_ms(),
             before: Some(&before),
+            customer: None,
         };
         change.apply(&id, draft).await
     })
@@ -775,14 +802,16 @@ async fn patch_op(
 pub(crate) async fn delete_cart(
     State(st): State<ApiState>,
     TmfCaller(caller): TmfCaller,
+    subject: Option<Extension<Subject>>,
     id: Result<Path<String>, PathRejection>,
 ) -> Response {
-    answer(delete_op(st, caller, id).await)
+    answer(delete_op(st, caller, customer_of(subject), id).await)
 }
 
 async fn delete_op(
     st: ApiState,
     caller: Caller,
+    customer: Option<String>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, TmfError> {
     permit(&caller)?;
@@ -792,7 +821,7 @@ async fn delete_op(
     detached(async move {
         let _lock = CartLock::take(&st, &id).await?;
         let store = st.charging.store();
-        let (row, mut doc) = load(store, &app, &id).await?;
+        let (row, mut doc) = load(store, &app, customer.as_deref(), &id).await?;
         if row.state != state::ACTIVE {
             return Err(checked_out(&id, &doc));
         }

@@ -70,6 +70,11 @@ pub struct CartDoc {
     /// The TMF622 order made of it, once checked out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<String>,
+    /// The customer (TMF629 id) whose access token made the cart: only that customer's token
+    /// sees it (the application's own credentials see all of its carts). Also the row's
+    /// `parent`, so that a customer's listing is a store query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
     pub created_ms: i64,
     /// Last change by the customer (what "untouched" is measured from).
     pub updated_ms: i64,
@@ -400,10 +405,24 @@ pub async fn load(
     app: &str,
     id: &str,
 ) -> Result<Option<(ResourceRow, CartDoc)>, StoreError> {
+    load_for(store, app, None, id).await
+}
+
+/// [`load`], and when `customer` is given (a customer's access token), only that customer's
+/// cart: another customer's is not found.
+pub async fn load_for(
+    store: &Store,
+    app: &str,
+    customer: Option<&str>,
+    id: &str,
+) -> Result<Option<(ResourceRow, CartDoc)>, StoreError> {
     match store.resource(id).await? {
         Some(r) if r.kind == KIND_CART && r.app == app && r.state != state::DELETED => {
-            let doc = serde_json::from_str(&r.body)
+            let doc: CartDoc = serde_json::from_str(&r.body)
                 .map_err(|e| StoreError(format!("cart {id} unreadable: {e}")))?;
+            if customer.is_some_and(|c| doc.customer.as_deref() != Some(c)) {
+                return Ok(None);
+            }
             Ok(Some((r, doc)))
         }
         _ => Ok(None),
@@ -417,7 +436,7 @@ pub fn row(app: &str, doc: &CartDoc, state: &str, due_ms: Option<i64>, now_ms: i
         app: app.into(),
         kind: KIND_CART.into(),
         state: state.into(),
-        parent: None,
+        parent: doc.customer.clone(),
         due_ms,
         body: serde_json::to_string(doc).unwrap_or_default(),
         created_ms: doc.created_ms,
@@ -525,6 +544,7 @@ mod tests {
             total: Vec::new(),
             follow_up: None,
             order: None,
+            customer: None,
             created_ms: 1,
             updated_ms: 2,
         };
