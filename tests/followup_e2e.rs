@@ -8,9 +8,7 @@
 //! aiosmtpd (Debian `python3-aiosmtpd`, installed by .ci/run): under `CI=true` its absence
 //! fails the test; otherwise the test says it is skipped.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,137 +22,9 @@ use charging_gateway::store::{Store, now_ms};
 
 mod support;
 use support::process::{GatewayProcess, TempDir, dictionaries};
+use support::smtp::SmtpServer;
 
 const ADMIN_KEY: &str = "ops-key";
-
-/// The SMTP server: every message taken is appended to `out` as one JSON line
-/// (`{"from", "to", "data"}`); a recipient starting with `reject` is refused with 550, one
-/// starting with `busy` with 451.
-const SERVER: &str = r#"
-import json, sys, threading
-from aiosmtpd.controller import Controller
-
-port, out = int(sys.argv[1]), sys.argv[2]
-
-class Handler:
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.startswith("reject"):
-            return "550 5.1.1 mailbox unavailable"
-        if address.startswith("busy"):
-            return "451 4.3.0 try again later"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        line = json.dumps({"from": envelope.mail_from, "to": envelope.rcpt_tos,
-                           "data": envelope.content.decode("utf-8", "replace")})
-        with open(out, "a") as f:
-            f.write(line + "\n")
-        return "250 Message accepted"
-
-c = Controller(Handler(), hostname="127.0.0.1", port=port)
-c.start()
-print("READY", flush=True)
-threading.Event().wait()
-"#;
-
-/// A Python that has aiosmtpd: `AIOSMTPD_PYTHON`, else `python3` on the PATH, else the
-/// system's `/usr/bin/python3` (where the Debian package installs it).
-fn python_with_aiosmtpd() -> Result<PathBuf, String> {
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(p) = std::env::var_os("AIOSMTPD_PYTHON") {
-        candidates.push(p.into());
-    }
-    candidates.push("python3".into());
-    candidates.push("/usr/bin/python3".into());
-    for p in &candidates {
-        let ok = Command::new(p)
-            .args(["-c", "import aiosmtpd.controller"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Ok(p.clone());
-        }
-    }
-    Err(format!("no Python with aiosmtpd (tried {candidates:?})"))
-}
-
-fn find_or_skip(test: &str) -> Option<PathBuf> {
-    match python_with_aiosmtpd() {
-        Ok(p) => Some(p),
-        Err(why) => {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(
-                !ci,
-                "{test}: {why}. CI=true: the SMTP test must run; install the Debian package \
-                 python3-aiosmtpd (.ci/run does)"
-            );
-            let _ = writeln!(
-                std::io::stderr(),
-                "{test}: SKIPPED: {why} (install python3-aiosmtpd)"
-            );
-            None
-        }
-    }
-}
-
-/// aiosmtpd on 127.0.0.1:`port`; killed on drop.
-struct SmtpServer {
-    child: Child,
-    out: PathBuf,
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl SmtpServer {
-    fn start(python: &Path, dir: &Path, port: u16) -> Self {
-        let script = dir.join("smtpd.py");
-        std::fs::write(&script, SERVER).unwrap();
-        let out = dir.join("mail.jsonl");
-        let mut child = Command::new(python)
-            .arg(&script)
-            .arg(port.to_string())
-            .arg(&out)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "READY", "aiosmtpd did not start");
-        Self { child, out }
-    }
-
-    /// Every message taken so far.
-    fn messages(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    fn to(&self, address: &str) -> Vec<Value> {
-        self.messages()
-            .into_iter()
-            .filter(|m| m["to"].as_array().unwrap().iter().any(|t| t == address))
-            .collect()
-    }
-}
-
-fn free_port() -> u16 {
-    let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().port()
-}
 
 fn config(dir: &Path, ocs: std::net::SocketAddr, smtp_port: u16) -> String {
     format!(
@@ -303,12 +173,13 @@ async fn wait_for<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_cart_is_mailed_once_and_records_it() {
-    let Some(python) = find_or_skip("an_abandoned_cart_is_mailed_once_and_records_it") else {
+    let dir = TempDir::new("followup");
+    let Some(smtp) =
+        SmtpServer::start_or_skip("an_abandoned_cart_is_mailed_once_and_records_it", &dir.0)
+    else {
         return;
     };
-    let dir = TempDir::new("followup");
-    let smtp_port = free_port();
-    let smtp = SmtpServer::start(&python, &dir.0, smtp_port);
+    let smtp_port = smtp.port();
 
     // The carts, as the TMF663 handlers would have stored them an hour ago.
     let hour_ago = now_ms() - 3_600_000;

@@ -6,156 +6,24 @@
 //! aiosmtpd (Debian `python3-aiosmtpd`): under `CI=true` its absence fails the test;
 //! otherwise the test says it is skipped.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use charging_gateway::diameter::dict::Dictionary;
-use charging_gateway::ocs::{OcsSim, OcsSimConfig};
+use charging_gateway::ocs::{OcsSim, OcsSimConfig, SimAccount};
 
 mod support;
 use support::process::{GatewayProcess, TempDir, basic, dictionaries};
-
-/// Every message taken is appended to `out` as one JSON line (`{"from", "to", "data"}`).
-const SERVER: &str = r#"
-import json, sys, threading
-from aiosmtpd.controller import Controller
-
-port, out = int(sys.argv[1]), sys.argv[2]
-
-class Handler:
-    async def handle_DATA(self, server, session, envelope):
-        line = json.dumps({"from": envelope.mail_from, "to": envelope.rcpt_tos,
-                           "data": envelope.content.decode("utf-8", "replace")})
-        with open(out, "a") as f:
-            f.write(line + "\n")
-        return "250 Message accepted"
-
-c = Controller(Handler(), hostname="127.0.0.1", port=port)
-c.start()
-print("READY", flush=True)
-threading.Event().wait()
-"#;
-
-fn python_with_aiosmtpd() -> Result<PathBuf, String> {
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(p) = std::env::var_os("AIOSMTPD_PYTHON") {
-        candidates.push(p.into());
-    }
-    candidates.push("python3".into());
-    candidates.push("/usr/bin/python3".into());
-    for p in &candidates {
-        let ok = Command::new(p)
-            .args(["-c", "import aiosmtpd.controller"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Ok(p.clone());
-        }
-    }
-    Err(format!("no Python with aiosmtpd (tried {candidates:?})"))
-}
-
-fn find_or_skip(test: &str) -> Option<PathBuf> {
-    match python_with_aiosmtpd() {
-        Ok(p) => Some(p),
-        Err(why) => {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(
-                !ci,
-                "{test}: {why}. CI=true: the SMTP test must run; install python3-aiosmtpd"
-            );
-            let _ = writeln!(std::io::stderr(), "{test}: SKIPPED: {why}");
-            None
-        }
-    }
-}
-
-struct SmtpServer {
-    child: Child,
-    out: PathBuf,
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl SmtpServer {
-    fn start(python: &Path, dir: &Path, port: u16) -> Self {
-        let script = dir.join("smtpd.py");
-        std::fs::write(&script, SERVER).unwrap();
-        let out = dir.join("mail.jsonl");
-        let mut child = Command::new(python)
-            .arg(&script)
-            .arg(port.to_string())
-            .arg(&out)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "READY", "aiosmtpd did not start");
-        Self { child, out }
-    }
-
-    /// The messages to `address`, oldest first, quoted-printable undone.
-    fn to(&self, address: &str) -> Vec<String> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|m| m["to"].as_array().unwrap().iter().any(|t| t == address))
-            .map(|m| qp_decoded(m["data"].as_str().unwrap()))
-            .collect()
-    }
-}
-
-fn qp_decoded(data: &str) -> String {
-    let joined = data.replace("=\r\n", "").replace("=\n", "");
-    let b = joined.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b[i], hex) {
-            (b'=', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+use support::smtp::SmtpServer;
 
 /// The six digits after "code is " in a mail.
 fn code_in(mail: &str) -> Option<String> {
     let i = mail.find("code is ")? + 8;
     let c = mail.get(i..i + 6)?;
     c.bytes().all(|b| b.is_ascii_digit()).then(|| c.to_string())
-}
-
-fn free_port() -> u16 {
-    let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().port()
 }
 
 fn config(dir: &Path, ocs: std::net::SocketAddr, smtp_port: u16, code_ttl: &str) -> String {
@@ -202,6 +70,19 @@ argon2_memory_kib = 64
 argon2_iterations = 1
 argon2_parallelism = 1
 
+[catalog]
+file = "{catalog}"
+
+[inventory]
+hold = "10m"
+file = "{pool}"
+
+[orders]
+interval = "200ms"
+retry_min = "100ms"
+retry_max = "500ms"
+timeout = "60s"
+
 [[apps]]
 id = "shop"
 username = "shop"
@@ -209,6 +90,8 @@ password = "shop-secret"
 "#,
         dict = dictionaries().display(),
         data = dir.join("data").display(),
+        catalog = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/catalog/demo.json"),
+        pool = dir.join("pool.csv").display(),
     )
 }
 
@@ -230,17 +113,29 @@ struct World {
     _dir: TempDir,
     smtp: SmtpServer,
     gw: GatewayProcess,
-    _sim: OcsSim,
+    sim: OcsSim,
 }
 
+/// The phone that pays in the shop tests: 100.00 EUR at the OCS.
+const PAYER: &str = "+34671999000";
+/// The TMF639 pool: two MSISDNs, two ICCIDs (Luhn-valid).
+const POOL: &str = "category,value,portedIn\n\
+    MSISDN,34600100001,false\nMSISDN,34600100002,false\n\
+    ICCID,8934071000000000014,false\nICCID,8934071000000000022,false\n";
+
 async fn world(name: &str, code_ttl: &str) -> Option<World> {
-    let python = find_or_skip(name)?;
     let dir = TempDir::new(name);
-    let smtp_port = free_port();
-    let smtp = SmtpServer::start(&python, &dir.0, smtp_port);
+    let smtp = SmtpServer::start_or_skip(name, &dir.0)?;
+    let smtp_port = smtp.port();
+    std::fs::write(dir.0.join("pool.csv"), POOL).unwrap();
     let sim = OcsSim::start(
         OcsSimConfig {
             listen: "127.0.0.1:0".into(),
+            accounts: vec![SimAccount {
+                subscriber: format!("tel:{PAYER}"),
+                balance: "100.00".parse().unwrap(),
+                currency: "EUR".into(),
+            }],
             ..OcsSimConfig::default()
         },
         Arc::new(Dictionary::builtin().unwrap()),
@@ -256,7 +151,7 @@ async fn world(name: &str, code_ttl: &str) -> Option<World> {
         _dir: dir,
         smtp,
         gw,
-        _sim: sim,
+        sim,
     })
 }
 
@@ -280,7 +175,7 @@ impl World {
     /// The `n`th mail to `address` (0: the first), once it arrived.
     async fn mail(&self, address: &str, n: usize) -> String {
         wait_for(&format!("mail {n} to {address}"), || {
-            self.smtp.to(address).into_iter().nth(n)
+            self.smtp.texts_to(address).into_iter().nth(n)
         })
         .await
     }
@@ -722,4 +617,196 @@ async fn a_customer_token_acts_for_that_customer_only() {
     let refused = w.with_token("GET", &one, &access, None).await;
     assert_eq!(refused.status, 401, "{:?}", refused.body);
     assert_eq!(refused.body["@type"], "Error");
+}
+
+/// Issue 13 "done when": a newcomer signs up, confirms with the mailed code, signs in, fills
+/// a cart with a SIM and a number and checks out with the access token alone. The order is
+/// the customer's (its relatedParty, its listings), another customer does not see it, and
+/// the token reaches nothing but the shop: no money movement of its own, no other customer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_customer_buys_a_number_with_the_token() {
+    let Some(w) = world("identity_shop", "10m").await else {
+        return;
+    };
+    let (carts, orders) = (
+        "/tmf-api/shoppingCart/v4/shoppingCart",
+        "/tmf-api/productOrderingManagement/v4/productOrder",
+    );
+    let customers = "/tmf-api/customerManagement/v4/customer";
+    let ana = w.customer_token("ana@example.com").await;
+    let bea = w.customer_token("bea@example.com").await;
+    let me = w.me(&ana).await;
+    let cid = me.body["claims"]["cid"].as_str().unwrap().to_string();
+    assert!(cid.starts_with("customer-"), "{:?}", me.body);
+
+    // The available numbers, read with the token (TMF639 is the shop's too).
+    let free = w
+        .with_token(
+            "GET",
+            "/tmf-api/resourceInventoryManagement/v4/resource?resourceStatus=available",
+            &ana,
+            None,
+        )
+        .await;
+    assert_eq!(free.status, 200, "{:?}", free.body);
+    let item = json!({"productOffering": {"id": "po-prepaid-sim"},
+        "product": {"realizingResource": [{"id": "msisdn-34600100001"},
+                                          {"id": "iccid-8934071000000000014"}]}});
+    let cart = w
+        .with_token("POST", carts, &ana, Some(json!({"cartItem": [item]})))
+        .await;
+    assert_eq!(cart.status, 201, "{:?}", cart.body);
+    let cart_id = cart.body["id"].as_str().unwrap().to_string();
+    let checkout = json!({"shoppingCart": {"id": cart_id},
+        "paymentMethod": {"@type": "carrierBilling", "phoneNumber": PAYER}});
+    // Bea cannot check out Ana's cart: it is not hers (404, nothing changed).
+    let theirs = w
+        .with_token("POST", orders, &bea, Some(checkout.clone()))
+        .await;
+    assert_eq!(theirs.status, 404, "{:?}", theirs.body);
+    assert_eq!(theirs.body["@type"], "Error");
+    let made = w
+        .with_token("POST", orders, &ana, Some(checkout.clone()))
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    let order_id = made.body["id"].as_str().unwrap().to_string();
+    let one = format!("{orders}/{order_id}");
+    let done = wait_for_async("the order ended", async || {
+        let o = w.with_token("GET", &one, &ana, None).await;
+        assert_eq!(o.status, 200, "{:?}", o.body);
+        matches!(o.body["state"].as_str(), Some("completed" | "failed")).then_some(o.body)
+    })
+    .await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert!(
+        done["relatedParty"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == cid.as_str() && p["role"] == "customer"),
+        "{done}"
+    );
+    // Charged once at the OCS: 4.99 EUR of the payer's 100.00.
+    let left = w.sim.account(&format!("tel:{PAYER}")).unwrap().balance;
+    assert_eq!(left.to_string(), "95.01");
+    // The number is the order's.
+    let n = w
+        .with_token(
+            "GET",
+            "/tmf-api/resourceInventoryManagement/v4/resource/msisdn-34600100001",
+            &ana,
+            None,
+        )
+        .await;
+    assert_eq!(n.body["usageState"], "active", "{:?}", n.body);
+    assert_eq!(n.body["relatedParty"][0]["id"], order_id.as_str());
+    // The same checkout again: the same order, not a second charge.
+    let again = w.with_token("POST", orders, &ana, Some(checkout)).await;
+    assert_eq!(again.status, 200, "{:?}", again.body);
+    assert_eq!(again.body["id"], order_id.as_str());
+
+    // Ana's listing has the order; Bea's is empty and Ana's order is 404 to her.
+    let list = w.with_token("GET", orders, &ana, None).await;
+    assert_eq!(list.body.as_array().unwrap().len(), 1, "{:?}", list.body);
+    let list = w.with_token("GET", orders, &bea, None).await;
+    assert_eq!(list.body, json!([]));
+    assert_eq!(list.header("x-total-count"), Some("0"));
+    assert_eq!(w.with_token("GET", &one, &bea, None).await.status, 404);
+    // The back office (the application's credentials) sees it.
+    let auth = basic("shop", "shop-secret");
+    let back =
+        w.gw.request("GET", &one, Some(&auth), &[], None)
+            .await
+            .unwrap();
+    assert_eq!(back.status, 200);
+
+    // TMF629 with the token: her own customer only; no creating or deleting customers.
+    let mine = w.with_token("GET", customers, &ana, None).await;
+    assert_eq!(mine.status, 200, "{:?}", mine.body);
+    assert_eq!(mine.body.as_array().unwrap().len(), 1, "{:?}", mine.body);
+    assert_eq!(mine.body[0]["id"], cid.as_str());
+    let own = format!("{customers}/{cid}");
+    assert_eq!(w.with_token("GET", &own, &ana, None).await.status, 200);
+    let other = w.with_token("GET", &own, &bea, None).await;
+    assert_eq!(other.status, 404, "{:?}", other.body);
+    let renamed = w
+        .with_token("PATCH", &own, &ana, Some(json!({"name": "Ana Shop"})))
+        .await;
+    assert_eq!(renamed.status, 200, "{:?}", renamed.body);
+    assert_eq!(renamed.body["name"], "Ana Shop");
+    let moved = w
+        .with_token(
+            "PATCH",
+            &own,
+            &ana,
+            Some(json!({"engagedParty": {"id": "ind-someone-else"}})),
+        )
+        .await;
+    assert_eq!(moved.status, 403, "{:?}", moved.body);
+    assert_eq!(
+        w.with_token("PATCH", &own, &bea, Some(json!({"name": "x"})))
+            .await
+            .status,
+        404
+    );
+    let made = w
+        .with_token(
+            "POST",
+            customers,
+            &ana,
+            Some(json!({"engagedParty": {"id": "ind-x"}})),
+        )
+        .await;
+    assert_eq!(made.status, 403, "{:?}", made.body);
+    assert_eq!(w.with_token("DELETE", &own, &ana, None).await.status, 403);
+
+    // Outside the shop the token is refused: no charge of a subscriber, no balance, no
+    // parties (each in its family's error model).
+    let charge = w
+        .with_token(
+            "POST",
+            "/rest/payment/charge-amount",
+            &ana,
+            Some(
+                json!({"endUserIdentifier": format!("tel:{PAYER}"), "referenceCode": "r-ana-1",
+                "charge": {"amount": "1.00", "currency": "EUR", "description": "not hers"}}),
+            ),
+        )
+        .await;
+    assert_eq!(charge.status, 403, "{:?}", charge.body);
+    let bucket = w
+        .with_token(
+            "GET",
+            "/tmf-api/prepayBalanceManagement/v4/bucket?logicalResource.value=34671999000",
+            &ana,
+            None,
+        )
+        .await;
+    assert_eq!(bucket.status, 403, "{:?}", bucket.body);
+    let parties = w
+        .with_token("GET", "/tmf-api/partyManagement/v4/individual", &ana, None)
+        .await;
+    assert_eq!(parties.status, 403, "{:?}", parties.body);
+    assert_eq!(
+        w.sim
+            .account(&format!("tel:{PAYER}"))
+            .unwrap()
+            .balance
+            .to_string(),
+        "95.01"
+    );
+}
+
+async fn wait_for_async<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -57,6 +57,9 @@ pub struct App {
     operations: Vec<String>,
     admin: bool,
     oidc_client_id: String,
+    /// A user's token acts for the application within these operations only (none: the
+    /// application's own credentials, `allowed_operations` alone decides).
+    user_scope: Option<&'static [&'static str]>,
 }
 
 impl App {
@@ -121,6 +124,12 @@ impl Subject {
             phone_number: None,
             source,
         }
+    }
+
+    /// The customer a request's customer token acts for (none: the application's own
+    /// credentials, or no token bound to a customer).
+    pub fn customer_of(subject: Option<axum::Extension<Subject>>) -> Option<String> {
+        subject.and_then(|axum::Extension(s)| s.customer)
     }
 
     /// A token bound to a subscriber (CAMARA three-legged).
@@ -232,6 +241,7 @@ impl Apps {
                     operations: a.allowed_operations.clone(),
                     admin: a.admin,
                     oidc_client_id: a.oidc_client_id.clone(),
+                    user_scope: None,
                 })
             })
             .collect();
@@ -371,20 +381,71 @@ impl Apps {
     }
 }
 
+/// What a shop customer's access token may call (`[identity]` tokens): its carts and the
+/// orders made of them (`shopping-cart`), its own customer (`customer`), its session
+/// (`identity`). Never money movements for an arbitrary subscriber, parties or accounts:
+/// those take the application's own credentials.
+pub const CUSTOMER_SCOPE: &[&str] = &["shopping-cart", "customer", "identity"];
+
 impl Caller {
     pub fn id(&self) -> &str {
         &self.0.id
     }
 
+    /// The application as a user's token acts for it: its policy, and only the operations of
+    /// `scope` besides (a 403 in each family's error model for the others).
+    pub fn for_user(&self, scope: &'static [&'static str]) -> Caller {
+        let a = &self.0;
+        Caller(Arc::new(App {
+            id: a.id.clone(),
+            username: a.username.clone(),
+            password: None,
+            api_key: None,
+            currencies: a.currencies.clone(),
+            max_amount: a.max_amount,
+            operations: a.operations.clone(),
+            admin: false,
+            oidc_client_id: a.oidc_client_id.clone(),
+            user_scope: Some(scope),
+        }))
+    }
+
+    /// Why the caller may not use `what` (the operation `name`), for a 403.
+    pub fn refusal(&self, name: &str, what: &str) -> String {
+        if self.is_user() {
+            format!(
+                "a customer's access token may not use {what} ({name}): it is for the shop \
+                 ({}); use the application's credentials",
+                self.0.user_scope.unwrap_or_default().join(", ")
+            )
+        } else {
+            format!(
+                "application \"{}\" may not use {what} (allowed_operations lacks {name})",
+                self.0.id
+            )
+        }
+    }
+
+    /// A user's token (not the application's own credentials).
+    pub fn is_user(&self) -> bool {
+        self.0.user_scope.is_some()
+    }
+
+    /// `allowed_operations` (empty: all) and a user token's scope let `name` be called.
+    fn allows(&self, name: &str) -> bool {
+        let ops = &self.0.operations;
+        (ops.is_empty() || ops.iter().any(|o| o == name))
+            && self.0.user_scope.is_none_or(|s| s.contains(&name))
+    }
+
     /// The application may call `op` (`allowed_operations`, empty: all).
     pub fn permit(&self, op: Operation) -> Result<(), ApiError> {
-        let ops = &self.0.operations;
-        if !ops.is_empty() && !ops.iter().any(|o| o == op.name()) {
-            return Err(ApiError::policy(format!(
-                "application \"{}\" may not call {}",
-                self.0.id,
-                op.name()
-            )));
+        if !self.allows(op.name()) {
+            return Err(ApiError::policy(if self.is_user() {
+                self.refusal(op.name(), op.name())
+            } else {
+                format!("application \"{}\" may not call {}", self.0.id, op.name())
+            }));
         }
         Ok(())
     }
@@ -423,8 +484,7 @@ impl Caller {
 impl Caller {
     /// `allowed_operations` lets the application call the operation named `name` (empty: all).
     pub fn may_call(&self, name: &str) -> bool {
-        let ops = &self.0.operations;
-        ops.is_empty() || ops.iter().any(|o| o == name)
+        self.allows(name)
     }
 
     /// `allowed_currencies` lets the application move money in `code` (empty: any).
@@ -646,6 +706,16 @@ mod tests {
         assert_eq!(shop.max_amount(), Some(Decimal::new(50, 0)));
         assert_eq!(ops.max_amount(), None);
         assert!(ops.0.is_admin() && !shop.0.is_admin());
+        // A customer's token of "ops" (every operation allowed): the shop's only, never
+        // an administrator; "shop" (charge-amount only) by token: nothing of the shop.
+        let user = ops.for_user(CUSTOMER_SCOPE);
+        assert!(user.is_user() && !ops.is_user() && !user.0.is_admin());
+        assert!(user.may_call("shopping-cart") && user.may_call("customer"));
+        assert!(!user.may_call("charge-amount") && !user.may_call("party"));
+        assert!(!user.may_call("carrier-billing:payments:create"));
+        assert!(user.permit(Operation::ChargeAmount).is_err());
+        let user = shop.for_user(CUSTOMER_SCOPE);
+        assert!(!user.may_call("charge-amount") && !user.may_call("shopping-cart"));
     }
 
     #[test]

@@ -7,4 +7,5 @@ pub mod cc_flows;
 pub mod freediameter;
 pub mod postgres;
 pub mod process;
+pub mod smtp;
 pub mod wire;

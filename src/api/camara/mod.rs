@@ -309,10 +309,7 @@ impl Client {
         if self.0.may_call(scope) {
             Ok(())
         } else {
-            Err(CamaraError::permission(format!(
-                "Application \"{}\" is not allowed {scope}.",
-                self.id()
-            )))
+            Err(CamaraError::permission(self.0.refusal(scope, scope)))
         }
     }
 }

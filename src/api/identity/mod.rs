@@ -239,11 +239,9 @@ fn permit(caller: &Caller) -> Result<(), Refusal> {
     if caller.may_call(OPERATION) {
         Ok(())
     } else {
-        Err(tmf(TmfError::policy(format!(
-            "application \"{}\" may not use self-registration (allowed_operations lacks \
-             {OPERATION})",
-            caller.id()
-        ))))
+        Err(tmf(TmfError::policy(
+            caller.refusal(OPERATION, "self-registration"),
+        )))
     }
 }
 
@@ -562,7 +560,7 @@ impl crate::api::auth::TokenVerifier for IdentityVerifier {
             match crate::identity::verify_access_token(&self.0, token).await {
                 Ok(c) => match apps.by_id(&c.app) {
                     Some(app) => Verdict::Accepted(Subject {
-                        app,
+                        app: app.for_user(crate::api::auth::CUSTOMER_SCOPE),
                         customer: Some(c.cid),
                         phone_number: None,
                         source: SubjectSource::GatewayToken,

@@ -38,6 +38,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use self::pipeline::{OrderDoc, OrderState, PaymentMethod, Pipeline};
+use super::auth::{Caller, Subject};
 use super::tmf630::{self, answer, json, number_of, store_error};
 use super::tmf654::TmfCaller;
 use super::tmf654::error::TmfError;
@@ -177,15 +178,42 @@ fn payment_method(v: Option<Value>) -> Result<PaymentMethod, TmfError> {
 pub(crate) async fn create_order(
     State(st): State<ApiState>,
     TmfCaller(caller): TmfCaller,
+    subject: Option<Extension<Subject>>,
     pipeline: Option<Extension<Pipeline>>,
     body: TmfBody,
 ) -> Response {
-    answer(create(st, caller.id(), pipeline.map(|Extension(p)| p), body).await)
+    let customer = Subject::customer_of(subject);
+    answer(
+        async {
+            permit(&caller)?;
+            create(
+                st,
+                caller.id(),
+                customer.as_deref(),
+                pipeline.map(|Extension(p)| p),
+                body,
+            )
+            .await
+        }
+        .await,
+    )
+}
+
+/// Orders are the checkout of carts: the `shopping-cart` operation.
+fn permit(caller: &Caller) -> Result<(), TmfError> {
+    if caller.may_call(super::tmf663::CART_OPERATION) {
+        Ok(())
+    } else {
+        Err(TmfError::policy(
+            caller.refusal(super::tmf663::CART_OPERATION, "product orders"),
+        ))
+    }
 }
 
 async fn create(
     st: ApiState,
     app: &str,
+    customer: Option<&str>,
     pipeline: Option<Pipeline>,
     body: TmfBody,
 ) -> Result<Response, TmfError> {
@@ -252,7 +280,7 @@ async fn create(
             "the cart is being changed; retry",
         ));
     };
-    let (row, c) = cart::load(store, app, &cart_id)
+    let (row, c) = cart::load_for(store, app, customer, &cart_id)
         .await
         .map_err(store_error)?
         .ok_or_else(|| TmfError::not_found(format!("no shopping cart \"{cart_id}\"")))?;
@@ -343,14 +371,17 @@ fn new_id() -> String {
 pub(crate) async fn retrieve_order(
     State(st): State<ApiState>,
     TmfCaller(caller): TmfCaller,
+    subject: Option<Extension<Subject>>,
     Path(id): Path<String>,
     uri: Uri,
 ) -> Response {
+    let customer = Subject::customer_of(subject);
     answer(
         async {
+            permit(&caller)?;
             let q = tmf630::query(&uri, &["fields"])?;
             let id = tmf630::path_id("product order", &id)?;
-            let (_, doc) = pipeline::load(&st, caller.id(), &id)
+            let (_, doc) = pipeline::load_for(&st, caller.id(), customer.as_deref(), &id)
                 .await
                 .map_err(store_error)?
                 .ok_or_else(|| TmfError::not_found(format!("no product order \"{id}\"")))?;
@@ -378,10 +409,13 @@ pub(crate) async fn retrieve_order(
 pub(crate) async fn list_orders(
     State(st): State<ApiState>,
     TmfCaller(caller): TmfCaller,
+    subject: Option<Extension<Subject>>,
     uri: Uri,
 ) -> Response {
+    let customer = Subject::customer_of(subject);
     answer(
         async {
+            permit(&caller)?;
             let q = tmf630::query(&uri, &["state", "offset", "limit", "fields"])?;
             let (offset, limit) = tmf630::paging(&q, DEFAULT_LIMIT, MAX_LIMIT)?;
             let state = match tmf630::param(&q, "state") {
@@ -401,6 +435,7 @@ pub(crate) async fn list_orders(
                     app: Some(caller.id().to_string()),
                     kind: Some(pipeline::KIND_ORDER.into()),
                     state: state.map(|s| s.name().to_string()),
+                    parent: customer.clone(),
                     offset,
                     limit,
                     ..ResourceFilter::default()
@@ -544,6 +579,24 @@ fn total(t: &Total) -> Value {
 }
 
 /// The order as TMF622 shows it.
+/// The order's related parties: those given, and the customer whose token made it.
+fn related_party(o: &OrderDoc) -> Vec<Value> {
+    let mut parties = o.related_party.clone();
+    if let Some(c) = &o.customer
+        && !parties
+            .iter()
+            .any(|p| p.get("id").and_then(Value::as_str) == Some(c.as_str()))
+    {
+        parties.push(json!({
+            "id": c,
+            "href": crate::api::tmf629::href(c),
+            "role": "customer",
+            "@referredType": "Customer",
+        }));
+    }
+    parties
+}
+
 pub fn render(o: &OrderDoc) -> Value {
     let item_state = match o.state {
         OrderState::Completed => "completed",
@@ -621,7 +674,7 @@ pub fn render(o: &OrderDoc) -> Value {
         "orderTotalPrice": o.total.iter().map(total).collect::<Vec<_>>(),
         "paymentMethod": o.payment,
         "payment": payment,
-        "relatedParty": o.related_party,
+        "relatedParty": related_party(o),
         "shoppingCart": {"id": o.cart, "href": format!("/tmf-api/shoppingCart/v4/shoppingCart/{}", o.cart)},
         "orderPipeline": steps,
     });

@@ -196,6 +196,9 @@ pub struct OrderDoc {
     pub external_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The customer (TMF629 id) whose cart it was made of: that customer's token sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
     pub state: OrderState,
     pub steps: Vec<Step>,
     /// A step failed: the done steps are being undone.
@@ -255,7 +258,7 @@ pub fn row(app: &str, doc: &OrderDoc, due_ms: Option<i64>) -> ResourceRow {
         app: app.into(),
         kind: KIND_ORDER.into(),
         state: doc.state.name().into(),
-        parent: Some(doc.cart.clone()),
+        parent: doc.customer.clone(),
         due_ms: if doc.state.is_final() { None } else { due_ms },
         body: serde_json::to_string(doc).unwrap_or_default(),
         created_ms: doc.created_ms,
@@ -269,10 +272,23 @@ pub async fn load(
     app: &str,
     id: &str,
 ) -> Result<Option<(ResourceRow, OrderDoc)>, StoreError> {
+    load_for(st, app, None, id).await
+}
+
+/// An order of `app` (and of `customer`, when a customer's token asks), if it exists.
+pub async fn load_for(
+    st: &ApiState,
+    app: &str,
+    customer: Option<&str>,
+    id: &str,
+) -> Result<Option<(ResourceRow, OrderDoc)>, StoreError> {
     match st.charging.store().resource(id).await? {
         Some(r) if r.kind == KIND_ORDER && r.app == app => {
-            let doc = serde_json::from_str(&r.body)
+            let doc: OrderDoc = serde_json::from_str(&r.body)
                 .map_err(|e| StoreError(format!("order {id} unreadable: {e}")))?;
+            if customer.is_some_and(|c| doc.customer.as_deref() != Some(c)) {
+                return Ok(None);
+            }
             Ok(Some((r, doc)))
         }
         _ => Ok(None),
@@ -1044,6 +1060,7 @@ pub fn from_cart(
         related_party: c.related_party.clone(),
         external_id: None,
         description: None,
+        customer: c.customer.clone(),
         state: OrderState::Acknowledged,
         steps,
         compensating: false,

@@ -24,6 +24,7 @@ pub mod input;
 #[cfg(test)]
 mod tests;
 
+use axum::Extension;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode, Uri};
@@ -33,7 +34,7 @@ use serde_json::{Map, Value, json};
 use utoipa::openapi::OpenApi as Doc;
 use utoipa::{Modify, OpenApi};
 
-use super::auth::Caller;
+use super::auth::{Caller, Subject};
 use super::tmf630::{self, answer, json, page, query, select, store_error};
 use super::tmf632::input::Target;
 use super::tmf632::rest::{self, Filter};
@@ -95,6 +96,24 @@ pub fn href(id: &str) -> String {
 
 fn permit(caller: &Caller) -> Result<(), TmfError> {
     rest::permit(caller, CUSTOMER_OPERATION, "customers")
+}
+
+/// What only the application's own credentials may do (`what`), never a customer's token.
+fn back_office(caller: &Caller, what: &str) -> Result<(), TmfError> {
+    if caller.is_user() {
+        return Err(TmfError::policy(format!(
+            "a customer's access token may not {what}: use the application's credentials"
+        )));
+    }
+    Ok(())
+}
+
+/// A customer's token sees its own customer only: another is 404, as if it did not exist.
+fn mine(own: Option<&str>, id: &str) -> Result<(), TmfError> {
+    match own {
+        Some(c) if c != id => Err(rest::not_found("customer", id)),
+        _ => Ok(()),
+    }
 }
 
 /// The customer as served: its `account` the live billing accounts naming it.
@@ -201,6 +220,7 @@ async fn resolve(
 
 async fn create(st: ApiState, caller: Caller, body: TmfBody) -> Result<Response, TmfError> {
     permit(&caller)?;
+    back_office(&caller, "create customers")?;
     let v: Map<String, Value> = body.parse()?;
     let draft = input::read(&Value::Object(v), Target::Create)?;
     let id = parties::new_id(prefix::CUSTOMER);
@@ -244,10 +264,23 @@ async fn create(st: ApiState, caller: Caller, body: TmfBody) -> Result<Response,
     Ok(rest::created(&value(st.charging.store(), &s).await?))
 }
 
-async fn list(st: ApiState, caller: Caller, uri: Uri) -> Result<Response, TmfError> {
+async fn list(
+    st: ApiState,
+    caller: Caller,
+    own: Option<String>,
+    uri: Uri,
+) -> Result<Response, TmfError> {
     permit(&caller)?;
     let store = st.charging.store();
-    let (rows, total, keep) = rest::list(store, &caller, kind::CUSTOMER, &uri, FILTERS).await?;
+    let (rows, total, keep) = rest::list(
+        store,
+        &caller,
+        kind::CUSTOMER,
+        &uri,
+        FILTERS,
+        own.as_deref(),
+    )
+    .await?;
     let mut items = Vec::with_capacity(rows.len());
     for s in &rows {
         items.push(select(value(store, s).await?, keep.as_ref()));
@@ -258,11 +291,13 @@ async fn list(st: ApiState, caller: Caller, uri: Uri) -> Result<Response, TmfErr
 async fn retrieve(
     st: ApiState,
     caller: Caller,
+    own: Option<String>,
     id: Result<Path<String>, PathRejection>,
     uri: Uri,
 ) -> Result<Response, TmfError> {
     permit(&caller)?;
     let id = rest::path_id(id, "customer")?;
+    mine(own.as_deref(), &id)?;
     let q = query(&uri, &["fields"])?;
     let store = st.charging.store();
     let s = rest::load(store, &caller, kind::CUSTOMER, &id, "customer").await?;
@@ -283,11 +318,13 @@ fn engaged_id(v: &Value) -> Option<String> {
 async fn patch_op(
     st: ApiState,
     caller: Caller,
+    own: Option<String>,
     id: Result<Path<String>, PathRejection>,
     body: PatchBody,
 ) -> Result<Response, TmfError> {
     permit(&caller)?;
     let id = rest::path_id(id, "customer")?;
+    mine(own.as_deref(), &id)?;
     tracing::Span::current().record("operation_id", id.as_str());
     let s = rest::detached({
         let st = st.clone();
@@ -306,7 +343,18 @@ async fn patch_op(
                     format!("customer {id} was changed meanwhile; retry"),
                 ));
             }
-            let v = rest::patched(value(store, &before).await?, &body)?;
+            let was = value(store, &before).await?;
+            let v = rest::patched(was.clone(), &body)?;
+            if caller.is_user() {
+                for m in ["engagedParty", "relatedParty"] {
+                    if v.get(m) != was.get(m) {
+                        return Err(TmfError::policy(format!(
+                            "{m} of a customer is changed with the application's credentials, \
+                             not with a customer's access token"
+                        )));
+                    }
+                }
+            }
             let href = href(&id);
             let draft = input::read(
                 &v,
@@ -358,6 +406,7 @@ async fn delete_op(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, TmfError> {
     permit(&caller)?;
+    back_office(&caller, "delete customers")?;
     let id = rest::path_id(id, "customer")?;
     tracing::Span::current().record("operation_id", id.as_str());
     rest::detached(async move {
@@ -439,9 +488,10 @@ pub(crate) async fn create_customer(
 pub(crate) async fn list_customers(
     State(st): State<ApiState>,
     TmfCaller(caller): TmfCaller,
+    subject: Option<Extension<Subject>>,
     uri: Uri,
 ) -> Response {
-    answer(list(st, caller, uri).await)
+    answer(list(st, caller, Subject::customer_of(subject), uri).await)
 }
 
 /// One customer.
@@ -456,10 +506,11 @@ pub(crate) async fn list_customers(
 pub(crate) async fn retrieve_customer(
     State(st): State<ApiState>,
     TmfCaller(caller): TmfCaller,
+    subject: Option<Extension<Subject>>,
     id: Result<Path<String>, PathRejection>,
     uri: Uri,
 ) -> Response {
-    answer(retrieve(st, caller, id, uri).await)
+    answer(retrieve(st, caller, Subject::customer_of(subject), id, uri).await)
 }
 
 /// Changes a customer (merge patch or JSON Patch); its contact claims move with it.
@@ -477,10 +528,11 @@ pub(crate) async fn retrieve_customer(
 pub(crate) async fn patch_customer(
     State(st): State<ApiState>,
     TmfCaller(caller): TmfCaller,
+    subject: Option<Extension<Subject>>,
     id: Result<Path<String>, PathRejection>,
     body: PatchBody,
 ) -> Response {
-    answer(patch_op(st, caller, id, body).await)
+    answer(patch_op(st, caller, Subject::customer_of(subject), id, body).await)
 }
 
 /// Deletes a customer no billing account names; its contacts are released.

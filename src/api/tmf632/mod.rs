@@ -214,8 +214,15 @@ async fn create(
 
 async fn list(st: ApiState, caller: Caller, spec: Spec, uri: Uri) -> Result<Response, TmfError> {
     permit(&caller)?;
-    let (rows, total, keep) =
-        rest::list(st.charging.store(), &caller, spec.kind, &uri, spec.filters).await?;
+    let (rows, total, keep) = rest::list(
+        st.charging.store(),
+        &caller,
+        spec.kind,
+        &uri,
+        spec.filters,
+        None,
+    )
+    .await?;
     let items: Vec<Value> = rows
         .iter()
         .map(|s| select(value(s), keep.as_ref()))

@@ -42,10 +42,7 @@ pub fn permit(caller: &Caller, op: &str, what: &str) -> Result<(), TmfError> {
     if caller.may_call(op) {
         Ok(())
     } else {
-        Err(TmfError::policy(format!(
-            "application \"{}\" may not use {what} (allowed_operations lacks {op})",
-            caller.id()
-        )))
+        Err(TmfError::policy(caller.refusal(op, what)))
     }
 }
 
@@ -283,13 +280,14 @@ impl Filter {
 }
 
 /// A listing's rows of `kind` the caller sees, newest first: the page asked, the total that
-/// match, the `fields` kept.
+/// match, the `fields` kept. `only`: the one resource a customer's token may see.
 pub async fn list(
     store: &Store,
     caller: &Caller,
     kind: &str,
     uri: &Uri,
     filters: &[Filter],
+    only: Option<&str>,
 ) -> Result<(Vec<Stored>, usize, Option<HashSet<String>>), TmfError> {
     let mut known = vec!["fields", "offset", "limit"];
     known.extend(filters.iter().map(|f| f.name));
@@ -315,6 +313,22 @@ pub async fn list(
             .map(|r| parties::decode(r).map_err(store_error))
             .collect()
     };
+    let matching = |all: Vec<Stored>| {
+        let all: Vec<Stored> = all
+            .into_iter()
+            .filter(|s| asked.iter().all(|(f, v)| f.matches(&s.doc, v)))
+            .collect();
+        let total = all.len();
+        (all.into_iter().skip(offset).take(limit).collect(), total)
+    };
+    if let Some(id) = only {
+        let one = match parties::load(store, kind, id).await.map_err(store_error)? {
+            Some(s) if visible(&s.row, caller) => vec![s],
+            _ => Vec::new(),
+        };
+        let (page, total) = matching(one);
+        return Ok((page, total, fields(&q)));
+    }
     if asked.is_empty() {
         let (rows, total) = store
             .resources(filter(offset, limit))
@@ -326,11 +340,6 @@ pub async fn list(
         .resources(filter(0, MAX_SCAN))
         .await
         .map_err(store_error)?;
-    let all: Vec<Stored> = decode(rows)?
-        .into_iter()
-        .filter(|s| asked.iter().all(|(f, v)| f.matches(&s.doc, v)))
-        .collect();
-    let total = all.len();
-    let page = all.into_iter().skip(offset).take(limit).collect();
+    let (page, total) = matching(decode(rows)?);
     Ok((page, total, fields(&q)))
 }

@@ -138,10 +138,7 @@ fn permit(caller: &Caller, op: &str) -> Result<(), TmfError> {
     if caller.may_call(op) {
         Ok(())
     } else {
-        Err(TmfError::policy(format!(
-            "application \"{}\" may not call {op} (allowed_operations)",
-            caller.id()
-        )))
+        Err(TmfError::policy(caller.refusal(op, op)))
     }
 }
 

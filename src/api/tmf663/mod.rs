@@ -104,11 +104,9 @@ fn permit(caller: &Caller) -> Result<(), TmfError> {
     if caller.may_call(CART_OPERATION) {
         Ok(())
     } else {
-        Err(TmfError::policy(format!(
-            "application \"{}\" may not use shopping carts (allowed_operations lacks \
-             {CART_OPERATION})",
-            caller.id()
-        )))
+        Err(TmfError::policy(
+            caller.refusal(CART_OPERATION, "shopping carts"),
+        ))
     }
 }
 
@@ -438,7 +436,7 @@ pub(crate) async fn create_cart(
     body: TmfBody,
 ) -> Response {
     let settings = settings.map(|Extension(s)| s).unwrap_or_default();
-    answer(create(st, caller, customer_of(subject), settings, body).await)
+    answer(create(st, caller, Subject::customer_of(subject), settings, body).await)
 }
 
 async fn create(
@@ -497,7 +495,7 @@ pub(crate) async fn list_carts(
     subject: Option<Extension<Subject>>,
     uri: Uri,
 ) -> Response {
-    answer(list(st, caller, customer_of(subject), uri).await)
+    answer(list(st, caller, Subject::customer_of(subject), uri).await)
 }
 
 async fn list(
@@ -576,7 +574,7 @@ pub(crate) async fn retrieve_cart(
     id: Result<Path<String>, PathRejection>,
     uri: Uri,
 ) -> Response {
-    let customer = customer_of(subject);
+    let customer = Subject::customer_of(subject);
     answer(
         async {
             permit(&caller)?;
@@ -591,11 +589,6 @@ pub(crate) async fn retrieve_cart(
         }
         .await,
     )
-}
-
-/// The customer a customer's access token acts for (none: the application's credentials).
-fn customer_of(subject: Option<Extension<Subject>>) -> Option<String> {
-    subject.and_then(|Extension(s)| s.customer)
 }
 
 async fn load(
@@ -718,7 +711,17 @@ pub(crate) async fn patch_cart(
     body: PatchBody,
 ) -> Response {
     let settings = settings.map(|Extension(s)| s).unwrap_or_default();
-    answer(patch_op(st, caller, customer_of(subject), settings, id, body).await)
+    answer(
+        patch_op(
+            st,
+            caller,
+            Subject::customer_of(subject),
+            settings,
+            id,
+            body,
+        )
+        .await,
+    )
 }
 
 async fn patch_op(
@@ -805,7 +808,7 @@ pub(crate) async fn delete_cart(
     subject: Option<Extension<Subject>>,
     id: Result<Path<String>, PathRejection>,
 ) -> Response {
-    answer(delete_op(st, caller, customer_of(subject), id).await)
+    answer(delete_op(st, caller, Subject::customer_of(subject), id).await)
 }
 
 async fn delete_op(

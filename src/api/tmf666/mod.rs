@@ -171,6 +171,7 @@ async fn list(st: ApiState, caller: Caller, uri: Uri) -> Result<Response, TmfErr
         kind::BILLING_ACCOUNT,
         &uri,
         FILTERS,
+        None,
     )
     .await?;
     let items: Vec<Value> = rows
