@@ -413,9 +413,14 @@ impl Caller {
     /// Why the caller may not use `what` (the operation `name`), for a 403.
     pub fn refusal(&self, name: &str, what: &str) -> String {
         if self.is_user() {
+            let op = if what == name {
+                String::new()
+            } else {
+                format!(" ({name})")
+            };
             format!(
-                "a customer's access token may not use {what} ({name}): it is for the shop \
-                 ({}); use the application's credentials",
+                "a customer's access token may not use {what}{op}: it is for the shop ({}); \
+                 use the application's credentials",
                 self.0.user_scope.unwrap_or_default().join(", ")
             )
         } else {

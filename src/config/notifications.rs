@@ -101,6 +101,10 @@ pub struct SmtpConfig {
     /// Demo only, with no `host`: a mail is written to the log at info (recipient, subject,
     /// text) and counted delivered, instead of being dead.
     pub log: bool,
+    /// Demo only, with no `host`: each mail is written as an RFC 5322 `.eml` file into this
+    /// directory (made at start) and counted delivered: a local mailbox a newcomer (or a
+    /// script) reads the sign-up codes from. Empty: none.
+    pub mailbox_dir: String,
 }
 
 impl Default for SmtpConfig {
@@ -114,14 +118,15 @@ impl Default for SmtpConfig {
             from: String::new(),
             timeout: Duration::from_secs(10),
             log: false,
+            mailbox_dir: String::new(),
         }
     }
 }
 
 impl SmtpConfig {
-    /// Whether mail can be sent (a server, or the demo's log).
+    /// Whether mail can be sent (a server, or the demo's log or mailbox).
     pub fn enabled(&self) -> bool {
-        !self.host.is_empty() || self.log
+        !self.host.is_empty() || self.log || !self.mailbox_dir.is_empty()
     }
 
     /// The port connected to.
@@ -133,12 +138,28 @@ impl SmtpConfig {
         }
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.timeout.is_zero() {
             return Err(bad("notifications.smtp.timeout", "must be above zero"));
         }
+        if !self.from.trim().is_empty() && self.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(bad(
+                "notifications.smtp.from",
+                format!(
+                    "\"{}\" is not a mailbox (user@domain, or Name <user@domain>)",
+                    self.from
+                ),
+            ));
+        }
         if self.host.is_empty() {
             return Ok(());
+        }
+        if !self.mailbox_dir.is_empty() {
+            return Err(bad(
+                "notifications.smtp.mailbox_dir",
+                "the demo mailbox is for a gateway without a mail server: clear host, or \
+                 mailbox_dir",
+            ));
         }
         if self.host.len() > 253
             || self.host.starts_with(['.', '-'])

@@ -10,7 +10,8 @@
 //! SMTP answer: 2xx delivered | 4xx (transient, RFC 5321 4.2.1) retry | 5xx dead
 //! connection refused / reset, TLS failure, timeout: retry
 //! no [notifications.smtp] host: dead at once ("no [notifications.smtp] configured"),
-//!   or written to the log and counted delivered with `log = true` (demo)
+//!   or written to the log and counted delivered with `log = true` (demo), or written as
+//!   `<id>.eml` into `mailbox_dir` (demo: a local mailbox, lettre's file transport)
 //! ```
 //!
 //! The mail server is the operator's own configuration, so it is not subject to
@@ -24,7 +25,7 @@ use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::{Address, AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
@@ -75,7 +76,17 @@ enum Target {
     Log,
     /// Shared: the transport's configuration is large, and the outbox clones itself per delivery.
     Smtp(Arc<Smtp>),
+    /// No mail server, demo: `.eml` files in a directory.
+    Mailbox(Arc<LocalMailbox>),
 }
+
+struct LocalMailbox {
+    transport: AsyncFileTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+/// The `From:` of the demo mailbox when `from` is not given.
+const DEMO_FROM: &str = "Charging gateway demo <gateway@demo.invalid>";
 
 struct Smtp {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -88,6 +99,7 @@ impl std::fmt::Debug for Mailer {
             Target::None => "none",
             Target::Log => "log",
             Target::Smtp(_) => "smtp",
+            Target::Mailbox(_) => "mailbox",
         };
         f.debug_struct("Mailer").field("target", &target).finish()
     }
@@ -97,7 +109,22 @@ impl Mailer {
     /// From `[notifications.smtp]`; `hello` is the name given in EHLO (the Origin-Host).
     /// Fails on a `from` that is not a mailbox, or TLS parameters that cannot be built.
     pub fn new(c: &SmtpConfig, hello: &str) -> Result<Self, String> {
-        let target = if c.host.is_empty() {
+        let target = if c.host.is_empty() && !c.mailbox_dir.is_empty() {
+            let from = if c.from.trim().is_empty() {
+                DEMO_FROM
+            } else {
+                c.from.as_str()
+            };
+            let from: Mailbox = from
+                .parse()
+                .map_err(|e| format!("notifications.smtp.from: {e}"))?;
+            std::fs::create_dir_all(&c.mailbox_dir)
+                .map_err(|e| format!("notifications.smtp.mailbox_dir: {}: {e}", c.mailbox_dir))?;
+            Target::Mailbox(Arc::new(LocalMailbox {
+                transport: AsyncFileTransport::new(&c.mailbox_dir),
+                from,
+            }))
+        } else if c.host.is_empty() {
             if c.log { Target::Log } else { Target::None }
         } else {
             let from: Mailbox = c
@@ -164,18 +191,28 @@ impl Mailer {
                 );
                 return Attempt::Delivered;
             }
+            Target::Mailbox(m) => {
+                let message = match build(&m.from, to, &ev.id, body) {
+                    Ok(message) => message,
+                    Err(dead) => return dead,
+                };
+                return match m.transport.send(message).await {
+                    Ok(id) => {
+                        info!(event = %ev.id, file = %format!("{id}.eml"), "mail written to the demo mailbox");
+                        Attempt::Delivered
+                    }
+                    Err(e) => Attempt::Failed {
+                        reason: "mailbox",
+                        error: format!("the demo mailbox could not be written: {e}"),
+                        retry_after: None,
+                    },
+                };
+            }
             Target::Smtp(smtp) => (&smtp.transport, &smtp.from),
         };
-        let message = match Message::builder()
-            .from(from.clone())
-            .to(Mailbox::new(None, to))
-            .subject(body.subject.as_str())
-            .message_id(Some(message_id(&ev.id, from.email.domain())))
-            .header(ContentType::TEXT_PLAIN)
-            .body(body.text)
-        {
+        let message = match build(from, to, &ev.id, body) {
             Ok(m) => m,
-            Err(e) => return Attempt::Dead(format!("the mail cannot be built: {e}")),
+            Err(dead) => return dead,
         };
         match tokio::time::timeout(self.timeout, transport.send(message)).await {
             Ok(Ok(_)) => Attempt::Delivered,
@@ -190,6 +227,18 @@ impl Mailer {
             },
         }
     }
+}
+
+/// The message of mail event `event` (its Message-ID the same on every attempt).
+fn build(from: &Mailbox, to: Address, event: &str, body: MailBody) -> Result<Message, Attempt> {
+    Message::builder()
+        .from(from.clone())
+        .to(Mailbox::new(None, to))
+        .subject(body.subject.as_str())
+        .message_id(Some(message_id(event, from.email.domain())))
+        .header(ContentType::TEXT_PLAIN)
+        .body(body.text)
+        .map_err(|e| Attempt::Dead(format!("the mail cannot be built: {e}")))
 }
 
 fn tls_parameters(host: &str) -> Result<TlsParameters, String> {
@@ -319,5 +368,46 @@ mod tests {
             log.attempt(&event("mailto:a@example.com", "{}")).await,
             Attempt::Dead(w) if w.contains("subject")
         ));
+    }
+
+    #[tokio::test]
+    async fn the_demo_mailbox_keeps_each_mail_as_an_eml_file() {
+        let dir = std::env::temp_dir().join(format!("gw-mailbox-{}", fastrand::u64(..)));
+        let mailer = Mailer::new(
+            &SmtpConfig {
+                mailbox_dir: dir.join("box").display().to_string(),
+                ..SmtpConfig::default()
+            },
+            "gw.example",
+        )
+        .unwrap();
+        let body = r#"{"subject": "Your code", "text": "Your code is 123456."}"#;
+        assert_eq!(
+            mailer.attempt(&event("mailto:ana@example.com", body)).await,
+            Attempt::Delivered
+        );
+        let files: Vec<_> = std::fs::read_dir(dir.join("box"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(
+            files[0].extension().is_some_and(|e| e == "eml"),
+            "{files:?}"
+        );
+        let text = std::fs::read_to_string(&files[0]).unwrap();
+        assert!(text.contains("To: ana@example.com"), "{text}");
+        assert!(text.contains("Subject: Your code"), "{text}");
+        assert!(text.contains("Your code is 123456."), "{text}");
+        assert!(text.contains("Message-ID: <ev-m@demo.invalid>"), "{text}");
+        // A mail server and the demo mailbox at once is a configuration error.
+        let both = SmtpConfig {
+            host: "smtp.example".into(),
+            from: "a@example.com".into(),
+            mailbox_dir: "x".into(),
+            ..SmtpConfig::default()
+        };
+        assert!(both.validate().is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
