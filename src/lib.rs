@@ -7,6 +7,7 @@ pub mod api;
 pub mod charging;
 pub mod cli;
 pub mod config;
+pub mod contact;
 pub mod credit_control;
 pub mod diameter;
 pub mod fuzzing;

@@ -173,21 +173,18 @@ pub fn email(field: &'static str, s: &str) -> Result<String, IdentityError> {
         return Err(bad("an email address of 1 to 254 characters"));
     }
     let lower = s.to_lowercase();
-    match lower.parse::<lettre::Address>() {
-        Ok(a) if a.domain().contains('.') => Ok(lower),
-        _ => Err(bad("not an email address")),
+    if crate::contact::email_ok(&lower) {
+        Ok(lower)
+    } else {
+        Err(bad("not an email address"))
     }
 }
 
 /// A phone number in E.164 (`+` and 8 to 15 digits; spaces allowed), as its digits with `+`.
 pub fn phone(field: &'static str, s: &str) -> Result<String, IdentityError> {
     let compact: String = s.chars().filter(|c| *c != ' ').collect();
-    let digits = compact.strip_prefix('+').unwrap_or("");
-    if (8..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
-    {
-        Ok(format!("+{digits}"))
+    if crate::contact::phone_ok(&compact) {
+        Ok(compact)
     } else {
         Err(IdentityError::Invalid {
             field,

@@ -28,7 +28,7 @@ pub mod claims;
 
 use serde_json::{Map, Value};
 
-use crate::api::tmf663::input::{email_ok, phone_ok};
+use crate::contact::{email_ok, phone_ok};
 use crate::store::{ResourceRow, Store, StoreError, Write};
 pub use claims::{Claim, Holder, Key, Keyed};
 

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use crate::api::error::clip;
 use crate::api::tmf654::error::TmfError;
 use crate::api::tmf654::model::kind;
-use crate::api::tmf663::input::{email_ok, phone_ok};
+use crate::contact::{email_ok, phone_ok};
 
 /// Most contact media of one party or customer.
 pub const MAX_CONTACTS: usize = 10;

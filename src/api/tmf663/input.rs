@@ -20,6 +20,7 @@
 //! its `product.productCharacteristic[]` named `MSISDN` or `ICCID` (the number as `value`);
 //! both are taken out of the product kept, and rendered back as `realizingResource`.
 
+use crate::contact::{email_ok, phone_ok};
 use serde_json::{Map, Value};
 
 use super::model::{Contact, MAX_ITEMS, MAX_QUANTITY, MAX_RESOURCES, Medium};
@@ -570,44 +571,6 @@ fn contact(v: &Value, at: &str) -> Result<Contact, TmfError> {
     }
     let address = address.ok_or_else(|| TmfError::invalid(&format!("{cf}.{want}"), "required"))?;
     Ok(Contact { medium, address })
-}
-
-/// A plain address: `local@domain`, the local part of letters, digits and `.!#$%&'*+/=?^_`{|}~-`
-/// (no leading, trailing or double dot), the domain of two or more DNS labels, the last
-/// alphabetic. No quoted local parts, no IP literals.
-pub fn email_ok(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else {
-        return false;
-    };
-    let local_ok = !local.is_empty()
-        && local.len() <= 64
-        && !local.starts_with('.')
-        && !local.ends_with('.')
-        && !local.contains("..")
-        && local
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b));
-    let labels: Vec<&str> = domain.split('.').collect();
-    let domain_ok = s.len() <= 254
-        && labels.len() >= 2
-        && labels.iter().all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-        && labels
-            .last()
-            .is_some_and(|t| t.len() >= 2 && t.bytes().all(|b| b.is_ascii_alphabetic()));
-    local_ok && domain_ok
-}
-
-/// E.164 with its `+`: 8 to 15 digits, not starting with 0.
-pub fn phone_ok(s: &str) -> bool {
-    s.strip_prefix('+').is_some_and(|d| {
-        (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
-    })
 }
 
 /// `relatedParty[i]`: `{id, name?, role?, href?, @referredType?}`, kept as given.

@@ -24,7 +24,7 @@ use crate::api::tmf632::input::{
 };
 use crate::api::tmf654::error::TmfError;
 use crate::api::tmf654::model::kind;
-use crate::api::tmf663::input::phone_ok;
+use crate::contact::phone_ok;
 
 /// Most payment methods of one account.
 pub const MAX_PAYMENT_METHODS: usize = 5;
