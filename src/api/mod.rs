@@ -142,6 +142,18 @@ pub struct Route {
     handler: MethodRouter<ApiState>,
 }
 
+impl Route {
+    /// A route of a family that authenticates in its own handlers ([`Access::Family`]).
+    pub fn family(method: Method, path: &'static str, handler: MethodRouter<ApiState>) -> Self {
+        Self {
+            method,
+            path,
+            access: Access::Family,
+            handler,
+        }
+    }
+}
+
 /// Every route, in one table: the router is built from it and the OpenAPI test checks the
 /// document against it.
 pub fn routes() -> Vec<Route> {

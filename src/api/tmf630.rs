@@ -9,9 +9,10 @@ use axum::extract::Query;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::tmf654::error::{MEDIA_TYPE, TmfError};
+use super::tmf654::model::kind;
 use crate::store::StoreError;
 
 /// `body` as JSON with `status`.
@@ -177,6 +178,82 @@ pub fn document_errors(doc: &mut utoipa::openapi::OpenApi, base: &str, errors: &
             }
         }
     }
+}
+
+// ---- body members: typed, bounded, the member named in the 400 ----------------------------------
+
+pub fn object<'a>(v: &'a Value, at: &str) -> Result<&'a Map<String, Value>, TmfError> {
+    v.as_object()
+        .ok_or_else(|| TmfError::invalid(at, format!("expected an object, found {}", kind(v))))
+}
+
+pub fn array<'a>(v: &'a Value, at: &str, max: usize) -> Result<&'a [Value], TmfError> {
+    let a = v
+        .as_array()
+        .ok_or_else(|| TmfError::invalid(at, format!("expected an array, found {}", kind(v))))?;
+    if a.len() > max {
+        return Err(TmfError::invalid(at, format!("at most {max} entries")));
+    }
+    Ok(a)
+}
+
+pub fn string<'a>(v: &'a Value, at: &str) -> Result<&'a str, TmfError> {
+    v.as_str()
+        .ok_or_else(|| TmfError::invalid(at, format!("expected a string, found {}", kind(v))))
+}
+
+/// A string that is one of `names`.
+pub fn one_of<'a>(v: &'a Value, at: &str, names: &[&str]) -> Result<&'a str, TmfError> {
+    let s = string(v, at)?;
+    if names.contains(&s) {
+        Ok(s)
+    } else {
+        Err(TmfError::invalid(
+            at,
+            format!("\"{}\": one of {}", clip(s), names.join(", ")),
+        ))
+    }
+}
+
+/// `validFor` (TMF TimePeriod): `{startDateTime?, endDateTime?}` in RFC 3339, the end after
+/// the start; the two members (`@` members passed over).
+pub fn valid_for(v: &Value, at: &str) -> Result<Map<String, Value>, TmfError> {
+    let m = object(v, at)?;
+    let mut at_ns = [None, None];
+    let mut out = Map::new();
+    for (k, v) in m {
+        let field = format!("{at}.{}", clip(k));
+        let slot = match k.as_str() {
+            "startDateTime" => 0,
+            "endDateTime" => 1,
+            _ if k.starts_with('@') => continue,
+            _ => {
+                return Err(TmfError::invalid(
+                    &field,
+                    "not a member of TimePeriod (startDateTime, endDateTime)",
+                ));
+            }
+        };
+        let s = string(v, &field)?;
+        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| {
+                TmfError::invalid(
+                    &field,
+                    format!("\"{}\" is not an RFC 3339 date-time", clip(s)),
+                )
+            })?;
+        at_ns[slot] = Some(t.unix_timestamp_nanos());
+        out.insert(k.clone(), v.clone());
+    }
+    if let [Some(start), Some(end)] = at_ns
+        && end <= start
+    {
+        return Err(TmfError::invalid(
+            &format!("{at}.endDateTime"),
+            "must be after startDateTime",
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

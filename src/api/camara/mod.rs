@@ -70,7 +70,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
 use super::auth::Caller;
-use super::{Access, ApiState, Route};
+use super::{ApiState, Route};
 use crate::charging::locks::Held;
 use error::CamaraError;
 
@@ -166,14 +166,7 @@ pub mod scope {
 
 /// The family's routes, for the gateway's route table.
 pub fn routes() -> Vec<Route> {
-    let r = |method: Method, path: &'static str, handler: axum::routing::MethodRouter<ApiState>| {
-        Route {
-            method,
-            path,
-            access: Access::Family,
-            handler,
-        }
-    };
+    let r = Route::family;
     vec![
         r(Method::POST, PAYMENTS, post(payments::create_payment)),
         r(Method::GET, PAYMENTS, get(payments::retrieve_payments)),

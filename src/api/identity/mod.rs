@@ -24,12 +24,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::openapi::OpenApi as Doc;
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use super::Route;
 use super::auth::Caller;
 use super::tmf630;
 use super::tmf654::TmfCaller;
 use super::tmf654::error::{MEDIA_TYPE, TmfError};
 use super::tmf654::validate::TmfBody;
-use super::{Access, Route};
 use crate::identity::{self, Address, IdentityError, IdentityState, SignUp, Tokens, UserClaims};
 
 pub const BASE: &str = "/identity/v1";
@@ -45,12 +45,7 @@ pub const OPERATION: &str = "identity";
 
 /// The family's routes, for [`super::routes`].
 pub fn routes() -> Vec<Route> {
-    let r = |method: Method, path, handler| Route {
-        method,
-        path,
-        access: Access::Family,
-        handler,
-    };
+    let r = Route::family;
     vec![
         r(Method::POST, SIGN_UP, post(sign_up)),
         r(Method::POST, RESEND, post(resend)),

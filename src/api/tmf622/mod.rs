@@ -44,7 +44,7 @@ use super::tmf654::TmfCaller;
 use super::tmf654::error::TmfError;
 use super::tmf654::validate::TmfBody;
 use super::tmf663::model::{self as cart, LinePrice, Total};
-use super::{Access, ApiState, Route};
+use super::{ApiState, Route};
 use crate::store::{ResourceFilter, Write, now_ms};
 
 pub const BASE: &str = "/tmf-api/productOrderingManagement/v4";
@@ -57,12 +57,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// The family's routes, for [`super::routes`].
 pub fn routes() -> Vec<Route> {
-    let r = |method: Method, path, handler| Route {
-        method,
-        path,
-        access: Access::Family,
-        handler,
-    };
+    let r = Route::family;
     vec![
         r(Method::POST, ORDERS, post(create_order)),
         r(Method::GET, ORDERS, get(list_orders)),

@@ -42,7 +42,7 @@ use super::tmf654::TmfCaller;
 use super::tmf654::error::TmfError;
 use super::tmf654::validate::TmfBody;
 use super::tmf663::PatchBody;
-use super::{Access, ApiState, Route};
+use super::{ApiState, Route};
 use crate::parties::{self, Key, Stored, claims, kind, prefix, state};
 use crate::store::{ResourceFilter, Store};
 
@@ -75,12 +75,7 @@ const FILTERS: &[Filter] = &[
 
 /// The family's routes, for [`super::routes`].
 pub fn routes() -> Vec<Route> {
-    let r = |method: Method, path, handler| Route {
-        method,
-        path,
-        access: Access::Family,
-        handler,
-    };
+    let r = Route::family;
     vec![
         r(Method::POST, CUSTOMERS, post(create_customer)),
         r(Method::GET, CUSTOMERS, get(list_customers)),

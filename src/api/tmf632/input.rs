@@ -17,6 +17,7 @@
 use serde_json::{Map, Value};
 
 use crate::api::error::clip;
+use crate::api::tmf630;
 use crate::api::tmf654::error::TmfError;
 use crate::api::tmf654::model::kind;
 use crate::contact::{email_ok, phone_ok};
@@ -295,42 +296,7 @@ fn contact_medium(v: &Value, at: &str) -> Result<Value, TmfError> {
 
 /// `validFor`: `{startDateTime?, endDateTime?}` in RFC 3339, the end after the start.
 pub fn valid_for(v: &Value, at: &str) -> Result<Value, TmfError> {
-    let m = object(v, at)?;
-    let mut at_ns = [None, None];
-    let mut out = Map::new();
-    for (k, v) in m {
-        let field = format!("{at}.{}", clip(k));
-        let slot = match k.as_str() {
-            "startDateTime" => 0,
-            "endDateTime" => 1,
-            _ if k.starts_with('@') => continue,
-            _ => {
-                return Err(TmfError::invalid(
-                    &field,
-                    "not a member of TimePeriod (startDateTime, endDateTime)",
-                ));
-            }
-        };
-        let s = string(v, &field)?;
-        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-            .map_err(|_| {
-                TmfError::invalid(
-                    &field,
-                    format!("\"{}\" is not an RFC 3339 date-time", clip(s)),
-                )
-            })?;
-        at_ns[slot] = Some(t.unix_timestamp_nanos());
-        out.insert(k.clone(), v.clone());
-    }
-    if let [Some(start), Some(end)] = at_ns
-        && end <= start
-    {
-        return Err(TmfError::invalid(
-            &format!("{at}.endDateTime"),
-            "must be after startDateTime",
-        ));
-    }
-    Ok(Value::Object(out))
+    tmf630::valid_for(v, at).map(Value::Object)
 }
 
 /// A date (`1990-04-01`) or an RFC 3339 date-time.
@@ -404,25 +370,7 @@ pub struct Reference {
 
 // ---- typed members ---------------------------------------------------------------------------
 
-pub fn object<'a>(v: &'a Value, at: &str) -> Result<&'a Map<String, Value>, TmfError> {
-    v.as_object()
-        .ok_or_else(|| TmfError::invalid(at, format!("expected an object, found {}", kind(v))))
-}
-
-pub fn array<'a>(v: &'a Value, at: &str, max: usize) -> Result<&'a [Value], TmfError> {
-    let a = v
-        .as_array()
-        .ok_or_else(|| TmfError::invalid(at, format!("expected an array, found {}", kind(v))))?;
-    if a.len() > max {
-        return Err(TmfError::invalid(at, format!("at most {max} entries")));
-    }
-    Ok(a)
-}
-
-pub fn string<'a>(v: &'a Value, at: &str) -> Result<&'a str, TmfError> {
-    v.as_str()
-        .ok_or_else(|| TmfError::invalid(at, format!("expected a string, found {}", kind(v))))
-}
+pub use crate::api::tmf630::{array, object, string};
 
 /// A string of 1 to [`MAX_TEXT`] bytes.
 pub fn short<'a>(v: &'a Value, at: &str) -> Result<&'a str, TmfError> {
@@ -439,13 +387,5 @@ pub fn text(v: &Value, at: &str) -> Result<Value, TmfError> {
 }
 
 pub fn one_of(v: &Value, at: &str, names: &[&str]) -> Result<Value, TmfError> {
-    let s = string(v, at)?;
-    if names.contains(&s) {
-        Ok(Value::String(s.to_string()))
-    } else {
-        Err(TmfError::invalid(
-            at,
-            format!("\"{}\": one of {}", clip(s), names.join(", ")),
-        ))
-    }
+    tmf630::one_of(v, at, names).map(|s| Value::String(s.to_string()))
 }

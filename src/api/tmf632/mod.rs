@@ -45,7 +45,7 @@ use super::tmf654::TmfCaller;
 use super::tmf654::error::TmfError;
 use super::tmf654::validate::TmfBody;
 use super::tmf663::PatchBody;
-use super::{Access, ApiState, Route};
+use super::{ApiState, Route};
 use crate::parties::{self, Key, Keyed, claims, kind, prefix, state};
 use crate::store::{ResourceFilter, Store};
 use input::Target;
@@ -63,12 +63,7 @@ const MAX_ENGAGED: usize = 100;
 
 /// The family's routes, for [`super::routes`].
 pub fn routes() -> Vec<Route> {
-    let r = |method: Method, path, handler| Route {
-        method,
-        path,
-        access: Access::Family,
-        handler,
-    };
+    let r = Route::family;
     vec![
         r(Method::POST, INDIVIDUALS, post(create_individual)),
         r(Method::GET, INDIVIDUALS, get(list_individuals)),

@@ -55,7 +55,7 @@ use super::tmf630::{self, answer, json, param, query, select, store_error};
 use super::tmf654::TmfCaller;
 use super::tmf654::error::TmfError;
 use super::tmf654::validate::TmfBody;
-use super::{Access, ApiState, Route};
+use super::{ApiState, Route};
 use crate::store::{InventoryFilter, InventoryRow, InventoryStatus, Store, StoreError};
 
 pub const BASE: &str = "/tmf-api/resourceInventoryManagement/v4";
@@ -94,12 +94,7 @@ impl From<&crate::config::inventory::InventoryConfig> for Settings {
 
 /// The family's routes, for [`super::routes`].
 pub fn routes() -> Vec<Route> {
-    let r = |method: Method, path, handler| Route {
-        method,
-        path,
-        access: Access::Family,
-        handler,
-    };
+    let r = Route::family;
     vec![
         r(Method::GET, RESOURCES, get(list_resources)),
         r(Method::GET, RESOURCE, get(retrieve_resource)),

@@ -63,7 +63,7 @@ use self::topups::{BASE, Topups};
 use self::validate::{TmfBody, idempotency_key};
 use super::auth::Caller;
 use super::tmf630::{self, answer, fields, json, number, param, query, select};
-use super::{Access, ApiState, Route};
+use super::{ApiState, Route};
 use crate::api::payment::parse_decimal;
 use crate::credit_control::Money;
 
@@ -86,12 +86,7 @@ const BUCKET: &str = "/tmf-api/prepayBalanceManagement/v4/bucket/{id}";
 /// The family's routes, for [`super::routes`]. Their handlers authenticate (the
 /// [`TmfCaller`] extractor), so that a refusal is a TMF Error.
 pub fn routes() -> Vec<Route> {
-    let r = |method: Method, path, handler| Route {
-        method,
-        path,
-        access: Access::Family,
-        handler,
-    };
+    let r = Route::family;
     vec![
         r(Method::POST, TOPUPS, post(create_topup)),
         r(Method::GET, TOPUPS, get(list_topups)),

@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 
 use super::model::{Contact, MAX_ITEMS, MAX_QUANTITY, MAX_RESOURCES, Medium};
 use crate::api::error::clip;
+use crate::api::tmf630::{self, array, object, string};
 use crate::api::tmf654::error::TmfError;
 use crate::api::tmf654::model::kind;
 
@@ -637,41 +638,9 @@ fn characteristic(v: &Value, at: &str) -> Result<Value, TmfError> {
     Ok(v.clone())
 }
 
-/// `validFor`: `{startDateTime?, endDateTime?}` in RFC 3339, the end after the start.
+/// `validFor`, checked; kept as given.
 fn valid_for(v: &Value, at: &str) -> Result<Value, TmfError> {
-    let m = object(v, at)?;
-    let mut at_ms = [None, None];
-    for (k, v) in m {
-        let field = format!("{at}.{}", clip(k));
-        let slot = match k.as_str() {
-            "startDateTime" => 0,
-            "endDateTime" => 1,
-            _ if k.starts_with('@') => continue,
-            _ => {
-                return Err(TmfError::invalid(
-                    &field,
-                    "not a member of TimePeriod (startDateTime, endDateTime)",
-                ));
-            }
-        };
-        let s = string(v, &field)?;
-        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-            .map_err(|_| {
-                TmfError::invalid(
-                    &field,
-                    format!("\"{}\" is not an RFC 3339 date-time", clip(s)),
-                )
-            })?;
-        at_ms[slot] = Some(t.unix_timestamp_nanos());
-    }
-    if let [Some(start), Some(end)] = at_ms
-        && end <= start
-    {
-        return Err(TmfError::invalid(
-            &format!("{at}.endDateTime"),
-            "must be after startDateTime",
-        ));
-    }
+    tmf630::valid_for(v, at)?;
     Ok(v.clone())
 }
 
@@ -697,26 +666,6 @@ fn bounded(v: &Value, depth: usize, budget: &mut usize) -> bool {
 
 // ---- typed members ---------------------------------------------------------------------------
 
-fn object<'a>(v: &'a Value, at: &str) -> Result<&'a Map<String, Value>, TmfError> {
-    v.as_object()
-        .ok_or_else(|| TmfError::invalid(at, format!("expected an object, found {}", kind(v))))
-}
-
-fn array<'a>(v: &'a Value, at: &str, max: usize) -> Result<&'a [Value], TmfError> {
-    let a = v
-        .as_array()
-        .ok_or_else(|| TmfError::invalid(at, format!("expected an array, found {}", kind(v))))?;
-    if a.len() > max {
-        return Err(TmfError::invalid(at, format!("at most {max} entries")));
-    }
-    Ok(a)
-}
-
-fn string<'a>(v: &'a Value, at: &str) -> Result<&'a str, TmfError> {
-    v.as_str()
-        .ok_or_else(|| TmfError::invalid(at, format!("expected a string, found {}", kind(v))))
-}
-
 /// A string of at most 256 bytes.
 fn short<'a>(v: &'a Value, at: &str) -> Result<&'a str, TmfError> {
     let s = string(v, at)?;
@@ -727,15 +676,7 @@ fn short<'a>(v: &'a Value, at: &str) -> Result<&'a str, TmfError> {
 }
 
 fn one_of(v: &Value, at: &str, names: &[&str]) -> Result<String, TmfError> {
-    let s = string(v, at)?;
-    if names.contains(&s) {
-        Ok(s.to_string())
-    } else {
-        Err(TmfError::invalid(
-            at,
-            format!("\"{}\": one of {}", clip(s), names.join(", ")),
-        ))
-    }
+    tmf630::one_of(v, at, names).map(str::to_string)
 }
 
 /// A value, short, for an error message.

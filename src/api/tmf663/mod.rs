@@ -57,7 +57,7 @@ use super::tmf639::Settings;
 use super::tmf654::TmfCaller;
 use super::tmf654::error::TmfError;
 use super::tmf654::validate::TmfBody;
-use super::{Access, ApiState, Route};
+use super::{ApiState, Route};
 use crate::charging::locks::Held;
 use crate::store::{InventoryStatus, ResourceFilter, Store};
 use input::{Draft, Target};
@@ -85,12 +85,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// The family's routes, for [`super::routes`].
 pub fn routes() -> Vec<Route> {
-    let r = |method: Method, path, handler| Route {
-        method,
-        path,
-        access: Access::Family,
-        handler,
-    };
+    let r = Route::family;
     vec![
         r(Method::POST, CARTS, post(create_cart)),
         r(Method::GET, CARTS, get(list_carts)),

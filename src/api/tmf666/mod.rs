@@ -38,7 +38,7 @@ use super::tmf654::TmfCaller;
 use super::tmf654::error::TmfError;
 use super::tmf654::validate::TmfBody;
 use super::tmf663::PatchBody;
-use super::{Access, ApiState, Route};
+use super::{ApiState, Route};
 use crate::parties::{self, Stored, kind, prefix};
 use crate::store::Store;
 
@@ -69,12 +69,7 @@ const FILTERS: &[Filter] = &[
 
 /// The family's routes, for [`super::routes`].
 pub fn routes() -> Vec<Route> {
-    let r = |method: Method, path, handler| Route {
-        method,
-        path,
-        access: Access::Family,
-        handler,
-    };
+    let r = Route::family;
     vec![
         r(Method::POST, ACCOUNTS, post(create_account)),
         r(Method::GET, ACCOUNTS, get(list_accounts)),
