@@ -26,6 +26,8 @@ pub mod oidc;
 pub mod openapi;
 pub mod payment;
 pub mod server;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod tmf620;
 pub mod tmf622;
 pub mod tmf629;

@@ -230,6 +230,19 @@ fn state(st: Option<Extension<IdentityState>>) -> Result<IdentityState, Refusal>
     })
 }
 
+/// What every route taking a body does first: the application permitted, the state set up,
+/// the body read as `B`.
+fn begin<B: serde::de::DeserializeOwned>(
+    caller: &Caller,
+    st: Option<Extension<IdentityState>>,
+    body: TmfBody,
+) -> Result<(IdentityState, B), Refusal> {
+    permit(caller)?;
+    let st = state(st)?;
+    let b: B = body.parse().map_err(tmf)?;
+    Ok((st, b))
+}
+
 fn permit(caller: &Caller) -> Result<(), Refusal> {
     if caller.may_call(OPERATION) {
         Ok(())
@@ -296,9 +309,7 @@ pub(crate) async fn sign_up(
     body: TmfBody,
 ) -> Response {
     run(async {
-        permit(&caller)?;
-        let st = state(st)?;
-        let b: SignUpBody = body.parse().map_err(tmf)?;
+        let (st, b): (IdentityState, SignUpBody) = begin(&caller, st, body)?;
         let s = SignUp {
             email: optional("email", b.email, identity::email)?,
             phone: optional("phoneNumber", b.phone_number, identity::phone)?,
@@ -323,9 +334,7 @@ pub(crate) async fn resend(
     body: TmfBody,
 ) -> Response {
     run(async {
-        permit(&caller)?;
-        let st = state(st)?;
-        let b: AddressBody = body.parse().map_err(tmf)?;
+        let (st, b): (IdentityState, AddressBody) = begin(&caller, st, body)?;
         let to = address(b.email, b.phone_number)?;
         st.resend(caller.id(), &to, crate::store::now_ms())
             .await
@@ -346,9 +355,7 @@ pub(crate) async fn confirm(
     body: TmfBody,
 ) -> Response {
     run(async {
-        permit(&caller)?;
-        let st = state(st)?;
-        let b: ConfirmBody = body.parse().map_err(tmf)?;
+        let (st, b): (IdentityState, ConfirmBody) = begin(&caller, st, body)?;
         let to = address(b.email, b.phone_number)?;
         st.confirm(
             caller.id(),
@@ -379,9 +386,7 @@ pub(crate) async fn sign_in(
     body: TmfBody,
 ) -> Response {
     run(async {
-        permit(&caller)?;
-        let st = state(st)?;
-        let b: SignInBody = body.parse().map_err(tmf)?;
+        let (st, b): (IdentityState, SignInBody) = begin(&caller, st, body)?;
         let to = address(b.email, b.phone_number)?;
         let t = st
             .sign_in(caller.id(), &to, &b.password, crate::store::now_ms())
@@ -402,9 +407,7 @@ pub(crate) async fn refresh(
     body: TmfBody,
 ) -> Response {
     run(async {
-        permit(&caller)?;
-        let st = state(st)?;
-        let b: RefreshBody = body.parse().map_err(tmf)?;
+        let (st, b): (IdentityState, RefreshBody) = begin(&caller, st, body)?;
         let t = st
             .refresh(caller.id(), &b.refresh_token, crate::store::now_ms())
             .await
@@ -424,9 +427,7 @@ pub(crate) async fn sign_out(
     body: TmfBody,
 ) -> Response {
     run(async {
-        permit(&caller)?;
-        let st = state(st)?;
-        let b: RefreshBody = body.parse().map_err(tmf)?;
+        let (st, b): (IdentityState, RefreshBody) = begin(&caller, st, body)?;
         st.sign_out(caller.id(), &b.refresh_token, crate::store::now_ms())
             .await
             .map_err(refuse)?;

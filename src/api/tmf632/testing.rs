@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use serde_json::Value;
-use tower::ServiceExt;
 
+pub use crate::api::testing::Resp;
 use crate::api::{ApiState, Apps, router};
 use crate::config::{AppConfig, HttpConfig};
 use crate::store::Store;
@@ -39,41 +38,6 @@ pub struct World {
     _gw: crate::gateway::Gateway,
     pub store: Store,
     router: Router,
-}
-
-pub struct Resp {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl Resp {
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// A TMF Error with `status` and `code`: its message.
-    pub fn error(&self, status: u16, code: &str) -> String {
-        let v = self.json();
-        assert_eq!(self.status.as_u16(), status, "{v}");
-        assert_eq!(v["@type"], "Error", "{v}");
-        assert_eq!(v["code"], code, "{v}");
-        assert_eq!(v["status"], status.to_string(), "{v}");
-        v["message"].as_str().unwrap().to_string()
-    }
-
-    pub fn id(&self) -> String {
-        let v = self.json();
-        v["id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no id: {v}"))
-            .to_string()
-    }
 }
 
 pub async fn world() -> World {
@@ -113,29 +77,7 @@ impl World {
         content_type: Option<&str>,
         body: Option<String>,
     ) -> Resp {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("x-api-key", key);
-        if let Some(ct) = content_type {
-            req = req.header("content-type", ct);
-        }
-        let res = self
-            .router
-            .clone()
-            .oneshot(req.body(Body::from(body.unwrap_or_default())).unwrap())
-            .await
-            .unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        Resp {
-            status,
-            headers,
-            body,
-        }
+        crate::api::testing::send(&self.router, method, uri, key, content_type, body).await
     }
 
     pub async fn post_as(&self, key: &str, uri: &str, body: Value) -> Resp {

@@ -5,13 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::{Extension, Router};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 use super::model::{self, CartDoc, state};
+use crate::api::testing::Resp;
 use crate::api::tmf620::catalog::{self, Mode};
 use crate::api::tmf639::Settings;
 use crate::api::{ApiState, Apps, router};
@@ -43,32 +42,6 @@ struct World {
     _gw: crate::gateway::Gateway,
     store: Store,
     router: Router,
-}
-
-struct Resp {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// A TMF Error: its status is a 4xx, the body says so; the message.
-    fn error(&self) -> String {
-        let v = self.json();
-        assert!(self.status.is_client_error(), "{} {v}", self.status);
-        assert_eq!(v["@type"], "Error", "{v}");
-        assert_eq!(v["status"], self.status.as_u16().to_string(), "{v}");
-        v["message"].as_str().unwrap().to_string()
-    }
 }
 
 async fn world() -> World {
@@ -116,29 +89,7 @@ impl World {
         content_type: Option<&str>,
         body: Option<String>,
     ) -> Resp {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("x-api-key", key);
-        if let Some(ct) = content_type {
-            req = req.header("content-type", ct);
-        }
-        let res = self
-            .router
-            .clone()
-            .oneshot(req.body(Body::from(body.unwrap_or_default())).unwrap())
-            .await
-            .unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        Resp {
-            status,
-            headers,
-            body,
-        }
+        crate::api::testing::send(&self.router, method, uri, key, content_type, body).await
     }
 
     async fn create_as(&self, key: &str, body: Value) -> Resp {
@@ -486,7 +437,7 @@ async fn a_json_patch_adds_replaces_and_removes() {
         )
         .await;
     assert_eq!(p.status, StatusCode::BAD_REQUEST);
-    assert!(p.error().starts_with("body[1]: "), "{}", p.json());
+    assert!(p.client_error().starts_with("body[1]: "), "{}", p.json());
     assert_eq!(w.doc(&id).await.1.items.len(), 2);
     // remove: the number (released) and the phone.
     let p = w
@@ -553,11 +504,11 @@ async fn the_id_href_status_and_valid_for_cannot_be_patched() {
     ] {
         let p = w.json_patch(&id, body.clone()).await;
         assert_eq!(p.status, StatusCode::BAD_REQUEST, "{body}");
-        assert!(p.error().starts_with(field), "{body}: {}", p.json());
+        assert!(p.client_error().starts_with(field), "{body}: {}", p.json());
     }
     let p = w.merge(&id, json!({"id": "cart-other"})).await;
     assert_eq!(p.status, StatusCode::BAD_REQUEST);
-    assert!(p.error().starts_with("id: "));
+    assert!(p.client_error().starts_with("id: "));
     // Naming the cart's own id is no change.
     let p = w.merge(&id, json!({"id": id})).await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.json());
@@ -565,7 +516,7 @@ async fn the_id_href_status_and_valid_for_cannot_be_patched() {
     // A new cart gets its id from the gateway.
     let r = w.create(json!({"id": "mine", "cartItem": []})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.error().starts_with("id: "));
+    assert!(r.client_error().starts_with("id: "));
 }
 
 #[tokio::test]
@@ -587,7 +538,7 @@ async fn another_applications_cart_a_deleted_one_and_unknown_ids_are_404() {
         )
         .await;
     assert_eq!(p.status, StatusCode::NOT_FOUND);
-    p.error();
+    p.client_error();
     assert_eq!(
         w.delete_as("k-other", &id).await.status,
         StatusCode::NOT_FOUND
@@ -595,7 +546,7 @@ async fn another_applications_cart_a_deleted_one_and_unknown_ids_are_404() {
     for bad in ["cart-nope", "a%2Fb", "x".repeat(65).as_str()] {
         let r = w.get_as("k-shop", &format!("{CARTS}/{bad}")).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{bad}");
-        r.error();
+        r.client_error();
     }
     // Listing: the application's own carts only, newest first, paged.
     let id2 = id_of(&w.create(json!({"cartItem": []})).await);
@@ -661,7 +612,7 @@ async fn a_number_held_by_another_cart_is_409_and_nothing_of_the_request_is_kept
         .create(json!({"cartItem": [sim(1, Some("34600100002")), sim(1, Some("34600100001"))]}))
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    let m = r.error();
+    let m = r.client_error();
     assert_eq!(r.json()["code"], "CONFLICT");
     assert!(
         m.contains("cartItem[1]") && m.contains("msisdn-34600100001"),
@@ -722,7 +673,7 @@ async fn a_number_held_by_another_cart_is_409_and_nothing_of_the_request_is_kept
         .create(json!({"cartItem": [sim(1, Some("34699100001"))]}))
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    assert!(r.error().contains("ported in"));
+    assert!(r.client_error().contains("ported in"));
 }
 
 #[tokio::test]
@@ -799,11 +750,11 @@ async fn a_checked_out_cart_refuses_patch_and_delete() {
         .unwrap();
     let p = w.merge(&id, json!({"cartItem": []})).await;
     assert_eq!(p.status, StatusCode::CONFLICT);
-    let m = p.error();
+    let m = p.client_error();
     assert!(m.contains("checked out, order ord-42"), "{m}");
     let d = w.delete_as("k-shop", &id).await;
     assert_eq!(d.status, StatusCode::CONFLICT);
-    assert!(d.error().contains("ord-42"));
+    assert!(d.client_error().contains("ord-42"));
     assert_eq!(
         w.held("msisdn-34600100001").await.0,
         InventoryStatus::Reserved
@@ -955,7 +906,7 @@ async fn every_bad_input_is_a_tmf_error_naming_the_field() {
     for (body, field) in cases {
         let r = w.create(body.clone()).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.json());
-        let m = r.error();
+        let m = r.client_error();
         assert!(m.starts_with(field), "{body}: {m}");
     }
     // Nothing was held by any of them.
@@ -976,7 +927,7 @@ async fn every_bad_input_is_a_tmf_error_naming_the_field() {
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    r.error();
+    r.client_error();
     let r = w
         .send(
             Method::POST,
@@ -987,7 +938,7 @@ async fn every_bad_input_is_a_tmf_error_naming_the_field() {
         )
         .await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    r.error();
+    r.client_error();
     let id = id_of(&w.create(json!({"cartItem": []})).await);
     let uri = format!("{CARTS}/{id}");
     for (ct, body, status) in [
@@ -1033,7 +984,7 @@ async fn every_bad_input_is_a_tmf_error_naming_the_field() {
             "{ct} {body}: {}",
             String::from_utf8_lossy(&r.body)
         );
-        r.error();
+        r.client_error();
     }
     // Query parameters, authentication, policy.
     for q in [
@@ -1046,14 +997,14 @@ async fn every_bad_input_is_a_tmf_error_naming_the_field() {
     ] {
         let r = w.get_as("k-shop", &format!("{CARTS}{q}")).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}");
-        r.error();
+        r.client_error();
     }
     let r = w.get_as("k-nobody", CARTS).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    r.error();
+    r.client_error();
     let r = w.create_as("k-payer", json!({"cartItem": []})).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    r.error();
+    r.client_error();
     // The router's own answers under the base path are TMF Errors too.
     let r = w
         .send(
@@ -1068,7 +1019,7 @@ async fn every_bad_input_is_a_tmf_error_naming_the_field() {
     assert_eq!(r.json()["@type"], "Error");
     let r = w.get_as("k-shop", "/tmf-api/shoppingCart/v4/nothing").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    r.error();
+    r.client_error();
 }
 
 #[tokio::test]
@@ -1144,7 +1095,7 @@ async fn hostile_bodies_never_make_a_5xx() {
             String::from_utf8_lossy(&r.body)
         );
         if !r.status.is_success() {
-            r.error();
+            r.client_error();
         }
     }
 }
@@ -1161,7 +1112,11 @@ async fn patches_and_kept_values_are_bounded_and_nothing_is_kept_of_a_refused_on
         .collect();
     let r = w.json_patch(&id, Value::Array(ops)).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.error().contains("operations"), "{}", r.error());
+    assert!(
+        r.client_error().contains("operations"),
+        "{}",
+        r.client_error()
+    );
 
     // `copy` doubling the document at each step: refused at the operation that overgrows it,
     // not after building the whole thing.
@@ -1180,7 +1135,7 @@ async fn patches_and_kept_values_are_bounded_and_nothing_is_kept_of_a_refused_on
         "{}",
         String::from_utf8_lossy(&r.body)
     );
-    let msg = r.error();
+    let msg = r.client_error();
     assert!(msg.contains("too large") || msg.contains("nested"), "{msg}");
 
     // A characteristic value nested beyond what is kept.
@@ -1195,7 +1150,11 @@ async fn patches_and_kept_values_are_bounded_and_nothing_is_kept_of_a_refused_on
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.error().contains("nested deeper"), "{}", r.error());
+    assert!(
+        r.client_error().contains("nested deeper"),
+        "{}",
+        r.client_error()
+    );
 
     // None of the refused changes touched the stored cart.
     let (state, after) = w.doc(&id).await;
@@ -1211,5 +1170,5 @@ async fn patches_and_kept_values_are_bounded_and_nothing_is_kept_of_a_refused_on
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    r.error();
+    r.client_error();
 }
