@@ -118,7 +118,9 @@ pub async fn run(args: &ServeArgs) -> Result<String, String> {
     // The outbox: events delivered by this instance (stopped after the REST server, so that
     // the events of the last requests are posted too, and before the gateway).
     let outbox = if gw.config.notifications.deliver {
-        let settings = crate::notify::OutboxSettings::from_config(&gw.config);
+        let mut settings = crate::notify::OutboxSettings::from_config(&gw.config);
+        // Sign-up codes (and the CAMARA validation codes to come) are kept only as hashes.
+        settings.secret_kinds = vec![crate::identity::CODE_EVENT.to_string()];
         match crate::notify::Outbox::new(gw.store.clone(), settings) {
             Ok(o) => Some(o.spawn()),
             Err(e) => {

@@ -85,7 +85,13 @@ pub struct OutboxSettings {
     pub smtp: SmtpConfig,
     /// The name this instance gives in SMTP EHLO (the Origin-Host).
     pub hello_name: String,
+    /// Event kinds that carry a secret (a one-time code): once delivered or dead, the body
+    /// is replaced by [`REDACTED`], so the store keeps the code only as its hash.
+    pub secret_kinds: Vec<String>,
 }
+
+/// The body of a secret event once final (see [`OutboxSettings::secret_kinds`]).
+pub const REDACTED: &str = r#"{"redacted": "a one-time secret, removed once the event was final"}"#;
 
 impl OutboxSettings {
     /// From `[notifications]` with this instance's id and lease.
@@ -104,6 +110,7 @@ impl OutboxSettings {
             smtp: n.smtp.clone(),
             hello_name: instance_id.clone(),
             instance_id,
+            secret_kinds: Vec::new(),
         }
     }
 
@@ -426,6 +433,9 @@ impl Outbox {
                 }
             }
         }
+        if ev.state != EventState::Pending && self.settings.secret_kinds.contains(&ev.kind) {
+            ev.body = REDACTED.into();
+        }
         let (id, state, attempts) = (ev.id.clone(), ev.state, ev.attempts);
         let created = ev.created_ms;
         let error = ev.last_error.clone();
@@ -457,6 +467,13 @@ impl Outbox {
 
     /// Posts `ev` once, or mails it for a `mailto:` URL (no store access).
     pub async fn attempt(&self, ev: &EventRow) -> Attempt {
+        if ev.body == REDACTED {
+            return Attempt::Dead(
+                "its one-time secret was removed once the event was final: it cannot be sent \
+                 again (ask for a new code)"
+                    .into(),
+            );
+        }
         if mail::is_mail(&ev.url) {
             return self.mailer.attempt(ev).await;
         }
@@ -676,6 +693,41 @@ mod tests {
             updated_ms: 0,
             delivered_ms: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_secret_event_keeps_no_secret_once_final() {
+        let dir = std::env::temp_dir().join(format!("gw-outbox-secret-{}", fastrand::u64(..)));
+        let mut set = settings();
+        set.smtp.mailbox_dir = dir.display().to_string();
+        set.secret_kinds = vec!["identity.code".into()];
+        let store = Store::memory();
+        let outbox = Outbox::new(store.clone(), set).unwrap();
+        let mut ev = event("mailto:ana@example.com");
+        ev.kind = "identity.code".into();
+        ev.body = r#"{"subject": "Your code", "text": "your code is 123456"}"#.into();
+        store.put_event(ev.clone()).await.unwrap();
+        assert_eq!(outbox.deliver(ev).await, None);
+        let kept = store.event("ev-u").await.unwrap().unwrap();
+        assert_eq!(kept.state, EventState::Delivered);
+        assert_eq!(kept.body, REDACTED);
+        assert!(!kept.body.contains("123456"));
+        // The mail itself went out with the code.
+        let mail: String = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect();
+        assert!(mail.contains("your code is 123456"), "{mail}");
+        // Sent again (an operator's retry): dead, saying why, nothing sent.
+        assert!(matches!(outbox.attempt(&kept).await, Attempt::Dead(w) if w.contains("secret")));
+        // Another kind keeps its body.
+        let mut other = event("mailto:ana@example.com");
+        other.id = "ev-o".into();
+        other.body = r#"{"subject": "s", "text": "t"}"#.into();
+        store.put_event(other.clone()).await.unwrap();
+        outbox.deliver(other).await;
+        assert_ne!(store.event("ev-o").await.unwrap().unwrap().body, REDACTED);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
