@@ -10,7 +10,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -23,6 +23,7 @@ use charging_gateway::store::{Store, now_ms};
 mod support;
 use support::process::{GatewayProcess, TempDir, dictionaries};
 use support::smtp::SmtpServer;
+use support::wait_for;
 
 const ADMIN_KEY: &str = "ops-key";
 
@@ -155,20 +156,6 @@ async fn admin_event(gw: &GatewayProcess, id: &str) -> Value {
         .await
         .unwrap();
     if a.status == 200 { a.body } else { Value::Null }
-}
-
-async fn wait_for<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "gave up waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

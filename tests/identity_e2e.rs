@@ -671,7 +671,7 @@ async fn a_new_customer_buys_a_number_with_the_token() {
     assert_eq!(made.status, 201, "{:?}", made.body);
     let order_id = made.body["id"].as_str().unwrap().to_string();
     let one = format!("{orders}/{order_id}");
-    let done = wait_for_async("the order ended", async || {
+    let done = support::wait_for("the order ended", async || {
         let o = w.with_token("GET", &one, &ana, None).await;
         assert_eq!(o.status, 200, "{:?}", o.body);
         matches!(o.body["state"].as_str(), Some("completed" | "failed")).then_some(o.body)
@@ -795,18 +795,4 @@ async fn a_new_customer_buys_a_number_with_the_token() {
             .to_string(),
         "95.01"
     );
-}
-
-async fn wait_for_async<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "gave up waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
